@@ -1,0 +1,124 @@
+//! Small, non-panicking wrappers over the proxy-wasm host calls we use.
+
+use crate::gate::{Callout, Level, Response};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use std::time::{Duration, UNIX_EPOCH};
+
+pub fn now() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+pub fn random(buf: &mut [u8]) -> bool {
+    getrandom::getrandom(buf).is_ok()
+}
+
+pub fn log(level: Level, line: &str) {
+    let level = match level {
+        Level::Debug => LogLevel::Debug,
+        Level::Info => LogLevel::Info,
+        Level::Warn => LogLevel::Warn,
+    };
+    let _ = hostcalls::log(level, line);
+}
+
+pub fn log_error(line: &str) {
+    let _ = hostcalls::log(LogLevel::Error, line);
+}
+
+pub fn plugin_configuration(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+        .ok()
+        .flatten()
+}
+
+fn map_lossy(map: MapType) -> Vec<(String, String)> {
+    // Header values may hold non-UTF-8 bytes; the SDK's String API would panic on them.
+    hostcalls::get_map_bytes(map)
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn request_headers() -> Vec<(String, String)> {
+    map_lossy(MapType::HttpRequestHeaders)
+}
+
+pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).is_ok()
+}
+
+pub fn send_response(r: &Response) -> bool {
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    hostcalls::send_http_response(r.status as u32, headers, Some(r.body.as_bytes())).is_ok()
+}
+
+pub fn resume_request() -> bool {
+    hostcalls::resume_http_request().is_ok()
+}
+
+/// Makes later host calls act on `context_id`; false when that stream is gone.
+pub fn switch_to(context_id: u32) -> bool {
+    hostcalls::set_effective_context(context_id).is_ok()
+}
+
+pub fn set_tick(period: Duration) {
+    let _ = hostcalls::set_tick_period(period);
+}
+
+pub fn dispatch(cluster: &str, c: &Callout, timeout_ms: u64) -> Option<u32> {
+    let mut headers: Vec<(&str, &str)> = vec![
+        (":method", c.method),
+        (":path", &c.path),
+        (":authority", &c.authority),
+    ];
+    headers.extend(c.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let body = (!c.body.is_empty()).then_some(c.body.as_slice());
+    hostcalls::dispatch_http_call(
+        cluster,
+        headers,
+        body,
+        vec![],
+        Duration::from_millis(timeout_ms),
+    )
+    .ok()
+}
+
+/// The answer to a callout: `None` when it failed (timeout, reset, no healthy host).
+pub fn callout_response(num_headers: usize, body_size: usize) -> Option<(u16, Vec<u8>)> {
+    if num_headers == 0 {
+        return None;
+    }
+    let headers = map_lossy(MapType::HttpCallResponseHeaders);
+    let status = headers
+        .iter()
+        .find(|(n, _)| n == ":status")
+        .and_then(|(_, v)| v.parse::<u16>().ok())?;
+    let body = if body_size == 0 {
+        Vec::new()
+    } else {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    Some((status, body))
+}
+
+pub fn shared_get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> bool {
+    hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+}

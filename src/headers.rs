@@ -1,0 +1,167 @@
+//! The identity headers the app trusts: the full set we own (stripped from every client
+//! request, whatever its case or count), and the values we set from a session.
+
+use crate::config::Config;
+use crate::session::Session;
+
+/// Every header this filter may set. Client copies of all of them are removed on every
+/// request, even those the configuration does not set, so the app can never be fooled by
+/// a header it might read.
+pub const OWNED: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-preferred-username",
+    "x-auth-request-groups",
+    "x-auth-request-access-token",
+    "authorization",
+];
+
+pub fn is_owned(name: &str) -> bool {
+    OWNED.iter().any(|o| o.eq_ignore_ascii_case(name))
+}
+
+/// Header values are sent to the app verbatim; a claim carrying CR/LF or other controls
+/// must not be able to forge extra headers.
+fn clean(value: &str) -> String {
+    value.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// The headers for the app, as oauth2-proxy sets them for these options.
+pub fn for_upstream(config: &Config, s: &Session) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let groups = s
+        .groups
+        .iter()
+        .map(|g| clean(g))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut push = |name: &'static str, value: &str| {
+        if !value.is_empty() {
+            out.push((name, clean(value)));
+        }
+    };
+    if config.pass_user_headers {
+        push("x-forwarded-user", &s.user);
+        push("x-forwarded-email", &s.email);
+        push("x-forwarded-preferred-username", &s.preferred_username);
+        push("x-forwarded-groups", &groups);
+    }
+    if config.pass_access_token {
+        push("x-forwarded-access-token", &s.access_token);
+    }
+    if config.set_xauthrequest {
+        push_auth_request(&mut push, config, s, &groups);
+    }
+    if config.pass_authorization_header && !s.id_token.is_empty() {
+        out.push(("authorization", format!("Bearer {}", clean(&s.id_token))));
+    }
+    out
+}
+
+/// The `/oauth2/auth` response headers: oauth2-proxy's X-Auth-Request set, for an
+/// external-auth caller.
+pub fn for_auth_response(config: &Config, s: &Session) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let groups = s
+        .groups
+        .iter()
+        .map(|g| clean(g))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut push = |name: &'static str, value: &str| {
+        if !value.is_empty() {
+            out.push((name, clean(value)));
+        }
+    };
+    push_auth_request(&mut push, config, s, &groups);
+    if config.pass_authorization_header && !s.id_token.is_empty() {
+        out.push(("authorization", format!("Bearer {}", clean(&s.id_token))));
+    }
+    out
+}
+
+fn push_auth_request(
+    push: &mut impl FnMut(&'static str, &str),
+    config: &Config,
+    s: &Session,
+    groups: &str,
+) {
+    push("x-auth-request-user", &s.user);
+    push("x-auth-request-email", &s.email);
+    push("x-auth-request-preferred-username", &s.preferred_username);
+    push("x-auth-request-groups", groups);
+    if config.pass_access_token {
+        push("x-auth-request-access-token", &s.access_token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests_support::config;
+
+    fn session() -> Session {
+        Session {
+            user: "john".into(),
+            email: "john@example.com".into(),
+            preferred_username: "john".into(),
+            groups: vec!["dev".into(), "ops\r\nx-evil: 1".into()],
+            access_token: "AT".into(),
+            id_token: "ID".into(),
+            refresh_token: String::new(),
+            created_at: 0,
+            expires_at: 1,
+        }
+    }
+
+    #[test]
+    fn everything_we_set_is_owned() {
+        let mut c = config();
+        c.set_xauthrequest = true;
+        c.pass_access_token = true;
+        c.pass_authorization_header = true;
+        for (name, _) in for_upstream(&c, &session())
+            .iter()
+            .chain(for_auth_response(&c, &session()).iter())
+        {
+            assert!(is_owned(name), "{name}");
+        }
+        assert!(is_owned("X-AUTH-REQUEST-EMAIL"));
+        assert!(!is_owned("x-request-id"));
+    }
+
+    #[test]
+    fn options_select_headers() {
+        let mut c = config();
+        let h = for_upstream(&c, &session());
+        let names: Vec<_> = h.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "x-forwarded-user",
+                "x-forwarded-email",
+                "x-forwarded-preferred-username",
+                "x-forwarded-groups"
+            ]
+        );
+        c.pass_user_headers = false;
+        c.set_xauthrequest = true;
+        c.pass_authorization_header = true;
+        let h = for_upstream(&c, &session());
+        assert!(h.contains(&("x-auth-request-email", "john@example.com".into())));
+        assert!(h.contains(&("authorization", "Bearer ID".into())));
+        assert!(!h.iter().any(|(n, _)| n.starts_with("x-forwarded")));
+    }
+
+    #[test]
+    fn control_characters_cannot_split_headers() {
+        let h = for_upstream(&config(), &session());
+        let groups = h.iter().find(|(n, _)| *n == "x-forwarded-groups").unwrap();
+        assert_eq!(groups.1, "dev,opsx-evil: 1");
+    }
+}

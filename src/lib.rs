@@ -1,0 +1,33 @@
+//! wasm-oauth2-proxy: an OAuth2 / OpenID Connect login gate for Envoy.
+//!
+//! Everything that decides lives in plain, I/O-free modules so it can be tested natively;
+//! only `filter` talks to the proxy-wasm host.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod cookie;
+pub mod csrf;
+#[cfg(target_arch = "wasm32")]
+mod filter;
+pub mod gate;
+pub mod headers;
+pub mod oidc;
+pub mod pages;
+pub mod pkce;
+pub mod policy;
+pub mod provider;
+pub mod redirect;
+pub mod seal;
+pub mod session;

@@ -1,0 +1,237 @@
+//! JSON Web Key Sets (RFC 7517): only the signature-verification keys we can use.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use p256::ecdsa::VerifyingKey as P256Key;
+use rsa::{BigUint, RsaPublicKey};
+use serde_json::{Map, Value};
+
+use super::jwt::Alg;
+use super::{OidcError, MAX_DOCUMENT_BYTES};
+
+/// Below this, RSA signatures are forgeable with realistic effort (NIST SP 800-131A).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Bounds the work a kid-less token can cause (each candidate key costs one verification).
+const MAX_KEYS: usize = 32;
+
+/// Verifying key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PublicKey {
+    Rsa(RsaPublicKey),
+    P256(P256Key),
+}
+
+/// One usable verification key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jwk {
+    pub kid: Option<String>,
+    /// When set, the only algorithm this key may verify (RFC 7517 4.4).
+    pub alg: Option<Alg>,
+    pub(crate) key: PublicKey,
+}
+
+/// The usable keys of a provider's JWKS. Keep the raw body if it must be cached across
+/// workers; re-parsing is cheap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+impl Jwks {
+    /// Parses a JWKS, silently skipping keys we cannot or must not use (encryption keys,
+    /// unsupported types/curves, weak RSA), so one exotic key does not break login.
+    pub fn parse(body: &[u8]) -> Result<Jwks, OidcError> {
+        if body.len() > MAX_DOCUMENT_BYTES {
+            return Err(OidcError::Malformed);
+        }
+        let doc: Value = serde_json::from_slice(body).map_err(|_| OidcError::Malformed)?;
+        let entries = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or(OidcError::MissingField("keys"))?;
+        let keys: Vec<Jwk> = entries
+            .iter()
+            .filter_map(Value::as_object)
+            .filter_map(parse_key)
+            .take(MAX_KEYS)
+            .collect();
+        if keys.is_empty() {
+            return Err(OidcError::NoUsableKeys);
+        }
+        Ok(Jwks { keys })
+    }
+
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn keys(&self) -> &[Jwk] {
+        &self.keys
+    }
+}
+
+fn parse_key(obj: &Map<String, Value>) -> Option<Jwk> {
+    if !usable_for_verification(obj) {
+        return None;
+    }
+    // A present-but-non-string kid/alg is a broken key; skip rather than guess.
+    let kid = match obj.get("kid") {
+        None => None,
+        Some(v) => Some(v.as_str()?.to_owned()),
+    };
+    let alg = match obj.get("alg") {
+        None => None,
+        Some(v) => Some(Alg::from_name(v.as_str()?)?),
+    };
+    let key = match obj.get("kty")?.as_str()? {
+        "RSA" => rsa_key(obj)?,
+        "EC" => p256_key(obj)?,
+        _ => return None,
+    };
+    if let Some(alg) = alg {
+        if !alg.fits(&key) {
+            return None;
+        }
+    }
+    Some(Jwk { kid, alg, key })
+}
+
+fn usable_for_verification(obj: &Map<String, Value>) -> bool {
+    let use_ok = match obj.get("use") {
+        None => true,
+        Some(v) => v.as_str() == Some("sig"),
+    };
+    let ops_ok = match obj.get("key_ops") {
+        None => true,
+        Some(v) => v
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|op| op.as_str() == Some("verify"))),
+    };
+    use_ok && ops_ok
+}
+
+fn rsa_key(obj: &Map<String, Value>) -> Option<PublicKey> {
+    let n = BigUint::from_bytes_be(&b64_field(obj, "n")?);
+    let e = BigUint::from_bytes_be(&b64_field(obj, "e")?);
+    if n.bits() < MIN_RSA_BITS {
+        return None;
+    }
+    // `new` also enforces the 4096-bit ceiling and sane exponents.
+    RsaPublicKey::new(n, e).ok().map(PublicKey::Rsa)
+}
+
+fn p256_key(obj: &Map<String, Value>) -> Option<PublicKey> {
+    if obj.get("crv")?.as_str()? != "P-256" {
+        return None;
+    }
+    let x = b64_field(obj, "x")?;
+    let y = b64_field(obj, "y")?;
+    if x.len() != 32 || y.len() != 32 {
+        return None;
+    }
+    let mut sec1 = Vec::with_capacity(65);
+    sec1.push(0x04);
+    sec1.extend_from_slice(&x);
+    sec1.extend_from_slice(&y);
+    // Rejects points not on the curve, which would otherwise enable invalid-curve tricks.
+    P256Key::from_sec1_bytes(&sec1).ok().map(PublicKey::P256)
+}
+
+/// Some providers pad JWK members despite RFC 7518; padding is harmless here because
+/// key material is not signed over, unlike JWS segments.
+fn b64_field(obj: &Map<String, Value>, name: &str) -> Option<Vec<u8>> {
+    let s = obj.get(name)?.as_str()?;
+    URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oidc::testkeys;
+    use rsa::traits::PublicKeyParts;
+    use rsa::RsaPrivateKey;
+    use serde_json::json;
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn rsa_jwk(key: &RsaPublicKey, kid: &str) -> Value {
+        json!({"kty": "RSA", "kid": kid, "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be())})
+    }
+
+    #[test]
+    fn parses_test_jwks() {
+        let jwks = Jwks::parse(testkeys::jwks_json().as_bytes()).unwrap();
+        assert_eq!(jwks.len(), 2);
+        assert!(jwks.has_kid("rsa1"));
+        assert!(jwks.has_kid("ec1"));
+        assert!(!jwks.has_kid("nope"));
+    }
+
+    #[test]
+    fn rejects_small_rsa_keys() {
+        let small = RsaPrivateKey::new(&mut rand::thread_rng(), 1024).unwrap();
+        let body = json!({"keys": [rsa_jwk(&small.to_public_key(), "small")]}).to_string();
+        assert_eq!(Jwks::parse(body.as_bytes()), Err(OidcError::NoUsableKeys));
+
+        let big = testkeys::rsa_key().to_public_key();
+        let body =
+            json!({"keys": [rsa_jwk(&small.to_public_key(), "small"), rsa_jwk(&big, "big")]});
+        let jwks = Jwks::parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(jwks.len(), 1);
+        assert!(jwks.has_kid("big") && !jwks.has_kid("small"));
+    }
+
+    #[test]
+    fn skips_unusable_keys() {
+        let pubkey = testkeys::rsa_key().to_public_key();
+        let mut enc = rsa_jwk(&pubkey, "enc");
+        enc["use"] = json!("enc");
+        let mut wrap = rsa_jwk(&pubkey, "wrap");
+        wrap["key_ops"] = json!(["wrapKey"]);
+        let mut mismatched = rsa_jwk(&pubkey, "es");
+        mismatched["alg"] = json!("ES256");
+        let mut hs = rsa_jwk(&pubkey, "hs");
+        hs["alg"] = json!("HS256");
+        let body = json!({"keys": [
+            enc, wrap, mismatched, hs,
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "oct"},
+            {"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA", "kid": "p384"},
+            {"kty": "EC", "crv": "P-256", "x": b64(&[1; 32]), "y": b64(&[2; 32]), "kid": "offcurve"},
+            {"kty": "OKP", "crv": "Ed25519", "x": "AA"},
+            "not an object",
+            rsa_jwk(&pubkey, "good"),
+        ]});
+        let jwks = Jwks::parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(jwks.len(), 1);
+        assert!(jwks.has_kid("good"));
+    }
+
+    #[test]
+    fn accepts_padded_members_and_alg() {
+        let pubkey = testkeys::rsa_key().to_public_key();
+        let n = base64::engine::general_purpose::URL_SAFE.encode(pubkey.n().to_bytes_be());
+        let body =
+            json!({"keys": [{"kty": "RSA", "n": n, "e": "AQAB", "alg": "PS256", "use": "sig"}]});
+        let jwks = Jwks::parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(jwks.keys().first().and_then(|k| k.alg), Some(Alg::PS256));
+        assert_eq!(jwks.keys().first().and_then(|k| k.kid.clone()), None);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(Jwks::parse(b"{"), Err(OidcError::Malformed));
+        assert_eq!(Jwks::parse(b"{}"), Err(OidcError::MissingField("keys")));
+        assert_eq!(Jwks::parse(br#"{"keys":[]}"#), Err(OidcError::NoUsableKeys));
+    }
+}

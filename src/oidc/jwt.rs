@@ -1,0 +1,466 @@
+//! JWS compact-serialization verification (RFC 7515) with a fixed asymmetric allow-list.
+//!
+//! The algorithm is always checked against the type of the key actually used, so a token
+//! cannot choose `none`, an HMAC keyed with public-key bytes, or a key/alg mismatch.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use p256::ecdsa::signature::Verifier as _;
+use rsa::traits::PublicKeyParts;
+use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::digest::DynDigest;
+use sha2::{Digest, Sha256, Sha384, Sha512};
+
+use super::jwks::{Jwk, Jwks, PublicKey};
+use super::JwtError;
+
+/// ID tokens are a few KiB even with many groups; a cap bounds parsing and hashing work.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+// DigestInfo prefixes (RFC 8017 9.2 note 1). Hard-coded because the `oid` feature of sha2
+// that would let rsa derive them is not enabled in the wasm build.
+const SHA256_PREFIX: &[u8] = &[
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
+const SHA384_PREFIX: &[u8] = &[
+    0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05,
+    0x00, 0x04, 0x30,
+];
+const SHA512_PREFIX: &[u8] = &[
+    0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05,
+    0x00, 0x04, 0x40,
+];
+
+/// The only JWS algorithms we accept. Anything else (none, HS*, ES384, EdDSA...) is refused.
+#[allow(clippy::upper_case_acronyms)] // names mirror the JOSE registry spelling
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+}
+
+impl Alg {
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Some(match name {
+            "RS256" => Alg::RS256,
+            "RS384" => Alg::RS384,
+            "RS512" => Alg::RS512,
+            "PS256" => Alg::PS256,
+            "PS384" => Alg::PS384,
+            "PS512" => Alg::PS512,
+            "ES256" => Alg::ES256,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+        }
+    }
+
+    pub(crate) fn fits(self, key: &PublicKey) -> bool {
+        match key {
+            PublicKey::Rsa(_) => self != Alg::ES256,
+            PublicKey::P256(_) => self == Alg::ES256,
+        }
+    }
+}
+
+/// Verifies `token` against `jwks` and returns its claims. Claims are NOT validated
+/// here (see `id_token`); this only establishes who signed the bytes.
+pub fn verify(token: &str, jwks: &Jwks) -> Result<Map<String, Value>, JwtError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(JwtError::TooLarge);
+    }
+    let (signing_input, sig_b64) = token.rsplit_once('.').ok_or(JwtError::Malformed)?;
+    let (header_b64, payload_b64) = signing_input.split_once('.').ok_or(JwtError::Malformed)?;
+    if payload_b64.contains('.') {
+        return Err(JwtError::Malformed);
+    }
+
+    let header = decode_object(header_b64)?;
+    let alg_name = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(JwtError::Malformed)?;
+    let alg = Alg::from_name(alg_name).ok_or(JwtError::AlgNotAllowed)?;
+    if header.contains_key("crit") {
+        return Err(JwtError::CritHeader);
+    }
+    // jku / x5u / jwk / x5c are ignored on purpose: keys only ever come from the
+    // configured JWKS, never from the token itself.
+    let kid = match header.get("kid") {
+        None => None,
+        Some(v) => Some(v.as_str().ok_or(JwtError::Malformed)?),
+    };
+
+    let signature = decode(sig_b64)?;
+    let candidates = select_keys(jwks, kid, alg)?;
+    let input = signing_input.as_bytes();
+    if !candidates
+        .iter()
+        .any(|k| signature_valid(alg, &k.key, input, &signature))
+    {
+        return Err(JwtError::BadSignature);
+    }
+    decode_object(payload_b64)
+}
+
+fn select_keys<'a>(jwks: &'a Jwks, kid: Option<&str>, alg: Alg) -> Result<Vec<&'a Jwk>, JwtError> {
+    let allows = |k: &&Jwk| alg.fits(&k.key) && k.alg.is_none_or(|a| a == alg);
+    match kid {
+        Some(kid) => {
+            let named: Vec<&Jwk> = jwks
+                .keys()
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid))
+                .collect();
+            if named.is_empty() {
+                return Err(JwtError::UnknownKid);
+            }
+            let usable: Vec<&Jwk> = named.into_iter().filter(allows).collect();
+            if usable.is_empty() {
+                return Err(JwtError::AlgNotAllowed);
+            }
+            Ok(usable)
+        }
+        None => {
+            let usable: Vec<&Jwk> = jwks.keys().iter().filter(allows).collect();
+            if usable.is_empty() {
+                return Err(JwtError::NoMatchingKey);
+            }
+            Ok(usable)
+        }
+    }
+}
+
+fn signature_valid(alg: Alg, key: &PublicKey, input: &[u8], sig: &[u8]) -> bool {
+    match (alg, key) {
+        (Alg::ES256, PublicKey::P256(key)) => {
+            // JOSE uses fixed-width r||s (RFC 7518 3.4), not DER; from_slice insists on 64 bytes.
+            p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
+        }
+        (Alg::RS256, PublicKey::Rsa(key)) => pkcs1::<Sha256>(key, SHA256_PREFIX, input, sig),
+        (Alg::RS384, PublicKey::Rsa(key)) => pkcs1::<Sha384>(key, SHA384_PREFIX, input, sig),
+        (Alg::RS512, PublicKey::Rsa(key)) => pkcs1::<Sha512>(key, SHA512_PREFIX, input, sig),
+        (Alg::PS256, PublicKey::Rsa(key)) => pss::<Sha256>(key, input, sig),
+        (Alg::PS384, PublicKey::Rsa(key)) => pss::<Sha384>(key, input, sig),
+        (Alg::PS512, PublicKey::Rsa(key)) => pss::<Sha512>(key, input, sig),
+        _ => false,
+    }
+}
+
+fn pkcs1<D: Digest>(key: &RsaPublicKey, prefix: &[u8], input: &[u8], sig: &[u8]) -> bool {
+    if sig.len() != key.size() {
+        return false;
+    }
+    let scheme = Pkcs1v15Sign {
+        hash_len: Some(<D as Digest>::output_size()),
+        prefix: prefix.into(),
+    };
+    key.verify(scheme, &D::digest(input), sig).is_ok()
+}
+
+fn pss<D>(key: &RsaPublicKey, input: &[u8], sig: &[u8]) -> bool
+where
+    D: 'static + Digest + DynDigest + Send + Sync,
+{
+    if sig.len() != key.size() {
+        return false;
+    }
+    // Pss::new fixes the salt length to the hash length, as RFC 7518 3.5 requires.
+    key.verify(Pss::new::<D>(), &<D as Digest>::digest(input), sig)
+        .is_ok()
+}
+
+/// Strict base64url: no padding, no whitespace, no non-canonical trailing bits, so each
+/// token has exactly one accepted encoding.
+fn decode(segment: &str) -> Result<Vec<u8>, JwtError> {
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| JwtError::BadEncoding)
+}
+
+fn decode_object(segment: &str) -> Result<Map<String, Value>, JwtError> {
+    let bytes = decode(segment)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(JwtError::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oidc::testkeys::{self, b64};
+    use hmac::{Hmac, Mac};
+    use rsa::traits::PublicKeyParts;
+    use serde_json::json;
+
+    fn claims() -> Value {
+        json!({"sub": "alice", "iss": "https://idp.example.com"})
+    }
+
+    fn jwks() -> Jwks {
+        testkeys::jwks()
+    }
+
+    #[test]
+    fn accepts_rs256_ps256_es256() {
+        for token in [
+            testkeys::sign_rs256(Some("rsa1"), &claims()),
+            testkeys::sign_ps256(Some("rsa1"), &claims()),
+            testkeys::sign_es256(Some("ec1"), &claims()),
+        ] {
+            let got = verify(&token, &jwks()).unwrap();
+            assert_eq!(got.get("sub"), Some(&json!("alice")));
+        }
+    }
+
+    #[test]
+    fn accepts_rs384_rs512_ps384_ps512() {
+        for alg in ["RS384", "RS512", "PS384", "PS512"] {
+            let token = testkeys::sign(&json!({"alg": alg, "kid": "rsa1"}), &claims());
+            assert!(verify(&token, &jwks()).is_ok(), "{alg}");
+        }
+    }
+
+    #[test]
+    fn kid_absent_tries_compatible_keys() {
+        let token = testkeys::sign_rs256(None, &claims());
+        assert!(verify(&token, &jwks()).is_ok());
+        let token = testkeys::sign_es256(None, &claims());
+        assert!(verify(&token, &jwks()).is_ok());
+    }
+
+    #[test]
+    fn kid_absent_single_key() {
+        let only_rsa = testkeys::jwks_json_for(&[testkeys::rsa_jwk(None, None)]);
+        let jwks = Jwks::parse(only_rsa.as_bytes()).unwrap();
+        assert!(verify(&testkeys::sign_rs256(None, &claims()), &jwks).is_ok());
+        assert_eq!(
+            verify(&testkeys::sign_es256(None, &claims()), &jwks),
+            Err(JwtError::NoMatchingKey)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_signature() {
+        for token in [
+            testkeys::sign_rs256(Some("rsa1"), &claims()),
+            testkeys::sign_ps256(Some("rsa1"), &claims()),
+            testkeys::sign_es256(Some("ec1"), &claims()),
+        ] {
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+            raw[5] ^= 1;
+            let forged = format!("{input}.{}", b64(&raw));
+            assert_eq!(verify(&forged, &jwks()), Err(JwtError::BadSignature));
+        }
+    }
+
+    #[test]
+    fn rejects_tampered_payload() {
+        let token = testkeys::sign_rs256(Some("rsa1"), &claims());
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let evil = b64(json!({"sub": "mallory"}).to_string().as_bytes());
+        parts[1] = &evil;
+        assert_eq!(
+            verify(&parts.join("."), &jwks()),
+            Err(JwtError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn rejects_alg_none() {
+        let header = b64(br#"{"alg":"none"}"#);
+        let payload = b64(claims().to_string().as_bytes());
+        for token in [
+            format!("{header}.{payload}."),
+            format!("{header}.{payload}"),
+        ] {
+            let err = verify(&token, &jwks()).unwrap_err();
+            assert!(
+                matches!(err, JwtError::AlgNotAllowed | JwtError::Malformed),
+                "{err:?}"
+            );
+        }
+        assert_eq!(
+            verify(&format!("{header}.{payload}."), &jwks()),
+            Err(JwtError::AlgNotAllowed)
+        );
+        let header = b64(br#"{"alg":"None"}"#);
+        assert_eq!(
+            verify(&format!("{header}.{payload}.AAAA"), &jwks()),
+            Err(JwtError::AlgNotAllowed)
+        );
+    }
+
+    #[test]
+    fn rejects_hs256_keyed_with_public_key() {
+        let pubkey = testkeys::rsa_key().to_public_key();
+        let n = pubkey.n().to_bytes_be();
+        let jwk_json = testkeys::jwks_json();
+        for (kid, secret) in [(Some("rsa1"), n.as_slice()), (None, jwk_json.as_bytes())] {
+            let mut header = json!({"alg": "HS256"});
+            if let Some(kid) = kid {
+                header["kid"] = json!(kid);
+            }
+            let input = format!(
+                "{}.{}",
+                b64(header.to_string().as_bytes()),
+                b64(claims().to_string().as_bytes())
+            );
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+            Mac::update(&mut mac, input.as_bytes());
+            let token = format!("{input}.{}", b64(&mac.finalize().into_bytes()));
+            assert_eq!(verify(&token, &jwks()), Err(JwtError::AlgNotAllowed));
+        }
+    }
+
+    #[test]
+    fn rejects_alg_key_type_confusion() {
+        // ES256 header pointing at the RSA key, and vice versa.
+        let token = testkeys::sign(&json!({"alg": "ES256", "kid": "rsa1"}), &claims());
+        assert_eq!(verify(&token, &jwks()), Err(JwtError::AlgNotAllowed));
+        let token = testkeys::sign(&json!({"alg": "RS256", "kid": "ec1"}), &claims());
+        assert_eq!(verify(&token, &jwks()), Err(JwtError::AlgNotAllowed));
+    }
+
+    #[test]
+    fn respects_jwk_alg_pin() {
+        let pinned = testkeys::jwks_json_for(&[testkeys::rsa_jwk(Some("rsa1"), Some("RS256"))]);
+        let jwks = Jwks::parse(pinned.as_bytes()).unwrap();
+        assert!(verify(&testkeys::sign_rs256(Some("rsa1"), &claims()), &jwks).is_ok());
+        assert_eq!(
+            verify(&testkeys::sign_ps256(Some("rsa1"), &claims()), &jwks),
+            Err(JwtError::AlgNotAllowed)
+        );
+        assert_eq!(
+            verify(&testkeys::sign_ps256(None, &claims()), &jwks),
+            Err(JwtError::NoMatchingKey)
+        );
+    }
+
+    #[test]
+    fn unknown_kid() {
+        let token = testkeys::sign_rs256(Some("rotated"), &claims());
+        assert_eq!(verify(&token, &jwks()), Err(JwtError::UnknownKid));
+    }
+
+    #[test]
+    fn rejects_crit() {
+        let token = testkeys::sign(
+            &json!({"alg": "RS256", "kid": "rsa1", "crit": ["exp"], "exp": 1}),
+            &claims(),
+        );
+        assert_eq!(verify(&token, &jwks()), Err(JwtError::CritHeader));
+    }
+
+    #[test]
+    fn rejects_oversized() {
+        let big = json!({"sub": "a", "pad": "x".repeat(MAX_TOKEN_BYTES)});
+        let token = testkeys::sign_rs256(Some("rsa1"), &big);
+        assert_eq!(verify(&token, &jwks()), Err(JwtError::TooLarge));
+    }
+
+    #[test]
+    fn rejects_malformed_base64() {
+        let token = testkeys::sign_rs256(Some("rsa1"), &claims());
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        // Padding, standard-alphabet characters and whitespace are all non-canonical.
+        for bad_sig in [
+            format!("{sig}=="),
+            sig.replace('-', "+").replace('_', "/") + "+",
+            format!("{sig} "),
+        ] {
+            assert_eq!(
+                verify(&format!("{input}.{bad_sig}"), &jwks()),
+                Err(JwtError::BadEncoding)
+            );
+        }
+        let (h, rest) = token.split_once('.').unwrap();
+        assert_eq!(
+            verify(&format!("{h}=.{rest}"), &jwks()),
+            Err(JwtError::BadEncoding)
+        );
+        assert_eq!(
+            verify(&format!("!!!.{rest}"), &jwks()),
+            Err(JwtError::BadEncoding)
+        );
+        // The payload is only decoded once the signature over its raw text has verified.
+        assert_eq!(
+            verify(&format!("{h}.!!!.{sig}"), &jwks()),
+            Err(JwtError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_structure() {
+        let token = testkeys::sign_rs256(Some("rsa1"), &claims());
+        assert_eq!(verify("", &jwks()), Err(JwtError::Malformed));
+        assert_eq!(verify("a.b", &jwks()), Err(JwtError::Malformed));
+        assert_eq!(
+            verify(&format!("{token}.x"), &jwks()),
+            Err(JwtError::Malformed)
+        );
+        let not_object = format!("{}.e30.AA", b64(b"[1]"));
+        assert_eq!(verify(&not_object, &jwks()), Err(JwtError::Malformed));
+        let kid_number = testkeys::sign(&json!({"alg": "RS256", "kid": 7}), &claims());
+        assert_eq!(verify(&kid_number, &jwks()), Err(JwtError::Malformed));
+        let payload_array = testkeys::sign(&json!({"alg": "RS256", "kid": "rsa1"}), &json!([1]));
+        assert_eq!(verify(&payload_array, &jwks()), Err(JwtError::Malformed));
+    }
+
+    #[test]
+    fn es256_rejects_der_signature_length() {
+        let token = testkeys::sign_es256(Some("ec1"), &claims());
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        raw.push(0);
+        let token = format!("{input}.{}", b64(&raw));
+        assert_eq!(verify(&token, &jwks()), Err(JwtError::BadSignature));
+    }
+
+    #[test]
+    fn pkcs1_prefixes_match_rsa_crate() {
+        assert_eq!(&*Pkcs1v15Sign::new::<Sha256>().prefix, SHA256_PREFIX);
+        assert_eq!(&*Pkcs1v15Sign::new::<Sha384>().prefix, SHA384_PREFIX);
+        assert_eq!(&*Pkcs1v15Sign::new::<Sha512>().prefix, SHA512_PREFIX);
+    }
+
+    #[test]
+    fn alg_names_roundtrip() {
+        for alg in [
+            Alg::RS256,
+            Alg::RS384,
+            Alg::RS512,
+            Alg::PS256,
+            Alg::PS384,
+            Alg::PS512,
+            Alg::ES256,
+        ] {
+            assert_eq!(Alg::from_name(alg.name()), Some(alg));
+        }
+        for bad in [
+            "none", "HS256", "HS384", "HS512", "ES384", "EdDSA", "rs256", "",
+        ] {
+            assert_eq!(Alg::from_name(bad), None);
+        }
+    }
+}

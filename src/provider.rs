@@ -1,0 +1,128 @@
+//! The identity provider's published metadata (discovery document and signing keys): how
+//! to fetch it through callouts, and a snapshot format to share it between Envoy workers.
+
+use crate::config::Config;
+use crate::gate::Callout;
+use crate::oidc::{self, Discovery, Jwks, OidcError};
+use serde::{Deserialize, Serialize};
+
+/// Metadata older than this is refetched in the background.
+pub const REFRESH_SECS: u64 = 3600;
+/// An unknown `kid` triggers a key refetch at most this often, so forged tokens cannot
+/// make us hammer the IdP.
+pub const KEY_REFETCH_MIN_SECS: u64 = 5;
+/// After a failed load, requests are answered 503 for this long before we try again.
+pub const RETRY_SECS: u64 = 2;
+
+pub struct Provider {
+    pub discovery: Discovery,
+    pub jwks: Jwks,
+    pub fetched_at: u64,
+    raw_jwks: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    discovery: Discovery,
+    jwks: String,
+    fetched_at: u64,
+}
+
+impl Provider {
+    pub fn new(
+        discovery: Discovery,
+        raw_jwks: &[u8],
+        fetched_at: u64,
+    ) -> Result<Provider, OidcError> {
+        let jwks = Jwks::parse(raw_jwks)?;
+        let raw_jwks = String::from_utf8(raw_jwks.to_vec()).map_err(|_| OidcError::Malformed)?;
+        Ok(Provider {
+            discovery,
+            jwks,
+            fetched_at,
+            raw_jwks,
+        })
+    }
+
+    pub fn is_stale(&self, now: u64) -> bool {
+        now.saturating_sub(self.fetched_at) >= REFRESH_SECS
+    }
+
+    /// Bytes for proxy-wasm shared data, readable by every worker's VM.
+    pub fn snapshot(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(&Snapshot {
+            discovery: self.discovery.clone(),
+            jwks: self.raw_jwks.clone(),
+            fetched_at: self.fetched_at,
+        })
+        .ok()
+    }
+
+    /// A provider from another worker's snapshot; the discovery document is re-checked
+    /// against this configuration's issuer, so a foreign snapshot cannot be adopted.
+    pub fn from_snapshot(bytes: &[u8], config: &Config) -> Option<Provider> {
+        let s: Snapshot = serde_json::from_slice(bytes).ok()?;
+        let doc = serde_json::to_vec(&s.discovery).ok()?;
+        let discovery = Discovery::parse(&doc, &config.issuer).ok()?;
+        Provider::new(discovery, s.jwks.as_bytes(), s.fetched_at).ok()
+    }
+}
+
+fn get(target: oidc::Target) -> Callout {
+    Callout {
+        method: "GET",
+        authority: target.authority,
+        path: target.path,
+        headers: vec![("accept".into(), "application/json".into())],
+        body: Vec::new(),
+    }
+}
+
+pub fn discovery_request(config: &Config) -> Result<Callout, OidcError> {
+    oidc::target(&oidc::discovery_url(&config.issuer)?).map(get)
+}
+
+pub fn jwks_request(discovery: &Discovery) -> Result<Callout, OidcError> {
+    oidc::target(&discovery.jwks_uri).map(get)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    Unreachable,
+    Status(u16),
+    Invalid(OidcError),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Unreachable => f.write_str("unreachable"),
+            LoadError::Status(s) => write!(f, "HTTP status {s}"),
+            LoadError::Invalid(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The discovery document from a callout answer (`None` = the callout failed).
+pub fn on_discovery(
+    config: &Config,
+    response: Option<(u16, &[u8])>,
+) -> Result<Discovery, LoadError> {
+    Discovery::parse(ok_body(response)?, &config.issuer).map_err(LoadError::Invalid)
+}
+
+pub fn on_jwks(
+    discovery: Discovery,
+    response: Option<(u16, &[u8])>,
+    now: u64,
+) -> Result<Provider, LoadError> {
+    Provider::new(discovery, ok_body(response)?, now).map_err(LoadError::Invalid)
+}
+
+fn ok_body(response: Option<(u16, &[u8])>) -> Result<&[u8], LoadError> {
+    match response {
+        Some((200, body)) => Ok(body),
+        Some((status, _)) => Err(LoadError::Status(status)),
+        None => Err(LoadError::Unreachable),
+    }
+}
