@@ -1,0 +1,125 @@
+// Demo application standing for the user's app behind wasm-oauth2-proxy.
+// It holds no auth logic: it trusts the X-Auth-Request-* headers the filter
+// sets. Also the upstream echo server of the end-to-end tests.
+//
+//   GET /         HTML "Hello, <email>" (from X-Auth-Request-Email)
+//   GET /headers  JSON of the request headers received
+//   anything else JSON {"method", "path", "headers"}
+//
+// Environment: APP_PORT (default 8080), APP_HOST (default 127.0.0.1).
+// No dependencies.
+
+'use strict';
+
+const http = require('node:http');
+
+const PORT = Number.parseInt(process.env.APP_PORT || '8080', 10);
+const HOST = process.env.APP_HOST || '127.0.0.1';
+
+function esc(s) {
+  return String(s)
+    .replaceAll('&', '&amp;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;')
+    .replaceAll('"', '&quot;')
+    .replaceAll("'", '&#39;');
+}
+
+/** Lowercase name -> value; repeated headers joined with ", ". */
+function headerObject(rawHeaders) {
+  const out = {};
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase();
+    const value = rawHeaders[i + 1];
+    out[name] = Object.hasOwn(out, name) ? `${out[name]}, ${value}` : value;
+  }
+  return out;
+}
+
+function rawPairs(rawHeaders) {
+  const pairs = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    pairs.push([rawHeaders[i], rawHeaders[i + 1]]);
+  }
+  return pairs;
+}
+
+function sendJson(res, status, value) {
+  const body = `${JSON.stringify(value, null, 2)}\n`;
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+  });
+  res.end(body);
+}
+
+function sendHtml(res, status, html) {
+  res.writeHead(status, {
+    'Content-Type': 'text/html; charset=utf-8',
+    'Content-Length': Buffer.byteLength(html),
+    'Cache-Control': 'no-store',
+  });
+  res.end(html);
+}
+
+function helloPage(headers) {
+  const email = headers['x-auth-request-email'];
+  const user = headers['x-auth-request-preferred-username'] || headers['x-auth-request-user'];
+  const groups = headers['x-auth-request-groups'];
+  const who = email ? esc(email) : 'anonymous';
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Demo app</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}</style>
+</head>
+<body>
+<h1>Hello, ${who}</h1>
+${user ? `<p>User: <code>${esc(user)}</code></p>` : ''}
+${groups ? `<p>Groups: <code>${esc(groups)}</code></p>` : ''}
+<p>This page is served by the demo app; the wasm-oauth2-proxy filter in Envoy logged you in and passed your identity in <code>X-Auth-Request-*</code> headers.</p>
+<ul>
+<li><a href="/headers">Request headers the app received</a></li>
+<li><a href="/oauth2/sign_out">Sign out</a></li>
+</ul>
+</body>
+</html>
+`;
+}
+
+const server = http.createServer((req, res) => {
+  // Drain any request body; the echo only reports method, path and headers.
+  req.resume();
+  req.on('end', () => {
+    const headers = headerObject(req.rawHeaders);
+    const path = req.url || '/';
+    const pathname = path.split('?')[0];
+    if (req.method === 'GET' && pathname === '/') {
+      sendHtml(res, 200, helloPage(headers));
+    } else if (req.method === 'GET' && pathname === '/headers') {
+      sendJson(res, 200, { ...headers, _raw: rawPairs(req.rawHeaders) });
+    } else {
+      sendJson(res, 200, { method: req.method, path, headers });
+    }
+  });
+});
+
+server.on('error', (err) => {
+  console.error(`app: ${err.message}`);
+  process.exit(1);
+});
+
+server.listen(PORT, HOST, () => {
+  console.log(`app listening on http://${HOST}:${PORT}`);
+});
+
+function shutdown() {
+  server.close();
+  server.closeAllConnections?.();
+  process.exit(0);
+}
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);

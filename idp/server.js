@@ -1,0 +1,563 @@
+// Local OpenID Provider for the wasm-oauth2-proxy demo and end-to-end tests.
+//
+// A real OP (panva/oidc-provider) with its own minimal login/consent
+// interaction routes and a real password check (the library's
+// devInteractions accept any password and are disabled here).
+//
+// Configuration (environment variables):
+//   IDP_PORT            listen port                      (default 9000)
+//   IDP_HOST            listen address                   (default 127.0.0.1)
+//   IDP_ISSUER          issuer URL                       (default http://127.0.0.1:$IDP_PORT)
+//   IDP_CLIENT_ID       confidential client id           (default demo-app)
+//   IDP_CLIENT_SECRET   its secret                       (default demo-app-secret-change-me)
+//   IDP_REDIRECT_URIS   comma-separated redirect URIs    (default http://127.0.0.1:4180/oauth2/callback)
+//   IDP_ID_TOKEN_ALG    id_token signing alg, RS256|ES256 (default RS256)
+//   IDP_TOKEN_TTL       access token and ID token lifetime in seconds (default 3600)
+//   IDP_AUTO_CONSENT    1 = grant consent without a page for the demo clients,
+//                       0 = always show the consent form  (default 1)
+//
+// Clients: $IDP_CLIENT_ID (client_secret_basic) and $IDP_CLIENT_ID-post
+// (client_secret_post), same secret and redirect URIs.
+//
+// Users (login / password): john/john, jane/jane, bigjohn/bigjohn (150
+// groups, so its session must be split into several cookies) and
+// unverified/unverified (email_verified false).
+
+import crypto from 'node:crypto';
+import http from 'node:http';
+import { URLSearchParams } from 'node:url';
+
+import Provider, { errors } from 'oidc-provider';
+
+// ---------------------------------------------------------------- settings
+
+const env = process.env;
+const PORT = Number.parseInt(env.IDP_PORT || '9000', 10);
+const HOST = env.IDP_HOST || '127.0.0.1';
+const ISSUER = (env.IDP_ISSUER || `http://127.0.0.1:${PORT}`).replace(/\/+$/, '');
+const CLIENT_ID = env.IDP_CLIENT_ID || 'demo-app';
+const CLIENT_SECRET = env.IDP_CLIENT_SECRET || 'demo-app-secret-change-me';
+const REDIRECT_URIS = (env.IDP_REDIRECT_URIS || 'http://127.0.0.1:4180/oauth2/callback')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
+const ID_TOKEN_ALG = env.IDP_ID_TOKEN_ALG || 'RS256';
+const TOKEN_TTL = Number.parseInt(env.IDP_TOKEN_TTL || '3600', 10);
+const AUTO_CONSENT = !['0', 'false', 'no'].includes(String(env.IDP_AUTO_CONSENT ?? '1').toLowerCase());
+
+if (!Number.isInteger(PORT) || PORT <= 0 || PORT > 65535) {
+  throw new Error(`invalid IDP_PORT: ${env.IDP_PORT}`);
+}
+if (!Number.isInteger(TOKEN_TTL) || TOKEN_TTL <= 0) {
+  throw new Error(`invalid IDP_TOKEN_TTL: ${env.IDP_TOKEN_TTL}`);
+}
+if (!['RS256', 'ES256'].includes(ID_TOKEN_ALG)) {
+  throw new Error(`invalid IDP_ID_TOKEN_ALG: ${ID_TOKEN_ALG} (RS256 or ES256)`);
+}
+
+// ------------------------------------------------------------------- users
+
+const BIG_GROUPS = Array.from(
+  { length: 150 },
+  (_, i) => `group-with-a-fairly-long-name-${String(i).padStart(3, '0')}`,
+);
+
+const USERS = new Map(
+  [
+    {
+      sub: 'john',
+      password: 'john',
+      email: 'john@example.com',
+      email_verified: true,
+      name: 'John Doe',
+      preferred_username: 'john',
+      groups: ['developers'],
+    },
+    {
+      sub: 'jane',
+      password: 'jane',
+      email: 'jane@other.org',
+      email_verified: true,
+      name: 'Jane Roe',
+      preferred_username: 'jane',
+      groups: ['staff'],
+    },
+    {
+      sub: 'bigjohn',
+      password: 'bigjohn',
+      email: 'bigjohn@example.com',
+      email_verified: true,
+      name: 'Big John',
+      preferred_username: 'bigjohn',
+      groups: BIG_GROUPS,
+    },
+    {
+      sub: 'unverified',
+      password: 'unverified',
+      email: 'unverified@example.com',
+      email_verified: false,
+      name: 'Una Verified',
+      preferred_username: 'unverified',
+      groups: ['developers'],
+    },
+  ].map((u) => [u.sub, u]),
+);
+
+function timingSafeEqualStr(a, b) {
+  const ha = crypto.createHash('sha256').update(String(a)).digest();
+  const hb = crypto.createHash('sha256').update(String(b)).digest();
+  return crypto.timingSafeEqual(ha, hb);
+}
+
+/** Returns the user for a correct login/password pair, otherwise undefined. */
+function authenticate(login, password) {
+  const user = USERS.get(String(login || '').trim());
+  // Compare even when the user is unknown, so timing does not reveal logins.
+  const ok = timingSafeEqualStr(password ?? '', user ? user.password : '\0no-such-user');
+  return ok && user ? user : undefined;
+}
+
+async function findAccount(_ctx, id) {
+  const user = USERS.get(id);
+  if (!user) return undefined;
+  return {
+    accountId: id,
+    // eslint-disable-next-line no-unused-vars
+    async claims(_use, _scope, _claims, _rejected) {
+      const { password, ...claims } = user;
+      return { ...claims, groups: [...user.groups] };
+    },
+  };
+}
+
+// -------------------------------------------------------------------- keys
+
+function jwkThumbprint(jwk) {
+  const members = jwk.kty === 'RSA'
+    ? { e: jwk.e, kty: jwk.kty, n: jwk.n }
+    : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y };
+  return crypto.createHash('sha256').update(JSON.stringify(members)).digest('base64url');
+}
+
+function signingKeys() {
+  const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+  const rsaJwk = { ...rsa, kid: jwkThumbprint(rsa), alg: 'RS256', use: 'sig' };
+  const ecJwk = { ...ec, kid: jwkThumbprint(ec), alg: 'ES256', use: 'sig' };
+  // The key for the configured id_token alg goes first.
+  return ID_TOKEN_ALG === 'ES256' ? [ecJwk, rsaJwk] : [rsaJwk, ecJwk];
+}
+
+// ---------------------------------------------------------------- provider
+
+const postLogoutRedirectUris = [...new Set(REDIRECT_URIS.map((u) => `${new URL(u).origin}/`))];
+
+const clientDefaults = {
+  client_secret: CLIENT_SECRET,
+  redirect_uris: REDIRECT_URIS,
+  post_logout_redirect_uris: postLogoutRedirectUris,
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  id_token_signed_response_alg: ID_TOKEN_ALG,
+};
+
+const CLIENTS = [
+  { ...clientDefaults, client_id: CLIENT_ID, token_endpoint_auth_method: 'client_secret_basic' },
+  { ...clientDefaults, client_id: `${CLIENT_ID}-post`, token_endpoint_auth_method: 'client_secret_post' },
+];
+const FIRST_PARTY = new Set(CLIENTS.map((c) => c.client_id));
+
+const configuration = {
+  clients: CLIENTS,
+  jwks: { keys: signingKeys() },
+  findAccount,
+  claims: {
+    openid: ['sub', 'groups'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username'],
+    groups: ['groups'],
+  },
+  scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+  // Put the scope claims into the ID token itself (like Dex / Keycloak do).
+  conformIdTokenClaims: false,
+  responseTypes: ['code'],
+  pkce: {
+    // Only S256 exists in oidc-provider 9. Required for public clients only;
+    // the confidential demo clients may use it and the OP then enforces it.
+    required: () => false,
+  },
+  // Refresh tokens for every client allowed the refresh_token grant, without
+  // needing the offline_access scope (oauth2-proxy-style sessions keep one).
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  cookies: {
+    keys: [crypto.randomBytes(32).toString('base64url')],
+  },
+  features: {
+    devInteractions: { enabled: false },
+    userinfo: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+  },
+  interactions: {
+    url(_ctx, interaction) {
+      return `/interaction/${interaction.uid}`;
+    },
+  },
+  // First-party demo clients: grant what they ask for, no consent page.
+  async loadExistingGrant(ctx) {
+    const { oidc } = ctx;
+    const grantId = oidc.result?.consent?.grantId || oidc.session.grantIdFor(oidc.client.clientId);
+    if (grantId) {
+      const grant = await oidc.provider.Grant.find(grantId);
+      if (grant) return grant;
+    }
+    if (AUTO_CONSENT && FIRST_PARTY.has(oidc.client.clientId) && oidc.session.accountId) {
+      const grant = new oidc.provider.Grant({
+        clientId: oidc.client.clientId,
+        accountId: oidc.session.accountId,
+      });
+      grant.addOIDCScope([...oidc.requestParamOIDCScopes].join(' '));
+      const claims = [...oidc.requestParamClaims];
+      if (claims.length) grant.addOIDCClaims(claims);
+      await grant.save();
+      return grant;
+    }
+    return undefined;
+  },
+  ttl: {
+    AccessToken: TOKEN_TTL,
+    IdToken: TOKEN_TTL,
+    AuthorizationCode: 60,
+    RefreshToken: 14 * 24 * 3600,
+    Interaction: 600,
+    Session: 14 * 24 * 3600,
+    Grant: 14 * 24 * 3600,
+  },
+  renderError(ctx, out, _error) {
+    ctx.type = 'html';
+    ctx.body = page('Error', `<h1>Error</h1>${Object.entries(out)
+      .map(([k, v]) => `<p><strong>${esc(k)}</strong>: ${esc(v)}</p>`)
+      .join('')}`);
+  },
+};
+
+const provider = new Provider(ISSUER, configuration);
+// oidc-provider builds endpoint URLs (discovery, redirects) from the request's
+// host and protocol. Pin them to the issuer so the metadata is the same
+// whether the OP is reached directly by a browser or through an Envoy cluster
+// with another :authority: every request is treated as if forwarded for the
+// issuer's origin.
+provider.proxy = true;
+const ISSUER_URL = new URL(ISSUER);
+if (ISSUER_URL.pathname !== '/' && ISSUER_URL.pathname !== '') {
+  throw new Error('IDP_ISSUER with a path is not supported');
+}
+function pinToIssuer(req) {
+  req.headers['x-forwarded-host'] = ISSUER_URL.host;
+  req.headers['x-forwarded-proto'] = ISSUER_URL.protocol.replace(':', '');
+}
+
+provider.on('server_error', (_ctx, err) => {
+  console.error('idp server_error:', err);
+});
+
+// ------------------------------------------------------------ interactions
+
+function esc(s) {
+  return String(s)
+    .replaceAll('&', '&amp;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;')
+    .replaceAll('"', '&quot;')
+    .replaceAll("'", '&#39;');
+}
+
+function page(title, body) {
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${esc(title)}</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem;color:#222}
+label{display:block;margin:.6rem 0 .2rem}input{width:100%;padding:.4rem;box-sizing:border-box}
+button{margin-top:1rem;padding:.5rem 1.2rem}.error{color:#b00020}.muted{color:#666;font-size:.9em}
+</style>
+</head>
+<body>
+${body}
+</body>
+</html>
+`;
+}
+
+function loginPage(uid, { clientId, loginHint = '', error = '' }) {
+  return page('Sign in', `<h1>Sign in</h1>
+<p class="muted">to <strong>${esc(clientId)}</strong> via ${esc(ISSUER)}</p>
+${error ? `<p class="error" id="error">${esc(error)}</p>` : ''}
+<form method="post" action="/interaction/${esc(uid)}/login" autocomplete="off">
+<label for="login">Username</label>
+<input id="login" name="login" type="text" value="${esc(loginHint)}" required autofocus>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" required>
+<button type="submit">Sign in</button>
+</form>
+<form method="post" action="/interaction/${esc(uid)}/abort">
+<button type="submit">Cancel</button>
+</form>
+<p class="muted">Demo users: john / john, jane / jane, bigjohn / bigjohn</p>`);
+}
+
+function consentPage(uid, { clientId, accountId, scopes, claims }) {
+  const items = [...scopes.map((s) => `scope <code>${esc(s)}</code>`), ...claims.map((c) => `claim <code>${esc(c)}</code>`)];
+  return page('Authorize', `<h1>Authorize ${esc(clientId)}</h1>
+<p>Signed in as <strong>${esc(accountId)}</strong>. <strong>${esc(clientId)}</strong> asks for:</p>
+<ul>${items.map((i) => `<li>${i}</li>`).join('')}</ul>
+<form method="post" action="/interaction/${esc(uid)}/confirm">
+<button type="submit">Allow</button>
+</form>
+<form method="post" action="/interaction/${esc(uid)}/abort">
+<button type="submit">Deny</button>
+</form>`);
+}
+
+function send(res, status, html) {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('X-Frame-Options', 'DENY');
+  res.end(html);
+}
+
+async function readForm(req, limit = 64 * 1024) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > limit) throw new Error('request body too large');
+    chunks.push(chunk);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+async function handleInteraction(req, res, uid, action) {
+  let details;
+  try {
+    details = await provider.interactionDetails(req, res);
+  } catch (err) {
+    // Unknown / expired interaction or missing cookie.
+    send(res, 400, page('Error', `<h1>Error</h1><p class="error">${esc(err.message || err)}</p>
+<p>Start the sign-in again from the application.</p>`));
+    return;
+  }
+  if (details.uid !== uid) {
+    send(res, 400, page('Error', '<h1>Error</h1><p class="error">interaction mismatch</p>'));
+    return;
+  }
+  const { prompt, params, session } = details;
+  const clientId = params.client_id;
+
+  if (req.method === 'GET' && action === '') {
+    if (prompt.name === 'login') {
+      send(res, 200, loginPage(uid, { clientId, loginHint: params.login_hint || '' }));
+      return;
+    }
+    if (prompt.name === 'consent') {
+      send(res, 200, consentPage(uid, {
+        clientId,
+        accountId: session?.accountId,
+        scopes: prompt.details.missingOIDCScope || [],
+        claims: prompt.details.missingOIDCClaims || [],
+      }));
+      return;
+    }
+    send(res, 400, page('Error', `<h1>Error</h1><p>unsupported prompt ${esc(prompt.name)}</p>`));
+    return;
+  }
+
+  if (req.method !== 'POST') {
+    res.statusCode = 405;
+    res.setHeader('Allow', action === '' ? 'GET' : 'POST');
+    res.end();
+    return;
+  }
+
+  const form = await readForm(req);
+
+  if (action === 'login') {
+    if (prompt.name !== 'login') {
+      send(res, 400, page('Error', '<h1>Error</h1><p class="error">no login pending</p>'));
+      return;
+    }
+    const user = authenticate(form.get('login'), form.get('password'));
+    if (!user) {
+      send(res, 401, loginPage(uid, {
+        clientId,
+        loginHint: form.get('login') || '',
+        error: 'Invalid username or password.',
+      }));
+      return;
+    }
+    await provider.interactionFinished(req, res, {
+      login: { accountId: user.sub, amr: ['pwd'] },
+    }, { mergeWithLastSubmission: false });
+    return;
+  }
+
+  if (action === 'confirm') {
+    if (prompt.name !== 'consent') {
+      send(res, 400, page('Error', '<h1>Error</h1><p class="error">no consent pending</p>'));
+      return;
+    }
+    let grant;
+    if (details.grantId) {
+      grant = await provider.Grant.find(details.grantId);
+    }
+    grant ||= new provider.Grant({ accountId: session.accountId, clientId });
+    const d = prompt.details;
+    if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+    if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
+    if (d.missingResourceScopes) {
+      for (const [indicator, scopes] of Object.entries(d.missingResourceScopes)) {
+        grant.addResourceScope(indicator, scopes.join(' '));
+      }
+    }
+    const grantId = await grant.save();
+    const consent = details.grantId ? {} : { grantId };
+    await provider.interactionFinished(req, res, { consent }, { mergeWithLastSubmission: true });
+    return;
+  }
+
+  if (action === 'abort') {
+    await provider.interactionFinished(req, res, {
+      error: 'access_denied',
+      error_description: 'End-User aborted interaction',
+    }, { mergeWithLastSubmission: false });
+    return;
+  }
+
+  send(res, 404, page('Not found', '<h1>Not found</h1>'));
+}
+
+// ------------------------------------------- strict client authentication
+
+// oidc-provider accepts client_secret_basic and client_secret_post
+// interchangeably for a client registered with either. Enforce the registered
+// method so that tests of a relying party's token_endpoint_auth_method mean
+// something: the -post client must send the secret in the body, the other one
+// in an Authorization: Basic header.
+const CLIENT_AUTH_PATHS = new Set(['/token', '/token/introspection', '/token/revocation']);
+const AUTH_METHOD = new Map(CLIENTS.map((c) => [c.client_id, c.token_endpoint_auth_method]));
+
+function basicClientId(header) {
+  const m = /^basic\s+(\S+)$/i.exec(header || '');
+  if (!m) return undefined;
+  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
+  const i = decoded.indexOf(':');
+  if (i === -1) return undefined;
+  try {
+    return decodeURIComponent(decoded.slice(0, i).replaceAll('+', '%20'));
+  } catch {
+    return decoded.slice(0, i);
+  }
+}
+
+/**
+ * Reads a client-authenticated request's body (leaving it on req.body for
+ * oidc-provider) and rejects a registered client using the other secret
+ * method. Returns false when it has answered the request.
+ */
+async function enforceClientAuthMethod(req, res) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > 56 * 1024) {
+      res.statusCode = 413;
+      res.end();
+      return false;
+    }
+    chunks.push(chunk);
+  }
+  const raw = Buffer.concat(chunks).toString('utf8');
+  req.body = raw;
+  const form = new URLSearchParams(raw);
+  const viaHeader = basicClientId(req.headers.authorization);
+  const viaBody = form.has('client_secret');
+  const clientId = viaHeader ?? form.get('client_id');
+  const registered = AUTH_METHOD.get(clientId);
+  const used = viaHeader !== undefined ? 'client_secret_basic' : viaBody ? 'client_secret_post' : undefined;
+  if (registered && used && used !== registered) {
+    res.statusCode = 401;
+    res.setHeader('Content-Type', 'application/json; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-store');
+    res.end(JSON.stringify({
+      error: 'invalid_client',
+      error_description: `client ${clientId} must authenticate with ${registered}, not ${used}`,
+    }));
+    return false;
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------ server
+
+const INTERACTION_RE = /^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login|confirm|abort))?\/?$/;
+const oidcCallback = provider.callback();
+
+const server = http.createServer((req, res) => {
+  pinToIssuer(req);
+  const path = (req.url || '/').split('?')[0];
+  const m = INTERACTION_RE.exec(path);
+  if (m) {
+    handleInteraction(req, res, m[1], m[2] || '').catch((err) => {
+      console.error('idp interaction error:', err);
+      if (!res.headersSent) {
+        const status = err instanceof errors.OIDCProviderError ? err.statusCode || 400 : 500;
+        send(res, status, page('Error', `<h1>Error</h1><p class="error">${esc(err.message || err)}</p>`));
+      } else {
+        res.destroy();
+      }
+    });
+    return;
+  }
+  if (path === '/healthz') {
+    res.setHeader('Content-Type', 'text/plain');
+    res.end('ok\n');
+    return;
+  }
+  if (req.method === 'POST' && CLIENT_AUTH_PATHS.has(path)
+      && /^application\/x-www-form-urlencoded/i.test(req.headers['content-type'] || '')) {
+    enforceClientAuthMethod(req, res).then((ok) => {
+      if (ok) oidcCallback(req, res);
+    }).catch((err) => {
+      console.error('idp client auth error:', err);
+      if (!res.headersSent) {
+        res.statusCode = 400;
+        res.end();
+      }
+    });
+    return;
+  }
+  oidcCallback(req, res);
+});
+
+server.keepAliveTimeout = 65_000;
+
+server.on('error', (err) => {
+  console.error(`idp: ${err.message}`);
+  process.exit(1);
+});
+
+server.listen(PORT, HOST, () => {
+  console.log(`idp listening on ${ISSUER}`);
+});
+
+function shutdown() {
+  server.close();
+  server.closeAllConnections?.();
+  // Exit promptly; there is no state worth flushing.
+  process.exit(0);
+}
+process.on('SIGTERM', () => shutdown());
+process.on('SIGINT', () => shutdown());
