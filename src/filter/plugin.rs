@@ -78,12 +78,12 @@ thread_local! {
 
 /// Runs `f` on the VM state. Host calls never call back into the VM synchronously (Envoy
 /// defers local replies and resumptions), so a nested borrow means a bug; we fail closed.
-fn with_vm<R>(fallback: R, f: impl FnOnce(&mut Vm) -> R) -> R {
+fn with_vm<R>(fallback: impl FnOnce() -> R, f: impl FnOnce(&mut Vm) -> R) -> R {
     VM.with(|vm| match vm.try_borrow_mut() {
         Ok(mut vm) => f(&mut vm),
         Err(_) => {
             host::log_error("{\"event\":\"error\",\"reason\":\"reentrant_call\"}");
-            fallback
+            fallback()
         }
     })
 }
@@ -106,9 +106,12 @@ pub fn configure(root: u32, size: usize) -> bool {
                 waiters: Vec::new(),
                 sessions: SessionCache::new(SESSION_CACHE_ENTRIES),
             };
-            with_vm((), |vm| {
-                vm.plugins.insert(root, plugin);
-            });
+            with_vm(
+                || (),
+                |vm| {
+                    vm.plugins.insert(root, plugin);
+                },
+            );
             // Load the provider metadata right away so the first login does not wait.
             host::set_tick(EAGER_TICK);
             true
@@ -125,7 +128,7 @@ pub fn on_request(root: u32, stream: u32) -> Action {
     let req = Request {
         headers: host::request_headers(),
     };
-    with_vm(refuse(), |vm| {
+    with_vm(refuse, |vm| {
         let now = host::now();
         let Some(plugin) = vm.plugins.get_mut(&root) else {
             return refuse();
@@ -294,44 +297,47 @@ fn carry_out(
 }
 
 pub fn on_tick(root: u32) {
-    with_vm((), |vm| {
-        let now = host::now();
-        let Some(plugin) = vm.plugins.get_mut(&root) else {
-            return;
-        };
-        adopt_shared(plugin);
-        if let Load::InFlight { since } = plugin.load {
-            // The callout's own timeout answers long before this; a lost answer must not
-            // wedge loading forever.
-            if now.saturating_sub(since) > plugin.config.idp_timeout_ms / 1000 + 5 {
-                plugin.load = Load::Idle;
-            } else {
-                host::set_tick(IDLE_TICK);
+    with_vm(
+        || (),
+        |vm| {
+            let now = host::now();
+            let Some(plugin) = vm.plugins.get_mut(&root) else {
                 return;
+            };
+            adopt_shared(plugin);
+            if let Load::InFlight { since } = plugin.load {
+                // The callout's own timeout answers long before this; a lost answer must not
+                // wedge loading forever.
+                if now.saturating_sub(since) > plugin.config.idp_timeout_ms / 1000 + 5 {
+                    plugin.load = Load::Idle;
+                } else {
+                    host::set_tick(IDLE_TICK);
+                    return;
+                }
             }
-        }
-        let has_decide_waiters = plugin
-            .waiters
-            .iter()
-            .any(|(_, w)| matches!(w, Wait::Decide(_)));
-        let has_key_waiters = plugin
-            .waiters
-            .iter()
-            .any(|(_, w)| matches!(w, Wait::Keys(_)));
-        let retry_due = plugin
-            .failed_at
-            .is_none_or(|t| now.saturating_sub(t) >= RETRY_SECS);
-        let need_full = match &plugin.provider {
-            None => has_decide_waiters || retry_due,
-            Some(p) => p.is_stale(now),
-        };
-        if need_full || has_key_waiters {
-            start_discovery(vm, root, now);
-        } else if has_decide_waiters {
-            wake(vm, root);
-        }
-        host::set_tick(IDLE_TICK);
-    });
+            let has_decide_waiters = plugin
+                .waiters
+                .iter()
+                .any(|(_, w)| matches!(w, Wait::Decide(_)));
+            let has_key_waiters = plugin
+                .waiters
+                .iter()
+                .any(|(_, w)| matches!(w, Wait::Keys(_)));
+            let retry_due = plugin
+                .failed_at
+                .is_none_or(|t| now.saturating_sub(t) >= RETRY_SECS);
+            let need_full = match &plugin.provider {
+                None => has_decide_waiters || retry_due,
+                Some(p) => p.is_stale(now),
+            };
+            if need_full || has_key_waiters {
+                start_discovery(vm, root, now);
+            } else if has_decide_waiters {
+                wake(vm, root);
+            }
+            host::set_tick(IDLE_TICK);
+        },
+    );
 }
 
 /// Takes a newer metadata snapshot another worker stored, if there is one.
@@ -371,81 +377,87 @@ fn start_discovery(vm: &mut Vm, root: u32, now: u64) {
 }
 
 pub fn on_callout_response(token: u32, num_headers: usize, body_size: usize) {
-    with_vm((), |vm| {
-        let Some(owner) = vm.callouts.remove(&token) else {
-            return;
-        };
-        let response = if body_size > MAX_DOCUMENT_BYTES {
-            None
-        } else {
-            host::callout_response(num_headers, body_size)
-        };
-        let answer = response.as_ref().map(|(s, b)| (*s, b.as_slice()));
-        match owner {
-            Owner::Stream {
-                root,
-                stream,
-                pending,
-            } => {
-                let Some(plugin) = vm.plugins.get_mut(&root) else {
-                    return;
-                };
-                if !host::switch_to(stream) {
-                    return;
-                }
-                let step = resume_with(plugin, pending, answer, false);
-                carry_out(vm, root, stream, step, None, true);
-            }
-            Owner::Discovery { root } => {
-                let Some(plugin) = vm.plugins.get_mut(&root) else {
-                    return;
-                };
-                let config = Rc::clone(&plugin.config);
-                let next = provider::on_discovery(&config, answer)
-                    .map_err(|e| e.to_string())
-                    .and_then(|d| {
-                        let callout = provider::jwks_request(&d).map_err(|e| e.to_string())?;
-                        let token =
-                            host::dispatch(&config.idp_cluster, &callout, config.idp_timeout_ms)
-                                .ok_or_else(|| "dispatch".to_string())?;
-                        Ok((token, d))
-                    });
-                match next {
-                    Ok((token, d)) => {
-                        vm.callouts.insert(
-                            token,
-                            Owner::Keys {
-                                root,
-                                discovery: Box::new(d),
-                            },
-                        );
+    with_vm(
+        || (),
+        |vm| {
+            let Some(owner) = vm.callouts.remove(&token) else {
+                return;
+            };
+            let response = if body_size > MAX_DOCUMENT_BYTES {
+                None
+            } else {
+                host::callout_response(num_headers, body_size)
+            };
+            let answer = response.as_ref().map(|(s, b)| (*s, b.as_slice()));
+            match owner {
+                Owner::Stream {
+                    root,
+                    stream,
+                    pending,
+                } => {
+                    let Some(plugin) = vm.plugins.get_mut(&root) else {
+                        return;
+                    };
+                    if !host::switch_to(stream) {
+                        return;
                     }
-                    Err(e) => load_failed(vm, root, &format!("discovery: {e}")),
+                    let step = resume_with(plugin, pending, answer, false);
+                    carry_out(vm, root, stream, step, None, true);
                 }
-            }
-            Owner::Keys { root, discovery } => {
-                let now = host::now();
-                match provider::on_jwks(*discovery, answer, now) {
-                    Ok(p) => {
-                        if let Some(plugin) = vm.plugins.get_mut(&root) {
-                            if let Some(snapshot) = p.snapshot() {
-                                let key = shared_key(&plugin.config);
-                                host::shared_set(&key, &snapshot, None);
-                                plugin.shared_cas = host::shared_get(&key).1;
-                            }
-                            plugin.provider = Some(Rc::new(p));
-                            plugin.load = Load::Idle;
-                            plugin.failed_at = None;
-                            plugin.keys_fetched_at = now;
-                            host::log(Level::Info, "{\"event\":\"provider_loaded\"}");
+                Owner::Discovery { root } => {
+                    let Some(plugin) = vm.plugins.get_mut(&root) else {
+                        return;
+                    };
+                    let config = Rc::clone(&plugin.config);
+                    let next = provider::on_discovery(&config, answer)
+                        .map_err(|e| e.to_string())
+                        .and_then(|d| {
+                            let callout = provider::jwks_request(&d).map_err(|e| e.to_string())?;
+                            let token = host::dispatch(
+                                &config.idp_cluster,
+                                &callout,
+                                config.idp_timeout_ms,
+                            )
+                            .ok_or_else(|| "dispatch".to_string())?;
+                            Ok((token, d))
+                        });
+                    match next {
+                        Ok((token, d)) => {
+                            vm.callouts.insert(
+                                token,
+                                Owner::Keys {
+                                    root,
+                                    discovery: Box::new(d),
+                                },
+                            );
                         }
-                        wake(vm, root);
+                        Err(e) => load_failed(vm, root, &format!("discovery: {e}")),
                     }
-                    Err(e) => load_failed(vm, root, &format!("jwks: {e}")),
+                }
+                Owner::Keys { root, discovery } => {
+                    let now = host::now();
+                    match provider::on_jwks(*discovery, answer, now) {
+                        Ok(p) => {
+                            if let Some(plugin) = vm.plugins.get_mut(&root) {
+                                if let Some(snapshot) = p.snapshot() {
+                                    let key = shared_key(&plugin.config);
+                                    host::shared_set(&key, &snapshot, None);
+                                    plugin.shared_cas = host::shared_get(&key).1;
+                                }
+                                plugin.provider = Some(Rc::new(p));
+                                plugin.load = Load::Idle;
+                                plugin.failed_at = None;
+                                plugin.keys_fetched_at = now;
+                                host::log(Level::Info, "{\"event\":\"provider_loaded\"}");
+                            }
+                            wake(vm, root);
+                        }
+                        Err(e) => load_failed(vm, root, &format!("jwks: {e}")),
+                    }
                 }
             }
-        }
-    });
+        },
+    );
 }
 
 fn load_failed(vm: &mut Vm, root: u32, reason: &str) {
@@ -486,11 +498,15 @@ fn wake(vm: &mut Vm, root: u32) {
 }
 
 pub fn forget_stream(root: u32, stream: u32) {
-    with_vm((), |vm| {
-        if let Some(plugin) = vm.plugins.get_mut(&root) {
-            plugin.waiters.retain(|(s, _)| *s != stream);
-        }
-        vm.callouts
-            .retain(|_, owner| !matches!(owner, Owner::Stream { stream: s, .. } if *s == stream));
-    });
+    with_vm(
+        || (),
+        |vm| {
+            if let Some(plugin) = vm.plugins.get_mut(&root) {
+                plugin.waiters.retain(|(s, _)| *s != stream);
+            }
+            vm.callouts.retain(
+                |_, owner| !matches!(owner, Owner::Stream { stream: s, .. } if *s == stream),
+            );
+        },
+    );
 }
