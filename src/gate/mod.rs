@@ -879,3 +879,6 @@ fn auth(cx: &mut Context, req: &Request, cookies: &[(&str, &str)], env: &mut Env
         ),
     }
 }
+
+#[cfg(test)]
+mod flow_tests;
