@@ -274,7 +274,8 @@ fn callback_rejects_wrong_state_and_missing_csrf() {
 
 #[test]
 fn bad_tokens_end_in_error_without_session() {
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> Value>)> = vec![
+    type Claims = Box<dyn Fn(&str) -> Value>;
+    let cases: Vec<(&str, Claims)> = vec![
         ("nonce", Box::new(|_| good_claims("another"))),
         (
             "issuer",
