@@ -4,6 +4,7 @@
 use super::*;
 use crate::config::tests_support::config;
 use crate::oidc::testkeys::{self, CLIENT_ID, ISSUER};
+use crate::oidc::Discovery;
 use serde_json::{json, Value};
 
 const NOW: u64 = 1_700_000_000;

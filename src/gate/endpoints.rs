@@ -1,0 +1,94 @@
+//! oauth2-proxy's informational endpoints: sign-out, userinfo and auth.
+
+use super::login::target;
+use super::respond::{json_error, log_line, redirect_to, respond_step, text};
+use super::*;
+use crate::redirect;
+
+pub(super) fn sign_out(
+    cx: &mut Context,
+    req: &Request,
+    cookies: &[(&str, &str)],
+    env: &mut Env,
+) -> Step {
+    let config = cx.config;
+    if let Some(value) = cookie::read_joined(cookies, &config.cookie.name) {
+        cx.sessions.remove(&value);
+    }
+    let t = target(req, env.now);
+    let mut set_cookies = cookie::clear_all(&config.cookie, &t, cookies, &config.cookie.name);
+    set_cookies.push(cookie::clear_cookie(
+        &config.cookie,
+        &t,
+        &config.cookie.csrf_name(),
+    ));
+    let location = req
+        .query("rd")
+        .and_then(|rd| redirect::allowed(&rd, req.authority(), &config.whitelist_domains))
+        .unwrap_or_else(|| "/".into());
+    respond_step(
+        redirect_to(&location, set_cookies),
+        Some((Level::Info, log_line("sign_out", req.path_only(), &[]))),
+    )
+}
+
+pub(super) fn userinfo(
+    cx: &mut Context,
+    req: &Request,
+    cookies: &[(&str, &str)],
+    env: &mut Env,
+) -> Step {
+    match current_session(cx, cookies, env.now) {
+        Some(s) => respond_step(
+            Response {
+                status: 200,
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("cache-control".into(), "no-store".into()),
+                ],
+                body: serde_json::json!({
+                    "user": s.user,
+                    "email": s.email,
+                    "preferredUsername": s.preferred_username,
+                    "groups": s.groups,
+                })
+                .to_string(),
+            },
+            None,
+        ),
+        None => respond_step(
+            json_error(401, "unauthorized"),
+            Some((
+                Level::Info,
+                log_line("unauthenticated", req.path_only(), &[]),
+            )),
+        ),
+    }
+}
+
+pub(super) fn auth(
+    cx: &mut Context,
+    req: &Request,
+    cookies: &[(&str, &str)],
+    env: &mut Env,
+) -> Step {
+    let config = cx.config;
+    match current_session(cx, cookies, env.now) {
+        Some(s) => {
+            let mut r = text(202, "Accepted");
+            r.headers.extend(
+                headers::for_auth_response(config, &s)
+                    .into_iter()
+                    .map(|(n, v)| (n.to_string(), v)),
+            );
+            respond_step(r, None)
+        }
+        None => respond_step(
+            text(401, "Unauthorized"),
+            Some((
+                Level::Info,
+                log_line("unauthenticated", req.path_only(), &[]),
+            )),
+        ),
+    }
+}

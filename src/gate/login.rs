@@ -1,0 +1,409 @@
+//! The login itself: starting it (authorize redirect with state, nonce and PKCE),
+//! the sign-in page, the callback's token exchange and the ID-token checks that end it.
+
+use super::respond::{error_page, html, log_line, redirect_to, respond_step};
+use super::*;
+use crate::cookie::Target;
+use crate::csrf;
+use crate::oidc::{self, Discovery, IdTokenRules, JwtError};
+use crate::{pages, pkce, policy, redirect};
+
+pub(super) fn target<'a>(req: &'a Request, now: u64) -> Target<'a> {
+    Target {
+        host: req.host(),
+        now,
+    }
+}
+
+pub(super) fn redirect_uri(config: &Config, req: &Request) -> String {
+    match &config.redirect_url {
+        Some(u) => u.clone(),
+        None => format!(
+            "{}://{}{}",
+            req.scheme(),
+            req.authority(),
+            config.callback_path()
+        ),
+    }
+}
+
+pub(super) fn start_login(
+    cx: &mut Context,
+    req: &Request,
+    cookies: &[(&str, &str)],
+    env: &mut Env,
+    rd: Option<&str>,
+) -> Step {
+    let config = cx.config;
+    let Some(provider) = cx.provider else {
+        return Step {
+            decision: Decision::NeedProvider,
+            log: None,
+        };
+    };
+    let return_to = rd
+        .and_then(|rd| redirect::allowed(rd, req.authority(), &config.whitelist_domains))
+        .unwrap_or_else(|| "/".to_string());
+    let (Some(state), Some(nonce), Some(verifier), Some(seal_nonce)) = (
+        env.bytes::<32>(),
+        env.bytes::<32>(),
+        env.bytes::<32>(),
+        env.bytes::<12>(),
+    ) else {
+        return internal_error(config, req.path_only(), "random_source_failed");
+    };
+    let login = LoginState {
+        state: csrf::token(state),
+        nonce: csrf::token(nonce),
+        code_verifier: pkce::verifier(verifier),
+        return_to,
+        expires_at: env.now.saturating_add(config.cookie.csrf_expire),
+    };
+    let Some(sealed) = csrf::seal(
+        &config.csrf_key,
+        &config.cookie.csrf_name(),
+        &login,
+        seal_nonce,
+    ) else {
+        return internal_error(config, req.path_only(), "seal_failed");
+    };
+    let location = authorize_url(config, &provider.discovery, req, &login);
+    let t = target(req, env.now);
+    let mut set_cookies = vec![cookie::set_cookie(
+        &config.cookie,
+        &t,
+        &config.cookie.csrf_name(),
+        &sealed,
+        config.cookie.csrf_expire,
+    )];
+    // A session cookie that failed to open is dead weight on every request: drop it.
+    if cookie::read_joined(cookies, &config.cookie.name).is_some() {
+        set_cookies.extend(cookie::clear_all(
+            &config.cookie,
+            &t,
+            cookies,
+            &config.cookie.name,
+        ));
+    }
+    respond_step(
+        redirect_to(&location, set_cookies),
+        Some((
+            Level::Info,
+            log_line("login_redirect", req.path_only(), &[]),
+        )),
+    )
+}
+
+pub(super) fn authorize_url(
+    config: &Config,
+    d: &Discovery,
+    req: &Request,
+    login: &LoginState,
+) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &config.client_id)
+        .append_pair("redirect_uri", &redirect_uri(config, req))
+        .append_pair("scope", &config.scope)
+        .append_pair("state", &login.state)
+        .append_pair("nonce", &login.nonce)
+        .append_pair("code_challenge", &pkce::challenge(&login.code_verifier))
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    let sep = if d.authorization_endpoint.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    format!("{}{sep}{query}", d.authorization_endpoint)
+}
+
+pub(super) fn internal_error(config: &Config, path: &str, what: &str) -> Step {
+    respond_step(
+        error_page(
+            &config.proxy_prefix,
+            500,
+            "Something went wrong. Please try again.",
+        ),
+        Some((Level::Warn, log_line("error", path, &[("reason", what)]))),
+    )
+}
+
+pub(super) fn sign_in(
+    cx: &mut Context,
+    req: &Request,
+    cookies: &[(&str, &str)],
+    env: &mut Env,
+) -> Step {
+    let config = cx.config;
+    let rd = req.query("rd");
+    if config.skip_provider_button {
+        return start_login(cx, req, cookies, env, rd.as_deref());
+    }
+    let safe = rd
+        .as_deref()
+        .and_then(|rd| redirect::allowed(rd, req.authority(), &config.whitelist_domains))
+        .unwrap_or_else(|| "/".into());
+    let start = format!(
+        "{}/start?{}",
+        config.proxy_prefix,
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("rd", &safe)
+            .finish()
+    );
+    respond_step(html(200, pages::sign_in(&start)), None)
+}
+
+pub(super) fn callback(
+    cx: &mut Context,
+    req: &Request,
+    cookies: &[(&str, &str)],
+    env: &mut Env,
+) -> Step {
+    let config = cx.config;
+    let path = req.path_only();
+    let prefix = config.proxy_prefix.as_str();
+    let csrf_name = config.cookie.csrf_name();
+    let t = target(req, env.now);
+    let clear_csrf = || vec![cookie::clear_cookie(&config.cookie, &t, &csrf_name)];
+    let deny = |status: u16, message: &str, reason: &str| {
+        let mut r = error_page(prefix, status, message);
+        r.headers.extend(
+            clear_csrf()
+                .into_iter()
+                .map(|c| ("set-cookie".to_string(), c)),
+        );
+        respond_step(
+            r,
+            Some((
+                Level::Warn,
+                log_line("login_failed", path, &[("reason", reason)]),
+            )),
+        )
+    };
+
+    if let Some(error) = req.query("error") {
+        let code: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        return deny(
+            403,
+            "The identity provider did not complete the login.",
+            &format!("idp_error:{code}"),
+        );
+    }
+    let (Some(code), Some(state)) = (req.query("code"), req.query("state")) else {
+        return deny(
+            400,
+            "The login response is incomplete.",
+            "missing_code_or_state",
+        );
+    };
+    let Some(csrf_cookie) = cookies
+        .iter()
+        .find(|(n, _)| *n == csrf_name)
+        .map(|(_, v)| *v)
+    else {
+        return deny(
+            403,
+            "Your login attempt expired or was started elsewhere. Please sign in again.",
+            "missing_csrf_cookie",
+        );
+    };
+    let Some(login) = csrf::verify(&config.csrf_key, &csrf_name, csrf_cookie, &state, env.now)
+    else {
+        return deny(
+            403,
+            "Your login attempt expired or was started elsewhere. Please sign in again.",
+            "csrf_state_mismatch",
+        );
+    };
+    let Some(provider) = cx.provider else {
+        return Step {
+            decision: Decision::NeedProvider,
+            log: None,
+        };
+    };
+    let Ok(endpoint) = oidc::target(&provider.discovery.token_endpoint) else {
+        return deny(
+            500,
+            "The identity provider is misconfigured.",
+            "bad_token_endpoint",
+        );
+    };
+    let request = oidc::code_exchange(
+        &code,
+        &redirect_uri(config, req),
+        &login.code_verifier,
+        &config.client_id,
+        &config.client_secret,
+        config.client_auth,
+    );
+    let pending = Callback {
+        login,
+        host: req.host().to_string(),
+        present: cookies.iter().map(|(n, _)| n.to_string()).collect(),
+    };
+    Step {
+        decision: Decision::Call(
+            Callout {
+                method: "POST",
+                authority: endpoint.authority,
+                path: endpoint.path,
+                headers: request.headers,
+                body: request.body,
+            },
+            PendingBox(Pending::Token(Box::new(pending))),
+        ),
+        log: None,
+    }
+}
+
+pub(super) fn fail(
+    config: &Config,
+    cb: &Callback,
+    status: u16,
+    message: &str,
+    reason: &str,
+) -> Step {
+    let t = Target {
+        host: &cb.host,
+        now: 0,
+    };
+    let mut r = error_page(&config.proxy_prefix, status, message);
+    r.headers.push((
+        "set-cookie".into(),
+        cookie::clear_cookie(&config.cookie, &t, &config.cookie.csrf_name()),
+    ));
+    respond_step(
+        r,
+        Some((
+            Level::Warn,
+            log_line(
+                "login_failed",
+                &config.callback_path(),
+                &[("reason", reason)],
+            ),
+        )),
+    )
+}
+
+pub(super) fn finish_login(
+    cx: &mut Context,
+    cb: Callback,
+    tokens: TokenResponse,
+    keys_refreshed: bool,
+    env: &mut Env,
+) -> Step {
+    let config = cx.config;
+    let prefix = config.proxy_prefix.as_str();
+    let callback_path = config.callback_path();
+    let t = Target {
+        host: &cb.host,
+        now: env.now,
+    };
+    let csrf_name = config.cookie.csrf_name();
+    let failed = |status: u16, message: &str, reason: &str| {
+        let mut r = error_page(prefix, status, message);
+        r.headers.push((
+            "set-cookie".into(),
+            cookie::clear_cookie(&config.cookie, &t, &csrf_name),
+        ));
+        respond_step(
+            r,
+            Some((
+                Level::Warn,
+                log_line("login_failed", &callback_path, &[("reason", reason)]),
+            )),
+        )
+    };
+    let Some(provider) = cx.provider else {
+        return failed(
+            503,
+            "The identity provider is unavailable.",
+            "provider_not_loaded",
+        );
+    };
+    let rules = IdTokenRules {
+        issuer: &provider.discovery.issuer,
+        client_id: &config.client_id,
+        nonce: Some(&cb.login.nonce),
+        now: env.now,
+        skew: oidc::id_token::DEFAULT_SKEW,
+        groups_claim: &config.groups_claim,
+        email_claim: &config.email_claim,
+    };
+    let claims = match oidc::validate_id_token(&tokens.id_token, &provider.jwks, &rules) {
+        Ok(c) => c,
+        Err(JwtError::UnknownKid) if !keys_refreshed => {
+            return Step {
+                decision: Decision::RefreshKeys(PendingBox(Pending::Keys(Box::new(cb), tokens))),
+                log: Some((
+                    Level::Info,
+                    log_line("jwks_refresh", &callback_path, &[("reason", "unknown_kid")]),
+                )),
+            };
+        }
+        Err(e) => {
+            return failed(
+                401,
+                "The identity provider's token could not be verified.",
+                &format!("id_token: {e}"),
+            );
+        }
+    };
+    if let Err(denied) = policy::admit(config, claims.email.as_deref(), claims.email_verified) {
+        return failed(
+            403,
+            "You are not allowed to access this application.",
+            denied.reason(),
+        );
+    }
+    let session = Session {
+        user: claims.sub.clone(),
+        email: claims.email.clone().unwrap_or_default(),
+        preferred_username: claims.preferred_username.clone().unwrap_or_default(),
+        groups: claims.groups.clone(),
+        access_token: tokens.access_token.clone(),
+        id_token: tokens.id_token.clone(),
+        refresh_token: tokens.refresh_token.clone().unwrap_or_default(),
+        created_at: env.now,
+        expires_at: env.now.saturating_add(config.cookie.expire),
+    };
+    let Some(nonce) = env.bytes::<12>() else {
+        return failed(
+            500,
+            "Something went wrong. Please try again.",
+            "random_source_failed",
+        );
+    };
+    let Some(sealed) = session::seal(&config.session_key, &config.cookie.name, &session, nonce)
+    else {
+        return failed(
+            500,
+            "Something went wrong. Please try again.",
+            "seal_failed",
+        );
+    };
+    let present: Vec<(&str, &str)> = cb.present.iter().map(|n| (n.as_str(), "")).collect();
+    let mut set_cookies = cookie::set_chunked(
+        &config.cookie,
+        &t,
+        &present,
+        &config.cookie.name,
+        &sealed,
+        config.cookie.expire,
+    );
+    set_cookies.push(cookie::clear_cookie(&config.cookie, &t, &csrf_name));
+    let email = session.email.clone();
+    cx.sessions.insert(sealed, Rc::new(session));
+    respond_step(
+        redirect_to(&cb.login.return_to, set_cookies),
+        Some((
+            Level::Info,
+            log_line("login", &callback_path, &[("email", &email)]),
+        )),
+    )
+}

@@ -1,0 +1,88 @@
+//! The request view the gate decides on, and the injected clock and randomness.
+
+/// The parts of an HTTP request the gate looks at: all headers, pseudo-headers included,
+/// exactly as Envoy presents them (lowercase names).
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(super) fn method(&self) -> &str {
+        self.header(":method").unwrap_or("GET")
+    }
+
+    /// Path and query as sent.
+    pub(super) fn path(&self) -> &str {
+        self.header(":path").unwrap_or("/")
+    }
+
+    pub(super) fn path_only(&self) -> &str {
+        let p = self.path();
+        p.split_once('?').map_or(p, |(path, _)| path)
+    }
+
+    pub(super) fn query(&self, key: &str) -> Option<String> {
+        let (_, q) = self.path().split_once('?')?;
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    pub(super) fn authority(&self) -> &str {
+        self.header(":authority")
+            .or_else(|| self.header("host"))
+            .unwrap_or("")
+    }
+
+    pub(super) fn host(&self) -> &str {
+        let a = self.authority();
+        if a.starts_with('[') {
+            return a
+                .split_once(']')
+                .map_or(a, |(h, _)| h.trim_start_matches('['));
+        }
+        a.rsplit_once(':').map_or(a, |(h, _)| h)
+    }
+
+    pub(super) fn scheme(&self) -> &str {
+        self.header("x-forwarded-proto")
+            .or_else(|| self.header(":scheme"))
+            .unwrap_or("http")
+    }
+
+    /// Browsers get redirected to log in; API clients get a 401 they can act on.
+    pub(super) fn is_browser(&self) -> bool {
+        self.header("x-requested-with").is_none()
+            && self.all("accept").any(|a| a.contains("text/html"))
+    }
+}
+
+/// Clock and randomness, injected so tests can pin both.
+pub struct Env<'a> {
+    /// Unix seconds.
+    pub now: u64,
+    /// Fills the buffer with secure random bytes; `false` if the source failed.
+    pub random: &'a mut dyn FnMut(&mut [u8]) -> bool,
+}
+
+impl Env<'_> {
+    pub(super) fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let mut b = [0u8; N];
+        (self.random)(&mut b).then_some(b)
+    }
+}

@@ -1,0 +1,83 @@
+//! Building local responses and the structured log lines that go with decisions.
+
+use super::{Decision, Level, Response, Step};
+use crate::pages;
+
+pub(super) fn log_line(event: &str, req_path: &str, fields: &[(&str, &str)]) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert("event".into(), event.into());
+    m.insert("path".into(), req_path.into());
+    for (k, v) in fields {
+        m.insert((*k).into(), (*v).into());
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+pub(super) fn respond_step(response: Response, log: Option<(Level, String)>) -> Step {
+    Step {
+        decision: Decision::Respond(response),
+        log,
+    }
+}
+
+pub(super) fn text(status: u16, body: &str) -> Response {
+    Response {
+        status,
+        headers: vec![
+            ("content-type".into(), "text/plain; charset=utf-8".into()),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: format!("{body}\n"),
+    }
+}
+
+pub(super) fn json_error(status: u16, error: &str) -> Response {
+    Response {
+        status,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: serde_json::json!({ "error": error }).to_string(),
+    }
+}
+
+pub(super) fn html(status: u16, body: String) -> Response {
+    Response {
+        status,
+        headers: vec![
+            ("content-type".into(), "text/html; charset=utf-8".into()),
+            ("cache-control".into(), "no-store".into()),
+            ("x-frame-options".into(), "DENY".into()),
+            (
+                "content-security-policy".into(),
+                "default-src 'none'; style-src 'unsafe-inline'".into(),
+            ),
+        ],
+        body,
+    }
+}
+
+pub(super) fn redirect_to(location: &str, set_cookies: Vec<String>) -> Response {
+    let mut headers = vec![
+        ("location".to_string(), location.to_string()),
+        ("cache-control".to_string(), "no-store".to_string()),
+    ];
+    headers.extend(
+        set_cookies
+            .into_iter()
+            .map(|c| ("set-cookie".to_string(), c)),
+    );
+    Response {
+        status: 302,
+        headers,
+        body: String::new(),
+    }
+}
+
+pub(super) fn error_page(prefix: &str, status: u16, message: &str) -> Response {
+    html(
+        status,
+        pages::error(status, message, &format!("{prefix}/sign_in")),
+    )
+}
