@@ -90,7 +90,9 @@ ${groups ? `<p>Groups: <code>${esc(groups)}</code></p>` : ''}
 `;
 }
 
-const server = http.createServer((req, res) => {
+// Identity headers for a user in many groups (and the ID token in Authorization) pass
+// Node's 16 KiB default header limit; Envoy already bounds them.
+const server = http.createServer({ maxHeaderSize: 256 * 1024 }, (req, res) => {
   // Drain any request body; the echo only reports method, path and headers.
   req.resume();
   req.on('end', () => {

@@ -1,0 +1,494 @@
+//! One IdP (real oidc-provider or the misbehaving Rust OP) + one upstream app + one Envoy
+//! running the filter, all on 127.0.0.1 with fresh ports.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::html;
+use super::http::{format_hops, raw_request, Browser, Hop, Response};
+use super::proc::{free_ports, tcp_open, wait_until, Proc, TempDir};
+use super::upstream::Recorder;
+use super::Env;
+
+pub const CLIENT_ID: &str = "wop-e2e";
+
+/// Which OpenID Provider the stack talks to.
+pub enum Idp {
+    /// `node idp/server.js` (panva/oidc-provider).
+    Node,
+    /// Something already listening on this port (the Rust `bad_op`).
+    External { port: u16 },
+}
+
+/// Which upstream app sits behind Envoy.
+pub enum App {
+    /// `node demo/app.js`.
+    Node,
+    /// The Rust `Recorder` (records every request it receives).
+    Recorder,
+}
+
+pub struct StackBuilder {
+    idp: Idp,
+    app: App,
+    overrides: Map<String, Value>,
+    client_secret: String,
+    cookie_secret: String,
+    secrets_via_env: bool,
+    idp_env: Vec<(String, String)>,
+}
+
+pub struct Stack {
+    // Drop order matters: Envoy first, then the rest.
+    pub envoy: Option<Proc>,
+    pub app: Option<Proc>,
+    pub recorder: Option<Recorder>,
+    pub idp: Option<Proc>,
+    pub env: Env,
+    pub listen_port: u16,
+    pub admin_port: u16,
+    pub app_port: u16,
+    pub idp_port: u16,
+    pub client_id: String,
+    pub client_secret: String,
+    pub cookie_secret: String,
+    pub plugin_config: Value,
+    pub envoy_yaml: PathBuf,
+    pub dir: TempDir,
+}
+
+impl StackBuilder {
+    /// Plugin config override; `Value::Null` removes a default key.
+    pub fn plugin(mut self, key: &str, v: Value) -> Self {
+        self.overrides.insert(key.to_string(), v);
+        self
+    }
+    pub fn idp(mut self, idp: Idp) -> Self {
+        self.idp = idp;
+        self
+    }
+    pub fn app(mut self, app: App) -> Self {
+        self.app = app;
+        self
+    }
+    pub fn client_secret(mut self, s: &str) -> Self {
+        self.client_secret = s.to_string();
+        self
+    }
+    pub fn cookie_secret(mut self, s: &str) -> Self {
+        self.cookie_secret = s.to_string();
+        self
+    }
+    /// Pass the secrets inline in the plugin JSON instead of `*_env`.
+    /// Extra environment for `idp/server.js` (e.g. IDP_ID_TOKEN_ALG=ES256).
+    pub fn idp_env(mut self, k: &str, v: &str) -> Self {
+        self.idp_env.push((k.to_string(), v.to_string()));
+        self
+    }
+    pub fn inline_secrets(mut self) -> Self {
+        self.secrets_via_env = false;
+        self
+    }
+
+    /// Start everything and wait until Envoy is ready. Panics (with log tails) on failure.
+    pub fn start(self) -> Stack {
+        let mut st = self.start_no_envoy();
+        st.start_envoy()
+            .unwrap_or_else(|e| st.fail(&format!("envoy did not become ready: {e}")));
+        st
+    }
+
+    /// Start IdP + app, render the Envoy config, but don't run Envoy.
+    pub fn start_no_envoy(self) -> Stack {
+        let env = Env::get();
+        let dir = TempDir::new("stack");
+        let ports = free_ports(4);
+        let (listen_port, admin_port, app_port) = (ports[0], ports[1], ports[2]);
+        let idp_port = match self.idp {
+            Idp::Node => ports[3],
+            Idp::External { port } => port,
+        };
+        let mut st = Stack {
+            envoy: None,
+            app: None,
+            recorder: None,
+            idp: None,
+            env,
+            listen_port,
+            admin_port,
+            app_port,
+            idp_port,
+            client_id: CLIENT_ID.to_string(),
+            client_secret: self.client_secret.clone(),
+            cookie_secret: self.cookie_secret.clone(),
+            plugin_config: Value::Null,
+            envoy_yaml: PathBuf::new(),
+            dir,
+        };
+
+        if let Idp::Node = self.idp {
+            let mut cmd = Command::new("node");
+            cmd.arg(st.env.root.join("idp/server.js"))
+                .current_dir(st.env.root.join("idp"))
+                .env("IDP_PORT", idp_port.to_string())
+                .env("IDP_ISSUER", st.issuer())
+                .env("IDP_CLIENT_ID", &st.client_id)
+                .env("IDP_CLIENT_SECRET", &st.client_secret)
+                .env("IDP_REDIRECT_URIS", st.redirect_url())
+                .envs(self.idp_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let mut p = Proc::spawn("idp", cmd, &st.dir.path);
+            let disco = format!("{}/.well-known/openid-configuration", st.issuer());
+            let r = wait_until(
+                "the IdP's discovery document",
+                Duration::from_secs(40),
+                &mut p,
+                || {
+                    raw_request("GET", &disco, &[], None, Duration::from_secs(2))
+                        .map(|r| r.status == 200)
+                        .unwrap_or(false)
+                },
+            );
+            st.idp = Some(p);
+            if let Err(e) = r {
+                st.fail(&format!("IdP did not start: {e}"));
+            }
+        }
+
+        match self.app {
+            App::Node => {
+                let mut cmd = Command::new("node");
+                // demo/app.js raises Node's header limit itself, as the demo needs it too.
+                cmd.arg(st.env.root.join("demo/app.js"))
+                    .current_dir(st.env.root.join("demo"))
+                    .env("APP_PORT", app_port.to_string());
+                let mut p = Proc::spawn("app", cmd, &st.dir.path);
+                let r = wait_until("the app's port", Duration::from_secs(20), &mut p, || {
+                    tcp_open(app_port)
+                });
+                st.app = Some(p);
+                if let Err(e) = r {
+                    st.fail(&format!("app did not start: {e}"));
+                }
+            }
+            App::Recorder => {
+                let rec = Recorder::start();
+                st.app_port = rec.port();
+                st.recorder = Some(rec);
+            }
+        }
+
+        // Plugin configuration.
+        let mut cfg = json!({
+            "provider": "oidc",
+            "oidc_issuer_url": st.issuer(),
+            "idp_cluster": "idp",
+            "client_id": st.client_id,
+            "redirect_url": st.redirect_url(),
+            "email_domains": ["*"],
+            "cookie_secure": false,
+            "set_xauthrequest": true,
+            "pass_access_token": true,
+            "pass_authorization_header": true,
+        });
+        let obj = cfg.as_object_mut().expect("object");
+        if self.secrets_via_env {
+            obj.insert("client_secret_env".into(), json!("OAUTH2_CLIENT_SECRET"));
+            obj.insert("cookie_secret_env".into(), json!("OAUTH2_COOKIE_SECRET"));
+        } else {
+            obj.insert("client_secret".into(), json!(st.client_secret));
+            obj.insert("cookie_secret".into(), json!(st.cookie_secret));
+        }
+        for (k, v) in self.overrides {
+            if v.is_null() {
+                obj.remove(&k);
+            } else {
+                obj.insert(k, v);
+            }
+        }
+        st.plugin_config = cfg;
+        st.envoy_yaml = st.dir.path.join("envoy.yaml");
+        let yaml = st.render_envoy_yaml();
+        std::fs::write(&st.envoy_yaml, yaml).expect("write envoy.yaml");
+        st
+    }
+}
+
+/// Render `envoy/local.yaml.tmpl` (same substitutions as scripts/render_envoy.py).
+pub fn render_template(tmpl: &str, subs: &[(&str, String)]) -> String {
+    let mut out = tmpl.to_string();
+    for (k, v) in subs {
+        out = out.replace(&format!("@{k}@"), v);
+    }
+    out
+}
+
+impl Stack {
+    pub fn builder() -> StackBuilder {
+        StackBuilder {
+            idp: Idp::Node,
+            app: App::Node,
+            overrides: Map::new(),
+            client_secret: format!("secret-{}", super::random_token(12)),
+            cookie_secret: super::random_cookie_secret(),
+            secrets_via_env: true,
+            idp_env: Vec::new(),
+        }
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.idp_port)
+    }
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.listen_port)
+    }
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base(), path)
+    }
+    /// `127.0.0.1:<listen>` — the browser jar key for Envoy.
+    pub fn origin(&self) -> String {
+        format!("127.0.0.1:{}", self.listen_port)
+    }
+    pub fn idp_origin(&self) -> String {
+        format!("127.0.0.1:{}", self.idp_port)
+    }
+    pub fn redirect_url(&self) -> String {
+        format!("http://127.0.0.1:{}/oauth2/callback", self.listen_port)
+    }
+
+    pub fn render_envoy_yaml(&self) -> String {
+        let tmpl_path = self.env.root.join("envoy/local.yaml.tmpl");
+        let tmpl = std::fs::read_to_string(&tmpl_path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", tmpl_path.display()));
+        let q = |s: String| s.replace('\'', "''");
+        let wasm = std::fs::canonicalize(&self.env.wasm).unwrap_or(self.env.wasm.clone());
+        render_template(
+            &tmpl,
+            &[
+                ("LISTEN_PORT", self.listen_port.to_string()),
+                ("ADMIN_PORT", self.admin_port.to_string()),
+                ("APP_PORT", self.app_port.to_string()),
+                ("IDP_PORT", self.idp_port.to_string()),
+                ("WASM_PATH", q(wasm.display().to_string())),
+                (
+                    "PLUGIN_CONFIG",
+                    q(serde_json::to_string(&self.plugin_config).expect("json")),
+                ),
+            ],
+        )
+    }
+
+    /// Spawn Envoy (without waiting).
+    pub fn spawn_envoy(&mut self) {
+        let mut cmd = Command::new(&self.env.envoy);
+        cmd.arg("-c")
+            .arg(&self.envoy_yaml)
+            .args([
+                "--concurrency",
+                "2",
+                "--log-level",
+                "warn",
+                "--component-log-level",
+                "wasm:info",
+            ])
+            .arg("--use-dynamic-base-id")
+            .env("OAUTH2_CLIENT_SECRET", &self.client_secret)
+            .env("OAUTH2_COOKIE_SECRET", &self.cookie_secret);
+        self.envoy = Some(Proc::spawn("envoy", cmd, &self.dir.path));
+    }
+
+    /// Envoy admin `/ready` == 200.
+    pub fn envoy_ready(&self) -> bool {
+        raw_request(
+            "GET",
+            &format!("http://127.0.0.1:{}/ready", self.admin_port),
+            &[],
+            None,
+            Duration::from_secs(2),
+        )
+        .map(|r| r.status == 200)
+        .unwrap_or(false)
+    }
+
+    /// Spawn Envoy and wait for admin /ready and the listener.
+    pub fn start_envoy(&mut self) -> Result<(), String> {
+        self.spawn_envoy();
+        let admin = self.admin_port;
+        let listen = self.listen_port;
+        let mut p = self.envoy.take().expect("envoy");
+        let r = wait_until(
+            "envoy admin /ready == 200",
+            Duration::from_secs(90),
+            &mut p,
+            || {
+                raw_request(
+                    "GET",
+                    &format!("http://127.0.0.1:{admin}/ready"),
+                    &[],
+                    None,
+                    Duration::from_secs(2),
+                )
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
+                    && tcp_open(listen)
+            },
+        );
+        self.envoy = Some(p);
+        r
+    }
+
+    /// Restart Envoy with the same ports and config (e.g. after changing the config file).
+    pub fn restart_envoy(&mut self) {
+        if let Some(mut p) = self.envoy.take() {
+            p.kill();
+        }
+        std::fs::write(&self.envoy_yaml, self.render_envoy_yaml()).expect("write envoy.yaml");
+        self.start_envoy()
+            .unwrap_or_else(|e| self.fail(&format!("envoy restart failed: {e}")));
+    }
+
+    pub fn envoy_log(&self) -> String {
+        self.envoy
+            .as_ref()
+            .map(|p| p.log_text())
+            .unwrap_or_default()
+    }
+
+    /// Tails of every child's log.
+    pub fn tails(&self) -> String {
+        let mut s = String::new();
+        for p in [&self.envoy, &self.idp, &self.app].into_iter().flatten() {
+            s.push_str(&format!(
+                "\n----- {} log ({}) -----\n{}\n",
+                p.name,
+                p.log.display(),
+                p.tail(40)
+            ));
+        }
+        if let Some(r) = &self.recorder {
+            let reqs = r.requests();
+            s.push_str(&format!(
+                "\n----- recorder: {} request(s) -----\n",
+                reqs.len()
+            ));
+            for q in reqs.iter().rev().take(10) {
+                s.push_str(&format!("{} {}\n", q.method, q.target));
+            }
+        }
+        s
+    }
+
+    /// Panic with a message and every child's log tail.
+    pub fn fail(&self, msg: &str) -> ! {
+        panic!("{msg}\n{}", self.tails())
+    }
+
+    /// assert with log tails.
+    pub fn check(&self, cond: bool, msg: impl FnOnce() -> String) {
+        if !cond {
+            self.fail(&msg());
+        }
+    }
+
+    // ------------------------------------------------------------------ browser flows
+
+    /// Drive the real IdP's login (and consent, if shown) pages, starting from `start_url`,
+    /// until the browser leaves the IdP. Returns the final response and all hops.
+    pub fn login(
+        &self,
+        b: &mut Browser,
+        start_url: &str,
+        user: &str,
+        pass: &str,
+    ) -> (Response, Vec<Hop>) {
+        let (mut resp, mut hops) = b.follow_get(start_url);
+        let idp = self.idp_origin();
+        for _ in 0..6 {
+            let u = url::Url::parse(&resp.url).expect("url");
+            if super::http::origin_of(&u) != idp || resp.is_redirect() {
+                break;
+            }
+            let page = resp.text();
+            let forms = html::forms(&page);
+            let form = forms
+                .iter()
+                .find(|f| f.has_password())
+                .or_else(|| forms.iter().find(|f| f.action.ends_with("/confirm")))
+                .cloned();
+            let Some(form) = form else { break };
+            if form.has_password() && resp.status == 401 {
+                self.fail(&format!(
+                    "IdP rejected the credentials for {user}:\n{}\n{}",
+                    format_hops(&hops),
+                    resp.short()
+                ));
+            }
+            let mut fields = form.fields();
+            if form.has_password() {
+                for (k, v) in fields.iter_mut() {
+                    match k.as_str() {
+                        "login" | "username" | "email" | "user" => *v = user.to_string(),
+                        "password" => *v = pass.to_string(),
+                        _ => {}
+                    }
+                }
+            }
+            let action = u.join(&form.action).expect("form action").to_string();
+            let (r, h) = b.submit_form(&action, &fields);
+            resp = r;
+            hops.extend(h);
+        }
+        (resp, hops)
+    }
+
+    /// Log in through `/` (or `start_path`) and assert we end at the app with 200.
+    pub fn login_ok(&self, b: &mut Browser, start_path: &str, user: &str) -> (Response, Vec<Hop>) {
+        let (resp, hops) = self.login(b, &self.url(start_path), user, user);
+        self.check(
+            resp.status == 200 && resp.url.starts_with(&self.base()),
+            || {
+                format!(
+                "login as {user} via {start_path} did not end at the app with 200:\n{}\nfinal: {}",
+                format_hops(&hops),
+                resp.short()
+            )
+            },
+        );
+        self.check(
+            b.cookies(&self.origin())
+                .iter()
+                .any(|c| c.name.starts_with("_oauth2_proxy") && !c.name.ends_with("_csrf")),
+            || {
+                format!(
+                    "login as {user}: no session cookie in the jar:\n{}",
+                    format_hops(&hops)
+                )
+            },
+        );
+        (resp, hops)
+    }
+
+    /// Forget the IdP's own session (so the next login shows the login form again).
+    pub fn forget_idp_session(&self, b: &mut Browser) {
+        let o = self.idp_origin();
+        b.jar.retain(|c| c.origin != o);
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "e2e stack logs (dir {}):{}",
+                self.dir.path.display(),
+                self.tails()
+            );
+            eprintln!("plugin config: {}", self.plugin_config);
+        }
+        if let Some(mut p) = self.envoy.take() {
+            p.kill();
+        }
+    }
+}
