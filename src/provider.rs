@@ -126,3 +126,77 @@ fn ok_body(response: Option<(u16, &[u8])>) -> Result<&[u8], LoadError> {
         None => Err(LoadError::Unreachable),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests_support::config;
+    use crate::oidc::testkeys;
+
+    fn discovery_json(issuer: &str) -> String {
+        serde_json::json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks"),
+        })
+        .to_string()
+    }
+
+    fn loaded(now: u64) -> Provider {
+        let c = config();
+        let d = on_discovery(&c, Some((200, discovery_json(&c.issuer).as_bytes()))).unwrap();
+        on_jwks(d, Some((200, testkeys::jwks_json().as_bytes())), now).unwrap()
+    }
+
+    #[test]
+    fn callouts_target_the_issuer() {
+        let c = config();
+        let r = discovery_request(&c).unwrap();
+        assert_eq!((r.method, r.authority.as_str()), ("GET", "idp.example.com"));
+        assert_eq!(r.path, "/.well-known/openid-configuration");
+        let p = loaded(0);
+        assert_eq!(jwks_request(&p.discovery).unwrap().path, "/jwks");
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let c = config();
+        assert_eq!(on_discovery(&c, None).unwrap_err(), LoadError::Unreachable);
+        assert_eq!(
+            on_discovery(&c, Some((503, b""))).unwrap_err(),
+            LoadError::Status(503)
+        );
+        let foreign = discovery_json("https://other.example.com");
+        assert!(matches!(
+            on_discovery(&c, Some((200, foreign.as_bytes()))),
+            Err(LoadError::Invalid(_))
+        ));
+        let d = on_discovery(&c, Some((200, discovery_json(&c.issuer).as_bytes()))).unwrap();
+        assert!(matches!(
+            on_jwks(d, Some((200, b"{\"keys\":[]}")), 0),
+            Err(LoadError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_issuer_check() {
+        let p = loaded(42);
+        let bytes = p.snapshot().unwrap();
+        let back = Provider::from_snapshot(&bytes, &config()).unwrap();
+        assert_eq!(back.fetched_at, 42);
+        assert_eq!(back.discovery, p.discovery);
+        assert_eq!(back.jwks.len(), p.jwks.len());
+        let mut other = config();
+        other.issuer = "https://other.example.com".into();
+        assert!(Provider::from_snapshot(&bytes, &other).is_none());
+        assert!(Provider::from_snapshot(b"junk", &config()).is_none());
+    }
+
+    #[test]
+    fn staleness() {
+        let p = loaded(1000);
+        assert!(!p.is_stale(1000 + REFRESH_SECS - 1));
+        assert!(p.is_stale(1000 + REFRESH_SECS));
+    }
+}
