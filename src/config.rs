@@ -472,16 +472,7 @@ mod tests {
         None
     }
 
-    fn base() -> serde_json::Value {
-        serde_json::json!({
-            "oidc_issuer_url": "https://idp.example.com",
-            "idp_cluster": "idp",
-            "client_id": "app",
-            "client_secret": "s3cret",
-            "cookie_secret": "0123456789abcdef0123456789abcdef",
-            "email_domains": ["*"]
-        })
-    }
+    use super::tests_support::base;
 
     fn parse(v: &serde_json::Value) -> Result<Config, ConfigError> {
         Config::parse(v.to_string().as_bytes(), &no_env)
@@ -603,16 +594,20 @@ mod tests {
 pub(crate) mod tests_support {
     use super::Config;
 
-    pub(crate) fn config() -> Config {
-        let json = serde_json::json!({
+    /// The smallest valid configuration, as JSON.
+    pub(crate) fn base() -> serde_json::Value {
+        serde_json::json!({
             "oidc_issuer_url": "https://idp.example.com",
             "idp_cluster": "idp",
             "client_id": "app",
             "client_secret": "s3cret",
             "cookie_secret": "0123456789abcdef0123456789abcdef",
             "email_domains": ["*"]
-        });
-        match Config::parse(json.to_string().as_bytes(), &|_| None) {
+        })
+    }
+
+    pub(crate) fn config() -> Config {
+        match Config::parse(base().to_string().as_bytes(), &|_| None) {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         }

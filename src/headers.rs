@@ -31,73 +31,79 @@ fn clean(value: &str) -> String {
     value.chars().filter(|c| !c.is_control()).collect()
 }
 
-/// The headers for the app, as oauth2-proxy sets them for these options.
-pub fn for_upstream(config: &Config, s: &Session) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    let groups = s
-        .groups
-        .iter()
-        .map(|g| clean(g))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut push = |name: &'static str, value: &str| {
-        if !value.is_empty() {
-            out.push((name, clean(value)));
-        }
-    };
-    if config.pass_user_headers {
-        push("x-forwarded-user", &s.user);
-        push("x-forwarded-email", &s.email);
-        push("x-forwarded-preferred-username", &s.preferred_username);
-        push("x-forwarded-groups", &groups);
+type Headers = Vec<(&'static str, String)>;
+
+/// Empty values are left out rather than sent as empty headers.
+fn push(out: &mut Headers, name: &'static str, value: &str) {
+    if !value.is_empty() {
+        out.push((name, clean(value)));
     }
+}
+
+/// One family of user headers: user, email, preferred username, groups (comma-joined).
+fn user(out: &mut Headers, names: [&'static str; 4], s: &Session) {
+    let groups: Vec<String> = s.groups.iter().map(|g| clean(g)).collect();
+    let [user, email, preferred, groups_name] = names;
+    push(out, user, &s.user);
+    push(out, email, &s.email);
+    push(out, preferred, &s.preferred_username);
+    push(out, groups_name, &groups.join(","));
+}
+
+fn auth_request(out: &mut Headers, config: &Config, s: &Session) {
+    user(
+        out,
+        [
+            "x-auth-request-user",
+            "x-auth-request-email",
+            "x-auth-request-preferred-username",
+            "x-auth-request-groups",
+        ],
+        s,
+    );
     if config.pass_access_token {
-        push("x-forwarded-access-token", &s.access_token);
+        push(out, "x-auth-request-access-token", &s.access_token);
     }
-    if config.set_xauthrequest {
-        push_auth_request(&mut push, config, s, &groups);
-    }
+}
+
+fn bearer(out: &mut Headers, config: &Config, s: &Session) {
     if config.pass_authorization_header && !s.id_token.is_empty() {
         out.push(("authorization", format!("Bearer {}", clean(&s.id_token))));
     }
+}
+
+/// The headers for the app, as oauth2-proxy sets them for these options.
+pub fn for_upstream(config: &Config, s: &Session) -> Headers {
+    let mut out = Vec::new();
+    if config.pass_user_headers {
+        user(
+            &mut out,
+            [
+                "x-forwarded-user",
+                "x-forwarded-email",
+                "x-forwarded-preferred-username",
+                "x-forwarded-groups",
+            ],
+            s,
+        );
+    }
+    if config.pass_access_token {
+        push(&mut out, "x-forwarded-access-token", &s.access_token);
+    }
+    if config.set_xauthrequest {
+        auth_request(&mut out, config, s);
+    }
+    bearer(&mut out, config, s);
     out
 }
 
 /// The `/oauth2/auth` response headers: oauth2-proxy's X-Auth-Request set, for an
 /// external-auth caller.
-pub fn for_auth_response(config: &Config, s: &Session) -> Vec<(&'static str, String)> {
+pub fn for_auth_response(config: &Config, s: &Session) -> Headers {
     let mut out = Vec::new();
-    let groups = s
-        .groups
-        .iter()
-        .map(|g| clean(g))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut push = |name: &'static str, value: &str| {
-        if !value.is_empty() {
-            out.push((name, clean(value)));
-        }
-    };
-    push_auth_request(&mut push, config, s, &groups);
-    if config.pass_authorization_header && !s.id_token.is_empty() {
-        out.push(("authorization", format!("Bearer {}", clean(&s.id_token))));
-    }
+    auth_request(&mut out, config, s);
+    bearer(&mut out, config, s);
     out
-}
-
-fn push_auth_request(
-    push: &mut impl FnMut(&'static str, &str),
-    config: &Config,
-    s: &Session,
-    groups: &str,
-) {
-    push("x-auth-request-user", &s.user);
-    push("x-auth-request-email", &s.email);
-    push("x-auth-request-preferred-username", &s.preferred_username);
-    push("x-auth-request-groups", groups);
-    if config.pass_access_token {
-        push("x-auth-request-access-token", &s.access_token);
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
 //! oauth2-proxy's informational endpoints: sign-out, userinfo and auth.
 
-use super::login::target;
+use super::login::{return_to, target};
 use super::respond::{json_error, log_line, redirect_to, respond_step, text};
 use super::*;
-use crate::redirect;
 
 pub(super) fn sign_out(
     cx: &mut Context,
@@ -22,10 +21,7 @@ pub(super) fn sign_out(
         &t,
         &config.cookie.csrf_name(),
     ));
-    let location = req
-        .query("rd")
-        .and_then(|rd| redirect::allowed(&rd, req.authority(), &config.whitelist_domains))
-        .unwrap_or_else(|| "/".into());
+    let location = return_to(config, req, req.query("rd").as_deref());
     respond_step(
         redirect_to(&location, set_cookies),
         Some((Level::Info, log_line("sign_out", req.path_only(), &[]))),

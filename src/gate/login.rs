@@ -15,6 +15,12 @@ pub(super) fn target<'a>(req: &'a Request, now: u64) -> Target<'a> {
     }
 }
 
+/// Where to send the browser afterwards: `rd` when `redirect` allows it, else the root.
+pub(super) fn return_to(config: &Config, req: &Request, rd: Option<&str>) -> String {
+    rd.and_then(|rd| redirect::allowed(rd, req.authority(), &config.whitelist_domains))
+        .unwrap_or_else(|| "/".to_string())
+}
+
 pub(super) fn redirect_uri(config: &Config, req: &Request) -> String {
     match &config.redirect_url {
         Some(u) => u.clone(),
@@ -41,9 +47,7 @@ pub(super) fn start_login(
             log: None,
         };
     };
-    let return_to = rd
-        .and_then(|rd| redirect::allowed(rd, req.authority(), &config.whitelist_domains))
-        .unwrap_or_else(|| "/".to_string());
+    let return_to = return_to(config, req, rd);
     let (Some(state), Some(nonce), Some(verifier), Some(seal_nonce)) = (
         env.bytes::<32>(),
         env.bytes::<32>(),
@@ -140,10 +144,7 @@ pub(super) fn sign_in(
     if config.skip_provider_button {
         return start_login(cx, req, cookies, env, rd.as_deref());
     }
-    let safe = rd
-        .as_deref()
-        .and_then(|rd| redirect::allowed(rd, req.authority(), &config.whitelist_domains))
-        .unwrap_or_else(|| "/".into());
+    let safe = return_to(config, req, rd.as_deref());
     let start = format!(
         "{}/start?{}",
         config.proxy_prefix,
