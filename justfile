@@ -92,21 +92,15 @@ lint:
 unit:
     cargo test --lib
 
-# Render envoy/local.yaml.tmpl with sample values and validate it with Envoy.
-check-envoy:
+# Render envoy/local.yaml.tmpl with sample values and validate it with Envoy
+# (validation loads and configures the real filter with demo/config.json).
+check-envoy: setup build
     #!/usr/bin/env bash
     set -euo pipefail
     cd "{{root}}"
     dir="$(mktemp -d)"
     trap 'rm -rf "$dir"' EXIT
-    # Validation instantiates the filter (and configures it with
-    # demo/config.json): use the built one, else a do-nothing Proxy-Wasm stub.
     wasm_path="{{root}}/{{wasm}}"
-    if [ ! -f "$wasm_path" ]; then
-        wasm_path="$dir/stub.wasm"
-        python3 scripts/stub_wasm.py "$wasm_path"
-        echo "check-envoy: {{wasm}} not built, validating with a stub module"
-    fi
     python3 scripts/render_envoy.py --template envoy/local.yaml.tmpl --out "$dir/envoy.yaml" \
         LISTEN_PORT=4180 ADMIN_PORT=9901 APP_PORT=8080 IDP_PORT=9000 \
         "WASM_PATH=$wasm_path" PLUGIN_CONFIG=@demo/config.json

@@ -27,7 +27,7 @@ const EAGER_TICK: Duration = Duration::from_millis(1);
 
 enum Load {
     Idle,
-    /// Discovery or keys in flight since this time; `refresh` when only keys are fetched.
+    /// Discovery (then keys) in flight since this time.
     InFlight {
         since: u64,
     },
