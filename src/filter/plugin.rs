@@ -129,11 +129,10 @@ pub fn on_request(root: u32, stream: u32) -> Action {
         headers: host::request_headers(),
     };
     with_vm(refuse, |vm| {
-        let now = host::now();
         let Some(plugin) = vm.plugins.get_mut(&root) else {
             return refuse();
         };
-        let step = decide(plugin, &req, now);
+        let step = decide(plugin, &req);
         carry_out(vm, root, stream, step, Some(req), false)
     })
 }
@@ -159,28 +158,9 @@ fn unavailable(status: u16) -> Response {
     }
 }
 
-fn decide(plugin: &mut Plugin, req: &Request, now: u64) -> Step {
-    let config = Rc::clone(&plugin.config);
-    let provider = plugin.provider.clone();
-    let mut random = host::random;
-    let mut env = Env {
-        now,
-        random: &mut random,
-    };
-    let mut cx = Context {
-        config: &config,
-        provider: provider.as_deref(),
-        sessions: &mut plugin.sessions,
-    };
-    gate::decide(&mut cx, req, &mut env)
-}
-
-fn resume_with(
-    plugin: &mut Plugin,
-    pending: Pending,
-    response: Option<(u16, &[u8])>,
-    keys_only: bool,
-) -> Step {
+/// Runs one gate entry point with this plugin's configuration, metadata, session cache,
+/// the host's clock and its random source.
+fn with_gate(plugin: &mut Plugin, f: impl FnOnce(&mut Context, &mut Env) -> Step) -> Step {
     let config = Rc::clone(&plugin.config);
     let provider = plugin.provider.clone();
     let mut random = host::random;
@@ -193,11 +173,26 @@ fn resume_with(
         provider: provider.as_deref(),
         sessions: &mut plugin.sessions,
     };
-    if keys_only {
-        gate::resume_keys(&mut cx, pending, &mut env)
-    } else {
-        gate::resume(&mut cx, pending, response, &mut env)
-    }
+    f(&mut cx, &mut env)
+}
+
+fn decide(plugin: &mut Plugin, req: &Request) -> Step {
+    with_gate(plugin, |cx, env| gate::decide(cx, req, env))
+}
+
+fn resume_with(
+    plugin: &mut Plugin,
+    pending: Pending,
+    response: Option<(u16, &[u8])>,
+    keys_only: bool,
+) -> Step {
+    with_gate(plugin, |cx, env| {
+        if keys_only {
+            gate::resume_keys(cx, pending, env)
+        } else {
+            gate::resume(cx, pending, response, env)
+        }
+    })
 }
 
 /// Applies a decision for `stream`. `resumed` is true when the stream was paused earlier
@@ -485,7 +480,7 @@ fn wake(vm: &mut Vm, root: u32) {
             return;
         };
         let step = match wait {
-            Wait::Decide(req) if plugin.provider.is_some() => decide(plugin, &req, host::now()),
+            Wait::Decide(req) if plugin.provider.is_some() => decide(plugin, &req),
             Wait::Decide(_) => {
                 host::log(Level::Warn, "{\"event\":\"provider_unavailable\"}");
                 host::send_response(&unavailable(503));

@@ -1,7 +1,9 @@
 //! oauth2-proxy's informational endpoints: sign-out, userinfo and auth.
 
 use super::login::{return_to, target};
-use super::respond::{json_error, log_line, redirect_to, respond_step, text};
+use super::respond::{
+    json, json_error, log_line, redirect_to, respond_step, text, unauthenticated,
+};
 use super::*;
 
 pub(super) fn sign_out(
@@ -36,29 +38,18 @@ pub(super) fn userinfo(
 ) -> Step {
     match current_session(cx, cookies, env.now) {
         Some(s) => respond_step(
-            Response {
-                status: 200,
-                headers: vec![
-                    ("content-type".into(), "application/json".into()),
-                    ("cache-control".into(), "no-store".into()),
-                ],
-                body: serde_json::json!({
+            json(
+                200,
+                &serde_json::json!({
                     "user": s.user,
                     "email": s.email,
                     "preferredUsername": s.preferred_username,
                     "groups": s.groups,
-                })
-                .to_string(),
-            },
+                }),
+            ),
             None,
         ),
-        None => respond_step(
-            json_error(401, "unauthorized"),
-            Some((
-                Level::Info,
-                log_line("unauthenticated", req.path_only(), &[]),
-            )),
-        ),
+        None => unauthenticated(req, json_error(401, "unauthorized")),
     }
 }
 
@@ -79,12 +70,6 @@ pub(super) fn auth(
             );
             respond_step(r, None)
         }
-        None => respond_step(
-            text(401, "Unauthorized"),
-            Some((
-                Level::Info,
-                log_line("unauthenticated", req.path_only(), &[]),
-            )),
-        ),
+        None => unauthenticated(req, text(401, "Unauthorized")),
     }
 }

@@ -162,26 +162,9 @@ pub(super) fn callback(
     env: &mut Env,
 ) -> Step {
     let config = cx.config;
-    let path = req.path_only();
-    let prefix = config.proxy_prefix.as_str();
     let csrf_name = config.cookie.csrf_name();
     let t = target(req, env.now);
-    let clear_csrf = || vec![cookie::clear_cookie(&config.cookie, &t, &csrf_name)];
-    let deny = |status: u16, message: &str, reason: &str| {
-        let mut r = error_page(prefix, status, message);
-        r.headers.extend(
-            clear_csrf()
-                .into_iter()
-                .map(|c| ("set-cookie".to_string(), c)),
-        );
-        respond_step(
-            r,
-            Some((
-                Level::Warn,
-                log_line("login_failed", path, &[("reason", reason)]),
-            )),
-        )
-    };
+    let deny = |status: u16, message: &str, reason: &str| fail(config, &t, status, message, reason);
 
     if let Some(error) = req.query("error") {
         let code: String = error
@@ -262,21 +245,13 @@ pub(super) fn callback(
     }
 }
 
-pub(super) fn fail(
-    config: &Config,
-    cb: &Callback,
-    status: u16,
-    message: &str,
-    reason: &str,
-) -> Step {
-    let t = Target {
-        host: &cb.host,
-        now: 0,
-    };
+/// A login that cannot finish: an error page, the login attempt's CSRF cookie expired, and
+/// one log line with the reason. Never a session.
+pub(super) fn fail(config: &Config, t: &Target, status: u16, message: &str, reason: &str) -> Step {
     let mut r = error_page(&config.proxy_prefix, status, message);
     r.headers.push((
         "set-cookie".into(),
-        cookie::clear_cookie(&config.cookie, &t, &config.cookie.csrf_name()),
+        cookie::clear_cookie(&config.cookie, t, &config.cookie.csrf_name()),
     ));
     respond_step(
         r,
@@ -299,27 +274,11 @@ pub(super) fn finish_login(
     env: &mut Env,
 ) -> Step {
     let config = cx.config;
-    let prefix = config.proxy_prefix.as_str();
     let callback_path = config.callback_path();
-    let t = Target {
-        host: &cb.host,
-        now: env.now,
-    };
+    let t = cb.target(env.now);
     let csrf_name = config.cookie.csrf_name();
-    let failed = |status: u16, message: &str, reason: &str| {
-        let mut r = error_page(prefix, status, message);
-        r.headers.push((
-            "set-cookie".into(),
-            cookie::clear_cookie(&config.cookie, &t, &csrf_name),
-        ));
-        respond_step(
-            r,
-            Some((
-                Level::Warn,
-                log_line("login_failed", &callback_path, &[("reason", reason)]),
-            )),
-        )
-    };
+    let failed =
+        |status: u16, message: &str, reason: &str| fail(config, &t, status, message, reason);
     let Some(provider) = cx.provider else {
         return failed(
             503,

@@ -18,7 +18,7 @@ use crate::provider::Provider;
 use crate::session::{self, Session, SessionCache};
 use endpoints::{auth, sign_out, userinfo};
 use login::{callback, fail, finish_login, sign_in, start_login};
-use respond::{json_error, log_line, respond_step, text};
+use respond::{json_error, log_line, respond_step, text, unauthenticated};
 use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +65,15 @@ pub struct Callback {
     host: String,
     /// Names of the cookies the browser sent, to expire stale session chunks.
     present: Vec<String>,
+}
+
+impl Callback {
+    fn target(&self, now: u64) -> cookie::Target<'_> {
+        cookie::Target {
+            host: &self.host,
+            now,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,10 +149,7 @@ pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
 
     match current_session(cx, &cookies, env.now) {
         Some(s) => Step {
-            decision: Decision::Continue {
-                remove: strip_list(config, req, &cookies),
-                set: upstream_headers(config, &s, &cookies),
-            },
+            decision: upstream_edits(config, req, &s, &cookies),
             log: Some((
                 Level::Debug,
                 log_line(
@@ -161,10 +167,7 @@ pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
             };
             start_login(cx, req, &cookies, env, Some(rd))
         }
-        None => respond_step(
-            json_error(401, "unauthorized"),
-            Some((Level::Info, log_line("unauthenticated", path, &[]))),
-        ),
+        None => unauthenticated(req, json_error(401, "unauthorized")),
     }
 }
 
@@ -181,7 +184,7 @@ pub fn resume(
             let Some((status, body)) = response else {
                 return fail(
                     cx.config,
-                    &cb,
+                    &cb.target(env.now),
                     502,
                     "The identity provider could not be reached.",
                     "token_endpoint_unreachable",
@@ -191,7 +194,7 @@ pub fn resume(
                 Ok(tokens) => finish_login(cx, *cb, tokens, false, env),
                 Err(e) => fail(
                     cx.config,
-                    &cb,
+                    &cb.target(env.now),
                     502,
                     "The identity provider refused the login.",
                     &format!("token_endpoint: {e}"),
@@ -208,7 +211,7 @@ pub fn resume_keys(cx: &mut Context, pending: Pending, env: &mut Env) -> Step {
         Pending::Keys(cb, tokens) => finish_login(cx, *cb, tokens, true, env),
         Pending::Token(cb) => fail(
             cx.config,
-            &cb,
+            &cb.target(env.now),
             500,
             "Unexpected login state.",
             "bad_pending_state",
@@ -216,14 +219,20 @@ pub fn resume_keys(cx: &mut Context, pending: Pending, env: &mut Env) -> Step {
     }
 }
 
-/// Client copies of identity headers, whatever their case or count, and the `Cookie`
-/// header (rebuilt without our cookies by [`upstream_headers`]).
-fn strip_list(config: &Config, req: &Request, cookies: &[(&str, &str)]) -> Vec<String> {
-    // Other cookies are left byte-for-byte alone unless ours must be cut out.
+/// The header edits for a request going to the app: client copies of identity headers
+/// removed (whatever their case or count), ours set, and the `Cookie` header rebuilt
+/// without our cookies. Other cookies are left byte-for-byte alone unless ours must be cut
+/// out of the same header.
+fn upstream_edits(
+    config: &Config,
+    req: &Request,
+    s: &Session,
+    cookies: &[(&str, &str)],
+) -> Decision {
     let rewrite_cookie = cookies
         .iter()
         .any(|(n, _)| cookie::is_ours(&config.cookie, n));
-    let mut names: Vec<String> = req
+    let mut remove: Vec<String> = req
         .headers
         .iter()
         .filter(|(n, _)| {
@@ -231,29 +240,18 @@ fn strip_list(config: &Config, req: &Request, cookies: &[(&str, &str)]) -> Vec<S
         })
         .map(|(n, _)| n.to_ascii_lowercase())
         .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
-fn upstream_headers(
-    config: &Config,
-    s: &Session,
-    cookies: &[(&str, &str)],
-) -> Vec<(String, String)> {
+    remove.sort();
+    remove.dedup();
     let mut set: Vec<(String, String)> = headers::for_upstream(config, s)
         .into_iter()
         .map(|(n, v)| (n.to_string(), v))
         .collect();
-    if cookies
-        .iter()
-        .any(|(n, _)| cookie::is_ours(&config.cookie, n))
-    {
+    if rewrite_cookie {
         if let Some(rest) = cookie::strip_ours(&config.cookie, cookies) {
             set.push(("cookie".into(), rest));
         }
     }
-    set
+    Decision::Continue { remove, set }
 }
 
 fn current_session(cx: &mut Context, cookies: &[(&str, &str)], now: u64) -> Option<Rc<Session>> {

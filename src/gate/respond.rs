@@ -1,6 +1,6 @@
 //! Building local responses and the structured log lines that go with decisions.
 
-use super::{Decision, Level, Response, Step};
+use super::{Decision, Level, Request, Response, Step};
 use crate::pages;
 
 pub(super) fn log_line(event: &str, req_path: &str, fields: &[(&str, &str)]) -> String {
@@ -31,15 +31,30 @@ pub(super) fn text(status: u16, body: &str) -> Response {
     }
 }
 
-pub(super) fn json_error(status: u16, error: &str) -> Response {
+pub(super) fn json(status: u16, body: &serde_json::Value) -> Response {
     Response {
         status,
         headers: vec![
             ("content-type".into(), "application/json".into()),
             ("cache-control".into(), "no-store".into()),
         ],
-        body: serde_json::json!({ "error": error }).to_string(),
+        body: body.to_string(),
     }
+}
+
+pub(super) fn json_error(status: u16, error: &str) -> Response {
+    json(status, &serde_json::json!({ "error": error }))
+}
+
+/// A request without a valid session, answered with `response` and logged as such.
+pub(super) fn unauthenticated(req: &Request, response: Response) -> Step {
+    respond_step(
+        response,
+        Some((
+            Level::Info,
+            log_line("unauthenticated", req.path_only(), &[]),
+        )),
+    )
 }
 
 pub(super) fn html(status: u16, body: String) -> Response {
