@@ -15,6 +15,8 @@
 //   IDP_TOKEN_TTL       access token and ID token lifetime in seconds (default 3600)
 //   IDP_AUTO_CONSENT    1 = grant consent without a page for the demo clients,
 //                       0 = always show the consent form  (default 1)
+//   IDP_TLS_CERT        PEM certificate chain file: serve HTTPS instead of HTTP
+//   IDP_TLS_KEY         its PEM private key file (both or neither)
 //
 // Clients: $IDP_CLIENT_ID (client_secret_basic) and $IDP_CLIENT_ID-post
 // (client_secret_post), same secret and redirect URIs.
@@ -24,7 +26,9 @@
 // unverified/unverified (email_verified false).
 
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { URLSearchParams } from 'node:url';
 
 import Provider, { errors } from 'oidc-provider';
@@ -50,6 +54,11 @@ if (!Number.isInteger(PORT) || PORT <= 0 || PORT > 65535) {
 }
 if (!Number.isInteger(TOKEN_TTL) || TOKEN_TTL <= 0) {
   throw new Error(`invalid IDP_TOKEN_TTL: ${env.IDP_TOKEN_TTL}`);
+}
+const TLS_CERT = env.IDP_TLS_CERT || '';
+const TLS_KEY = env.IDP_TLS_KEY || '';
+if (Boolean(TLS_CERT) !== Boolean(TLS_KEY)) {
+  throw new Error('IDP_TLS_CERT and IDP_TLS_KEY go together');
 }
 if (!['RS256', 'ES256'].includes(ID_TOKEN_ALG)) {
   throw new Error(`invalid IDP_ID_TOKEN_ALG: ${ID_TOKEN_ALG} (RS256 or ES256)`);
@@ -505,7 +514,7 @@ async function enforceClientAuthMethod(req, res) {
 const INTERACTION_RE = /^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login|confirm|abort))?\/?$/;
 const oidcCallback = provider.callback();
 
-const server = http.createServer((req, res) => {
+function handle(req, res) {
   pinToIssuer(req);
   const path = (req.url || '/').split('?')[0];
   const m = INTERACTION_RE.exec(path);
@@ -540,7 +549,11 @@ const server = http.createServer((req, res) => {
     return;
   }
   oidcCallback(req, res);
-});
+}
+
+const server = TLS_CERT
+  ? https.createServer({ cert: fs.readFileSync(TLS_CERT), key: fs.readFileSync(TLS_KEY) }, handle)
+  : http.createServer(handle);
 
 server.keepAliveTimeout = 65_000;
 

@@ -233,7 +233,10 @@ pub fn raw_request(
         target.push('?');
         target.push_str(q);
     }
-    raw_request_target(method, &host, port, &target, url, headers, body, timeout)
+    let tls = u.scheme() == "https";
+    send_on(
+        tls, method, &host, port, &target, url, headers, body, timeout,
+    )
 }
 
 /// Like `raw_request` but with a raw request-target (lets tests send paths such as
@@ -249,13 +252,50 @@ pub fn raw_request_target(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> std::io::Result<Response> {
-    let addr = format!("{host}:{port}");
+    send_on(
+        false,
+        method,
+        host,
+        port,
+        target,
+        url_for_record,
+        headers,
+        body,
+        timeout,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_on(
+    tls: bool,
+    method: &str,
+    host: &str,
+    port: u16,
+    target: &str,
+    url_for_record: &str,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> std::io::Result<Response> {
+    // Everything the suite runs listens on 127.0.0.1; `localhost` is the name on its TLS
+    // certificates.
+    let ip = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let addr = format!("{ip}:{port}");
     let sockaddr: std::net::SocketAddr = addr
         .parse()
         .map_err(|e| std::io::Error::other(format!("bad addr {addr}: {e}")))?;
-    let mut s = TcpStream::connect_timeout(&sockaddr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
+    let tcp = TcpStream::connect_timeout(&sockaddr, Duration::from_secs(5))?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
+    let mut s: Box<dyn super::tls::Conn> = if tls {
+        super::tls::connect(tcp, host)?
+    } else {
+        Box::new(tcp)
+    };
     let mut req = format!("{method} {target} HTTP/1.1\r\n");
     let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
     if !has("host") {
@@ -291,7 +331,14 @@ pub fn raw_request_target(
                     break;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !buf.is_empty() => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+                ) && !buf.is_empty() =>
+            {
+                break
+            }
             Err(e) => {
                 return Err(std::io::Error::new(
                     e.kind(),

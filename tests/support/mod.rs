@@ -10,7 +10,9 @@ pub mod html;
 pub mod http;
 pub mod jwt;
 pub mod proc;
+pub mod sidecar;
 pub mod stack;
+pub mod tls;
 pub mod upstream;
 
 use std::path::PathBuf;

@@ -403,44 +403,7 @@ impl Stack {
         user: &str,
         pass: &str,
     ) -> (Response, Vec<Hop>) {
-        let (mut resp, mut hops) = b.follow_get(start_url);
-        let idp = self.idp_origin();
-        for _ in 0..6 {
-            let u = url::Url::parse(&resp.url).expect("url");
-            if super::http::origin_of(&u) != idp || resp.is_redirect() {
-                break;
-            }
-            let page = resp.text();
-            let forms = html::forms(&page);
-            let form = forms
-                .iter()
-                .find(|f| f.has_password())
-                .or_else(|| forms.iter().find(|f| f.action.ends_with("/confirm")))
-                .cloned();
-            let Some(form) = form else { break };
-            if form.has_password() && resp.status == 401 {
-                self.fail(&format!(
-                    "IdP rejected the credentials for {user}:\n{}\n{}",
-                    format_hops(&hops),
-                    resp.short()
-                ));
-            }
-            let mut fields = form.fields();
-            if form.has_password() {
-                for (k, v) in fields.iter_mut() {
-                    match k.as_str() {
-                        "login" | "username" | "email" | "user" => *v = user.to_string(),
-                        "password" => *v = pass.to_string(),
-                        _ => {}
-                    }
-                }
-            }
-            let action = u.join(&form.action).expect("form action").to_string();
-            let (r, h) = b.submit_form(&action, &fields);
-            resp = r;
-            hops.extend(h);
-        }
-        (resp, hops)
+        idp_login(b, start_url, &self.idp_origin(), user, pass).unwrap_or_else(|e| self.fail(&e))
     }
 
     /// Log in through `/` (or `start_path`) and assert we end at the app with 200.
@@ -475,6 +438,57 @@ impl Stack {
         let o = self.idp_origin();
         b.jar.retain(|c| c.origin != o);
     }
+}
+
+/// Drive the real IdP's login (and consent, if shown) pages at `idp_origin`, starting from
+/// `start_url`, until the browser leaves the IdP. Returns the final response and all hops.
+pub fn idp_login(
+    b: &mut Browser,
+    start_url: &str,
+    idp_origin: &str,
+    user: &str,
+    pass: &str,
+) -> Result<(Response, Vec<Hop>), String> {
+    let (mut resp, mut hops) = b.follow_get(start_url);
+    for _ in 0..6 {
+        let u = url::Url::parse(&resp.url).map_err(|e| format!("bad url {}: {e}", resp.url))?;
+        if super::http::origin_of(&u) != idp_origin || resp.is_redirect() {
+            break;
+        }
+        let page = resp.text();
+        let forms = html::forms(&page);
+        let form = forms
+            .iter()
+            .find(|f| f.has_password())
+            .or_else(|| forms.iter().find(|f| f.action.ends_with("/confirm")))
+            .cloned();
+        let Some(form) = form else { break };
+        if form.has_password() && resp.status == 401 {
+            return Err(format!(
+                "IdP rejected the credentials for {user}:\n{}\n{}",
+                format_hops(&hops),
+                resp.short()
+            ));
+        }
+        let mut fields = form.fields();
+        if form.has_password() {
+            for (k, v) in fields.iter_mut() {
+                match k.as_str() {
+                    "login" | "username" | "email" | "user" => *v = user.to_string(),
+                    "password" => *v = pass.to_string(),
+                    _ => {}
+                }
+            }
+        }
+        let action = u
+            .join(&form.action)
+            .map_err(|e| format!("form action {}: {e}", form.action))?
+            .to_string();
+        let (r, h) = b.submit_form(&action, &fields);
+        resp = r;
+        hops.extend(h);
+    }
+    Ok((resp, hops))
 }
 
 impl Drop for Stack {

@@ -1,0 +1,300 @@
+//! The shipped Envoy configs, used as written: every file in `envoy/` passes
+//! `envoy --mode validate` with the real filter, `envoy/sidecar.yaml` carries a real login
+//! against the IdP over verified TLS, refuses an IdP whose certificate it cannot verify, and
+//! `envoy/sidecar-remote.yaml` downloads the pinned `.wasm` and gates with it.
+//!
+//! Same environment as the e2e suite (WOP_ENVOY, WOP_WASM, WOP_ROOT; `just e2e`). The
+//! sidecar files listen on fixed ports (4180, 8080, 9901), so these tests take turns.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use support::http::{format_hops, Browser};
+use support::proc::{free_port, TempDir};
+use support::sidecar::{fill, local_origin, Sidecar, Site};
+use support::stack::{idp_login, render_template};
+use support::tls::{FileServer, TestCa};
+use support::Env;
+
+/// The fixed ports allow one sidecar at a time.
+static PORTS: Mutex<()> = Mutex::new(());
+
+fn take_ports() -> std::sync::MutexGuard<'static, ()> {
+    PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The `sha256:` the remote variant pins.
+fn pinned_sha256(root: &Path) -> String {
+    let text = std::fs::read_to_string(root.join("envoy/sidecar-remote.yaml")).expect("read");
+    let shas: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("sha256: "))
+        .collect();
+    assert_eq!(shas.len(), 1, "envoy/sidecar-remote.yaml: one sha256 line");
+    shas[0].trim_matches('"').to_string()
+}
+
+fn validate(env: &Env, yaml: &str, name: &str, dir: &TempDir) {
+    // Envoy picks the parser by extension.
+    let file = dir.path.join(format!("{}.yaml", name.replace('/', "_")));
+    std::fs::write(&file, yaml).expect("write");
+    let out = Command::new(&env.envoy)
+        .args(["--mode", "validate", "--log-level", "error", "-c"])
+        .arg(&file)
+        .env("OAUTH2_CLIENT_SECRET", "validate-secret")
+        .env("OAUTH2_COOKIE_SECRET", support::random_cookie_secret())
+        .output()
+        .expect("run envoy --mode validate");
+    assert!(
+        out.status.success(),
+        "envoy --mode validate rejected {name}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Log in as john through the sidecar and check what the app received.
+fn login_through(sc: &Sidecar) {
+    let mut b = Browser::new();
+    let start = format!("{}/headers", local_origin());
+    let (resp, hops) = idp_login(&mut b, &start, &sc.idp_origin(), "john", "john")
+        .unwrap_or_else(|e| panic!("{e}{}", sc.tails()));
+    assert!(
+        resp.status == 200 && resp.url == start,
+        "login through the sidecar did not end at the app:\n{}\nfinal: {}{}",
+        format_hops(&hops),
+        resp.short(),
+        sc.tails()
+    );
+    let seen = resp.json();
+    let h = |n: &str| seen[n].as_str().unwrap_or_default().to_string();
+    assert_eq!(h("x-auth-request-email"), "john@example.com", "{seen}");
+    assert_eq!(h("x-forwarded-email"), "john@example.com", "{seen}");
+    assert!(h("authorization").starts_with("Bearer "), "{seen}");
+    // cookie_secure is on in the example: the session cookie must say so.
+    let cb = hops
+        .iter()
+        .find(|hop| hop.url.contains("/oauth2/callback"))
+        .unwrap_or_else(|| panic!("no callback hop:\n{}", format_hops(&hops)));
+    assert!(
+        cb.set_cookies
+            .iter()
+            .any(|c| c.starts_with("_oauth2_proxy=") && c.contains("; Secure")),
+        "session cookie without Secure: {cb}"
+    );
+}
+
+#[test]
+fn s01_every_envoy_config_validates() {
+    let env = Env::get();
+    let dir = TempDir::new("validate");
+    let wasm = std::fs::canonicalize(&env.wasm).expect("wasm path");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(env.root.join("envoy")).expect("envoy/") {
+        let name = format!(
+            "envoy/{}",
+            entry.expect("entry").file_name().to_string_lossy()
+        );
+        let text = std::fs::read_to_string(env.root.join(&name)).expect("read");
+        let yaml = if name.ends_with(".tmpl") {
+            let cfg = std::fs::read_to_string(env.root.join("demo/config.json")).expect("config");
+            let cfg: serde_json::Value = serde_json::from_str(&cfg).expect("demo/config.json");
+            render_template(
+                &text,
+                &[
+                    ("LISTEN_PORT", "4180".into()),
+                    ("ADMIN_PORT", "9901".into()),
+                    ("APP_PORT", "8080".into()),
+                    ("IDP_PORT", "9000".into()),
+                    ("WASM_PATH", wasm.display().to_string()),
+                    ("PLUGIN_CONFIG", cfg.to_string().replace('\'', "''")),
+                ],
+            )
+        } else if text.contains("filename: /etc/wasm-oauth2-proxy/") {
+            // Validation loads the .wasm: put the real one where the example expects it.
+            text.replace(support::sidecar::WASM_PATH, &wasm.display().to_string())
+        } else {
+            text
+        };
+        validate(&env, &yaml, &name, &dir);
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "envoy/local.yaml.tmpl",
+            "envoy/sidecar-remote.yaml",
+            "envoy/sidecar.yaml"
+        ],
+        "a new file in envoy/ needs a place in these tests"
+    );
+}
+
+#[test]
+fn s02_sidecar_login_with_the_idp_over_verified_tls() {
+    let _ports = take_ports();
+    let env = Env::get();
+    let dir = TempDir::new("sidecar");
+    let ca = TestCa::new(&dir.path, "idp");
+    ca.trust();
+    let idp_port = free_port();
+    let site = Site {
+        wasm: Some(std::fs::canonicalize(&env.wasm).expect("wasm")),
+        idp_port,
+        wasm_port: None,
+        ca: Some(ca.ca_pem.clone()),
+    };
+    let yaml = fill(&env.root, "envoy/sidecar.yaml", &site).unwrap_or_else(|e| panic!("{e}"));
+    let sc = Sidecar::start(&env, dir, &ca, idp_port, &yaml);
+
+    // An API call without a session never reaches the app.
+    let r = Browser::new().get_with(
+        &format!("{}/headers", local_origin()),
+        &[("Accept", "application/json")],
+    );
+    assert_eq!(r.status, 401, "{}{}", r.short(), sc.tails());
+
+    login_through(&sc);
+}
+
+#[test]
+fn s03_sidecar_refuses_an_idp_it_cannot_verify() {
+    let _ports = take_ports();
+    let env = Env::get();
+    let dir = TempDir::new("sidecar-badca");
+    let ca = TestCa::new(&dir.path, "idp");
+    ca.trust();
+    let idp_port = free_port();
+    // The file's own CA bundle (the system's) does not know the test CA: the IdP's
+    // certificate cannot be verified, so its metadata never loads and nobody gets in.
+    let site = Site {
+        wasm: Some(std::fs::canonicalize(&env.wasm).expect("wasm")),
+        idp_port,
+        wasm_port: None,
+        ca: None,
+    };
+    let yaml = fill(&env.root, "envoy/sidecar.yaml", &site).unwrap_or_else(|e| panic!("{e}"));
+    let sc = Sidecar::start(&env, dir, &ca, idp_port, &yaml);
+    let mut b = Browser::new();
+    let r = b.get(&format!("{}/", local_origin()));
+    assert_eq!(
+        r.status,
+        503,
+        "an unverifiable IdP must give 503: {}{}",
+        r.short(),
+        sc.tails()
+    );
+    assert!(
+        !r.text().contains("Hello"),
+        "the app answered: {}",
+        r.text()
+    );
+    let stats = Browser::new()
+        .get_with(
+            &format!(
+                "http://127.0.0.1:{}/stats?filter=idp.ssl",
+                support::sidecar::ADMIN_PORT
+            ),
+            &[("Accept", "text/plain")],
+        )
+        .text();
+    let failed = stats
+        .lines()
+        .filter(|l| l.contains("cluster.idp.ssl.fail_verify"))
+        .filter_map(|l| l.rsplit(": ").next()?.trim().parse::<u64>().ok())
+        .sum::<u64>();
+    assert!(
+        failed > 0,
+        "expected certificate verification failures on cluster idp:\n{stats}"
+    );
+}
+
+#[test]
+fn s04_remote_variant_downloads_the_pinned_wasm() {
+    let _ports = take_ports();
+    let env = Env::get();
+    let wasm = std::fs::read(&env.wasm).expect("read wasm");
+    let built = sha256_hex(&wasm);
+    let pinned = pinned_sha256(&env.root);
+    assert_eq!(
+        pinned,
+        built,
+        "envoy/sidecar-remote.yaml pins sha256 {pinned}, but {} is {built}: run `just pin`",
+        env.wasm.display()
+    );
+    let dir = TempDir::new("sidecar-remote");
+    let ca = TestCa::new(&dir.path, "servers");
+    ca.trust();
+    let files = FileServer::start(&ca, wasm);
+    let idp_port = free_port();
+    let site = Site {
+        wasm: None,
+        idp_port,
+        wasm_port: Some(files.port),
+        ca: Some(ca.ca_pem.clone()),
+    };
+    let yaml =
+        fill(&env.root, "envoy/sidecar-remote.yaml", &site).unwrap_or_else(|e| panic!("{e}"));
+    let sc = Sidecar::start(&env, dir, &ca, idp_port, &yaml);
+    let hits = files.hits.lock().map(|h| h.clone()).unwrap_or_default();
+    assert!(
+        hits.iter()
+            .any(|h| h.starts_with("GET /wasm-oauth2-proxy/0.1.0/wasm_oauth2_proxy.wasm ")),
+        "Envoy did not fetch the .wasm: {hits:?}"
+    );
+    login_through(&sc);
+}
+
+#[test]
+fn s05_remote_variant_differs_only_in_where_the_wasm_comes_from() {
+    let env = Env::get();
+    let read = |f: &str| std::fs::read_to_string(env.root.join(f)).expect("read");
+    // Header comments aside, the remote file is the local one with the code source swapped
+    // and one more cluster.
+    let body = |t: &str| {
+        let i = t.find("\nadmin:").expect("admin:");
+        t[i..].to_string()
+    };
+    let local = body(&read("envoy/sidecar.yaml"));
+    let remote = body(&read("envoy/sidecar-remote.yaml"));
+    let local_code = "                    local:\n                      filename: /etc/wasm-oauth2-proxy/wasm_oauth2_proxy.wasm\n";
+    let start = remote
+        .find("                    remote:\n")
+        .expect("remote:");
+    let end = remote[start..]
+        .find("                  environment_variables:")
+        .expect("environment_variables after code")
+        + start;
+    let cluster = remote
+        .find("\n  # Where Envoy downloads the filter from")
+        .expect("wasm_source cluster");
+    let swapped = format!(
+        "{}{}{}\n",
+        &remote[..start],
+        local_code,
+        &remote[end..cluster]
+    );
+    let first_difference = swapped
+        .trim_end()
+        .lines()
+        .zip(local.trim_end().lines())
+        .find(|(r, l)| r != l);
+    assert!(
+        first_difference.is_none() && swapped.trim_end().len() == local.trim_end().len(),
+        "envoy/sidecar-remote.yaml drifted from envoy/sidecar.yaml at {first_difference:?}"
+    );
+    assert!(remote[cluster..].contains("name: wasm_source"));
+}
