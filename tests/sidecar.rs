@@ -298,3 +298,21 @@ fn s05_remote_variant_differs_only_in_where_the_wasm_comes_from() {
     );
     assert!(remote[cluster..].contains("name: wasm_source"));
 }
+
+#[test]
+fn s06_examples_pin_this_build() {
+    let env = Env::get();
+    let out = Command::new("python3")
+        .arg(env.root.join("scripts/pin.py"))
+        .arg("--check")
+        .arg("--wasm")
+        .arg(&env.wasm)
+        .output()
+        .expect("run scripts/pin.py");
+    assert!(
+        out.status.success(),
+        "the examples pin another build:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
