@@ -736,6 +736,7 @@ fn a15_path_tricks_do_not_bypass_the_gate() {
         "/headers?/ping",
     ] {
         let r = support::http::raw_request_target(
+            false,
             "GET",
             "127.0.0.1",
             st.listen_port,

@@ -96,6 +96,24 @@ fn login_through(sc: &Sidecar) {
     );
 }
 
+/// envoy/sidecar.yaml with the built filter, in front of the IdP over TLS; Envoy trusts the
+/// IdP's CA only with `envoy_trusts_idp` (otherwise the file's own CA bundle stays).
+fn local_sidecar(tag: &str, envoy_trusts_idp: bool) -> Sidecar {
+    let env = Env::get();
+    let dir = TempDir::new(tag);
+    let ca = TestCa::new(&dir.path, "idp");
+    ca.trust();
+    let idp_port = free_port();
+    let site = Site {
+        wasm: Some(std::fs::canonicalize(&env.wasm).expect("wasm")),
+        idp_port,
+        wasm_port: None,
+        ca: envoy_trusts_idp.then(|| ca.ca_pem.clone()),
+    };
+    let yaml = fill(&env.root, "envoy/sidecar.yaml", &site).unwrap_or_else(|e| panic!("{e}"));
+    Sidecar::start(&env, dir, &ca, idp_port, &yaml)
+}
+
 #[test]
 fn s01_every_envoy_config_validates() {
     let env = Env::get();
@@ -146,19 +164,7 @@ fn s01_every_envoy_config_validates() {
 #[test]
 fn s02_sidecar_login_with_the_idp_over_verified_tls() {
     let _ports = take_ports();
-    let env = Env::get();
-    let dir = TempDir::new("sidecar");
-    let ca = TestCa::new(&dir.path, "idp");
-    ca.trust();
-    let idp_port = free_port();
-    let site = Site {
-        wasm: Some(std::fs::canonicalize(&env.wasm).expect("wasm")),
-        idp_port,
-        wasm_port: None,
-        ca: Some(ca.ca_pem.clone()),
-    };
-    let yaml = fill(&env.root, "envoy/sidecar.yaml", &site).unwrap_or_else(|e| panic!("{e}"));
-    let sc = Sidecar::start(&env, dir, &ca, idp_port, &yaml);
+    let sc = local_sidecar("sidecar", true);
 
     // An API call without a session never reaches the app.
     let r = Browser::new().get_with(
@@ -173,21 +179,9 @@ fn s02_sidecar_login_with_the_idp_over_verified_tls() {
 #[test]
 fn s03_sidecar_refuses_an_idp_it_cannot_verify() {
     let _ports = take_ports();
-    let env = Env::get();
-    let dir = TempDir::new("sidecar-badca");
-    let ca = TestCa::new(&dir.path, "idp");
-    ca.trust();
-    let idp_port = free_port();
     // The file's own CA bundle (the system's) does not know the test CA: the IdP's
     // certificate cannot be verified, so its metadata never loads and nobody gets in.
-    let site = Site {
-        wasm: Some(std::fs::canonicalize(&env.wasm).expect("wasm")),
-        idp_port,
-        wasm_port: None,
-        ca: None,
-    };
-    let yaml = fill(&env.root, "envoy/sidecar.yaml", &site).unwrap_or_else(|e| panic!("{e}"));
-    let sc = Sidecar::start(&env, dir, &ca, idp_port, &yaml);
+    let sc = local_sidecar("sidecar-badca", false);
     let mut b = Browser::new();
     let r = b.get(&format!("{}/", local_origin()));
     assert_eq!(

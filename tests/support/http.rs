@@ -234,39 +234,16 @@ pub fn raw_request(
         target.push_str(q);
     }
     let tls = u.scheme() == "https";
-    send_on(
+    raw_request_target(
         tls, method, &host, port, &target, url, headers, body, timeout,
     )
 }
 
 /// Like `raw_request` but with a raw request-target (lets tests send paths such as
-/// `/oauth2/start?rd=/\evil.example` byte-exactly, without URL normalisation).
+/// `/oauth2/start?rd=/\evil.example` byte-exactly, without URL normalisation), over TLS when
+/// `tls` is set.
 #[allow(clippy::too_many_arguments)]
 pub fn raw_request_target(
-    method: &str,
-    host: &str,
-    port: u16,
-    target: &str,
-    url_for_record: &str,
-    headers: &[(String, String)],
-    body: Option<&[u8]>,
-    timeout: Duration,
-) -> std::io::Result<Response> {
-    send_on(
-        false,
-        method,
-        host,
-        port,
-        target,
-        url_for_record,
-        headers,
-        body,
-        timeout,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn send_on(
     tls: bool,
     method: &str,
     host: &str,
