@@ -11,6 +11,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -229,7 +230,62 @@ fn s04_remote_variant_downloads_the_pinned_wasm() {
         "envoy/sidecar-remote.yaml pins sha256 {pinned}, but {} is {built}: run `just pin`",
         env.wasm.display()
     );
-    let dir = TempDir::new("sidecar-remote");
+    let (sc, files) = remote_sidecar("sidecar-remote", wasm, Duration::from_secs(90));
+    let sc = sc.unwrap_or_else(|(sc, e)| panic!("envoy did not become ready: {e}{}", sc.tails()));
+    assert!(
+        files.fetched(),
+        "Envoy did not fetch the .wasm: {:?}",
+        files.hits.lock().map(|h| h.clone())
+    );
+    login_through(&sc);
+}
+
+#[test]
+fn s04b_remote_variant_refuses_a_wasm_with_another_sha256() {
+    let _ports = take_ports();
+    let env = Env::get();
+    // The real filter plus one custom section: a valid module that would run exactly as the
+    // real one, but not the bytes the file pins.
+    let mut wasm = std::fs::read(&env.wasm).expect("read wasm");
+    wasm.extend_from_slice(&[0, 5, 4, b'e', b'v', b'i', b'l']);
+    let (sc, files) = remote_sidecar("sidecar-remote-bad", wasm, Duration::from_secs(20));
+    let (sc, ready) = match sc {
+        Ok(sc) => (sc, true),
+        Err((sc, _)) => (sc, false),
+    };
+    assert!(
+        files.fetched(),
+        "Envoy did not fetch the .wasm: {:?}",
+        files.hits.lock().map(|h| h.clone())
+    );
+    // Fail closed: either the listener never comes up, or it answers without the app.
+    if ready || support::proc::tcp_open(support::sidecar::LISTEN_PORT) {
+        let r = Browser::new().get(&format!("{}/headers", local_origin()));
+        assert!(
+            r.status >= 500 && !r.text().contains("x-forwarded"),
+            "a .wasm with the wrong sha256 must not serve: {}{}",
+            r.short(),
+            sc.tails()
+        );
+    }
+    // Every download is refused (Envoy retries, then gives up on the plugin).
+    let fetches = files.hits.lock().map(|h| h.len()).unwrap_or(0);
+    assert!(
+        fetches > 1 && sc.envoy.log_text().contains("failed to load"),
+        "expected refused downloads ({fetches}) and a plugin that failed to load:{}",
+        sc.tails()
+    );
+}
+
+/// envoy/sidecar-remote.yaml downloading `wasm` from a local HTTPS server.
+#[allow(clippy::type_complexity)]
+fn remote_sidecar(
+    tag: &str,
+    wasm: Vec<u8>,
+    wait: Duration,
+) -> (Result<Sidecar, (Sidecar, String)>, FileServer) {
+    let env = Env::get();
+    let dir = TempDir::new(tag);
     let ca = TestCa::new(&dir.path, "servers");
     ca.trust();
     let files = FileServer::start(&ca, wasm);
@@ -242,14 +298,12 @@ fn s04_remote_variant_downloads_the_pinned_wasm() {
     };
     let yaml =
         fill(&env.root, "envoy/sidecar-remote.yaml", &site).unwrap_or_else(|e| panic!("{e}"));
-    let sc = Sidecar::start(&env, dir, &ca, idp_port, &yaml);
-    let hits = files.hits.lock().map(|h| h.clone()).unwrap_or_default();
-    assert!(
-        hits.iter()
-            .any(|h| h.starts_with("GET /wasm-oauth2-proxy/0.1.0/wasm_oauth2_proxy.wasm ")),
-        "Envoy did not fetch the .wasm: {hits:?}"
-    );
-    login_through(&sc);
+    let (sc, ready) = Sidecar::start_within(&env, dir, &ca, idp_port, &yaml, wait);
+    let sc = match ready {
+        Ok(()) => Ok(sc),
+        Err(e) => Err((sc, e)),
+    };
+    (sc, files)
 }
 
 #[test]

@@ -107,8 +107,25 @@ impl Sidecar {
         }
     }
 
-    /// Start IdP (TLS, certificate from `ca`) and app; then Envoy with `yaml` (already filled).
+    /// Start IdP (TLS, certificate from `ca`) and app; then Envoy with `yaml` (already
+    /// filled), and wait until it is ready.
     pub fn start(env: &Env, dir: TempDir, ca: &TestCa, idp_port: u16, yaml: &str) -> Sidecar {
+        let (sc, ready) = Self::start_within(env, dir, ca, idp_port, yaml, Duration::from_secs(90));
+        if let Err(e) = ready {
+            panic!("envoy did not become ready: {e}{}", sc.tails());
+        }
+        sc
+    }
+
+    /// Like `start`, but gives Envoy only `wait` and reports whether it became ready.
+    pub fn start_within(
+        env: &Env,
+        dir: TempDir,
+        ca: &TestCa,
+        idp_port: u16,
+        yaml: &str,
+        wait: Duration,
+    ) -> (Sidecar, Result<(), String>) {
         Self::ports_free();
         let client_secret = format!("secret-{}", super::random_token(12));
         let mut idp_cmd = Command::new("node");
@@ -148,15 +165,16 @@ impl Sidecar {
         })
         .unwrap_or_else(|e| panic!("app did not start: {e}\n{}", app.tail(40)));
 
-        let envoy = start_envoy(env, &dir, yaml, &client_secret);
-        Sidecar {
+        let (envoy, ready) = start_envoy(env, &dir, yaml, &client_secret, wait);
+        let sc = Sidecar {
             envoy,
             app,
             idp,
             idp_port,
             client_secret,
             dir,
-        }
+        };
+        (sc, ready)
     }
 
     pub fn tails(&self) -> String {
@@ -167,9 +185,15 @@ impl Sidecar {
     }
 }
 
-/// Envoy with a filled sidecar file and the two secrets in its environment; waits for admin
-/// `/ready` and the listener.
-pub fn start_envoy(env: &Env, dir: &TempDir, yaml: &str, client_secret: &str) -> Proc {
+/// Envoy with a filled sidecar file and the two secrets in its environment; waits up to
+/// `wait` for admin `/ready` and the listener.
+pub fn start_envoy(
+    env: &Env,
+    dir: &TempDir,
+    yaml: &str,
+    client_secret: &str,
+    wait: Duration,
+) -> (Proc, Result<(), String>) {
     let file = dir.path.join("sidecar.yaml");
     std::fs::write(&file, yaml).expect("write sidecar.yaml");
     let mut cmd = Command::new(&env.envoy);
@@ -182,17 +206,11 @@ pub fn start_envoy(env: &Env, dir: &TempDir, yaml: &str, client_secret: &str) ->
         .env("OAUTH2_COOKIE_SECRET", super::random_cookie_secret());
     let mut envoy = Proc::spawn("envoy", cmd, &dir.path);
     let ready = format!("http://127.0.0.1:{ADMIN_PORT}/ready");
-    wait_until(
-        "envoy /ready and :4180",
-        Duration::from_secs(90),
-        &mut envoy,
-        || {
-            raw_request("GET", &ready, &[], None, Duration::from_secs(2))
-                .map(|r| r.status == 200)
-                .unwrap_or(false)
-                && tcp_open(LISTEN_PORT)
-        },
-    )
-    .unwrap_or_else(|e| panic!("envoy did not become ready: {e}\n{}", envoy.tail(60)));
-    envoy
+    let ready = wait_until("envoy /ready and :4180", wait, &mut envoy, || {
+        raw_request("GET", &ready, &[], None, Duration::from_secs(2))
+            .map(|r| r.status == 200)
+            .unwrap_or(false)
+            && tcp_open(LISTEN_PORT)
+    });
+    (envoy, ready)
 }

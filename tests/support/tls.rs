@@ -139,6 +139,19 @@ impl FileServer {
     }
 }
 
+impl FileServer {
+    /// Whether the file was requested at the path the sidecar example names.
+    pub fn fetched(&self) -> bool {
+        self.hits
+            .lock()
+            .map(|h| {
+                h.iter()
+                    .any(|l| l.starts_with("GET /wasm-oauth2-proxy/0.1.0/wasm_oauth2_proxy.wasm "))
+            })
+            .unwrap_or(false)
+    }
+}
+
 impl Drop for FileServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
