@@ -21,7 +21,7 @@ from .procs import ROOT, Procs
 from .stack import Stack
 
 GATE_WASM = ROOT / "build" / "wasm_oauth2_proxy.wasm"
-TRIVIAL_WASM = ROOT / "bench" / "trivial" / "target" / "wasm32-wasip1" / "release" / "bench_trivial.wasm"
+TRIVIAL_WASM = ROOT / "build" / "bench_trivial.wasm"
 WARMUP_SECONDS = 2
 
 
