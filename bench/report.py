@@ -126,8 +126,11 @@ def markdown(results: dict, s: dict) -> str:
         "p50 / p99 µs (paced) | Envoy RSS MB |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    order = ["base", "trivial", "session", "chunked", "bearer", "skip", "oauth2", "jwt", "jwt_cache"]
+    order = ["base", "trivial", "session", "chunked", "session_before", "chunked_before",
+             "bearer", "skip", "oauth2", "jwt", "jwt_cache"]
     for key in order:
+        if key not in s and key not in results["not_measured"]:
+            continue
         if key in results["not_measured"]:
             nm = results["not_measured"][key]
             lines.append(f"| {nm['title']} | {nm['why']} | | | | | |")
@@ -138,6 +141,9 @@ def markdown(results: dict, s: dict) -> str:
             f"{v['added_us']:+.1f} | {v['rps_vs_base']:.2f}× | "
             f"{v['p50_us']['median']:.0f} / {v['p99_us']['median']:.0f} "
             f"at {v['paced_rps']['median']:.0f}/s | {v['rss_mb']:.1f} |")
+    if results.get("before_wasm"):
+        lines += ["", f"3′ and 4′ run another build of the filter, `{results['before_wasm']}`, "
+                  "in the same rounds with the same cookies: the before/after of this change."]
     c = results["cold"]
     fr, cb = c["first_request"], c["callback"]
     lines += [
@@ -166,6 +172,9 @@ def markdown(results: dict, s: dict) -> str:
     lines += ["", "## Targets", "", "| target | this run | met |", "| --- | --- | --- |"]
     for name, value, ok in targets(results, s):
         lines.append(f"| {name} | {value} | {'yes' if ok else 'no'} |")
+    idle = results["rss_kb_before_first_request"]
+    lines += ["", "Envoy RSS before its first request (MB): " + ", ".join(
+        f"{k} {v / 1024:.1f}" for k, v in idle.items()) + "."]
     w = results["wasm_bytes"]
     lines += ["", f"Optimized filter: {w['gate']} bytes; trivial filter: {w['trivial']} bytes.", ""]
     if results["criterion"]:

@@ -52,11 +52,26 @@ def cases(stack: Stack, sessions: dict) -> list[Case]:
         Case("chunked", "4. this filter, chunked session (150 groups, "
              f"{sessions['bigjohn']['chunks']} cookies)", e["gate"], {"Cookie": big},
              {"x-seen-user": "bigjohn"}),
+        *before(stack, john, big),
         Case("oauth2", "7. Envoy oauth2 filter, valid cookies", e["oauth2"],
              {"Cookie": native_oauth2_cookie(stack)}),
         Case("jwt", "8a. Envoy jwt_authn, no JWT cache", e["jwt"], bearer, {"x-seen-jwt": "*"}),
         Case("jwt_cache", "8b. Envoy jwt_authn, JWT cache", e["jwt_cache"], bearer,
              {"x-seen-jwt": "*"}),
+    ]
+
+
+def before(stack: Stack, john: str, big: str) -> list[Case]:
+    """The same two cases against another build of the filter (`--before-wasm`), measured
+    in the same interleaved rounds, for an honest before/after of a change."""
+    e = stack.envoys.get("gate_before")
+    if e is None:
+        return []
+    return [
+        Case("session_before", "3′. as 3, filter before the change", e, {"Cookie": john},
+             {"x-seen-user": "john"}),
+        Case("chunked_before", "4′. as 4, filter before the change", e, {"Cookie": big},
+             {"x-seen-user": "bigjohn"}),
     ]
 
 
@@ -76,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-requests", type=int, default=500)
     p.add_argument("--out", type=Path, default=ROOT / "bench")
     p.add_argument("--command", default="just bench", help="recorded in RESULTS.md")
+    p.add_argument("--before-wasm", type=Path, help="another build of the filter to compare with")
     args = p.parse_args(argv)
     for f in (GATE_WASM, TRIVIAL_WASM):
         if not f.is_file():
@@ -100,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, procs: Procs, machine: dict, started: float) -> int:
-    say("starting nginx, the IdP and 6 Envoys")
-    stack = Stack(procs, GATE_WASM, TRIVIAL_WASM)
+    say("starting nginx, the IdP and the Envoys")
+    stack = Stack(procs, GATE_WASM, TRIVIAL_WASM, args.before_wasm)
+    time.sleep(1)
+    rss_idle = {name: e.rss_kb() for name, e in stack.envoys.items()}
     say("logging in (session cookie sizes)")
     sessions = cold.cookie_sizes(stack)
     todo = cases(stack, sessions)
@@ -129,9 +147,12 @@ def run(args, procs: Procs, machine: dict, started: float) -> int:
         "started": started,
         "seconds": time.time() - started,
         "command": args.command,
-        "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "command")},
+        "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "command", "before_wasm")},
                      "warmup_seconds": WARMUP_SECONDS},
-        "cases": {c.key: {"title": c.title, "rss_kb": rss[c.key], **runs[c.key]} for c in todo},
+        "cases": {c.key: {"title": c.title, "rss_kb": rss[c.key], "envoy": c.envoy.name,
+                           **runs[c.key]} for c in todo},
+        "rss_kb_before_first_request": rss_idle,
+        "before_wasm": str(args.before_wasm) if args.before_wasm else None,
         "not_measured": {k: {"title": t, "why": why} for k, t, why in NOT_MEASURED},
         "cold": {
             "first_request": first,

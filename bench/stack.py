@@ -18,11 +18,11 @@ JWT_AUDIENCE = "bench"
 
 
 class Stack:
-    def __init__(self, procs: Procs, gate_wasm: Path, trivial_wasm: Path):
+    def __init__(self, procs: Procs, gate_wasm: Path, trivial_wasm: Path, before_wasm: Path | None = None):
         self.procs = procs
-        ports = free_ports(16)
+        ports = free_ports(18)
         self.app_port, self.idp_port = ports[0], ports[1]
-        names = ["base", "trivial", "gate", "oauth2", "jwt", "jwt_cache"]
+        names = ["base", "trivial", "gate", "oauth2", "jwt", "jwt_cache", "gate_before"]
         self.ports = {n: (ports[2 + 2 * i], ports[3 + 2 * i]) for i, n in enumerate(names)}
         self.client_secret = base64.urlsafe_b64encode(os.urandom(24)).decode()
         cookie_secret = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
@@ -63,13 +63,16 @@ class Stack:
             "jwt": (ec.jwt_authn(JWT_ISSUER, JWT_AUDIENCE, jwt["jwks"], cache=False), None),
             "jwt_cache": (ec.jwt_authn(JWT_ISSUER, JWT_AUDIENCE, jwt["jwks"], cache=True), None),
         }
+        if before_wasm is not None:
+            # Another build of the filter with the same secrets, so the same cookies work.
+            filters["gate_before"] = (ec.gate_filter(str(before_wasm), plugin), None)
         gate_env = {"OAUTH2_CLIENT_SECRET": self.client_secret, "OAUTH2_COOKIE_SECRET": cookie_secret}
         self.envoys: dict[str, Envoy] = {}
         for name, (filt, secrets) in filters.items():
             port, admin = self.ports[name]
             boot = ec.bootstrap(port, admin, self.app_port, self.idp_port, filt, secrets)
             self.envoys[name] = Envoy(procs, name, boot, port, admin,
-                                      env=gate_env if name == "gate" else None)
+                                      env=gate_env if name.startswith("gate") else None)
         for e in self.envoys.values():
             e.wait_ready()
 
