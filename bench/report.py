@@ -84,10 +84,9 @@ def targets(results: dict, s: dict) -> list[tuple[str, str, bool]]:
               f"{add['chunked']:.1f} µs vs {add['session']:.1f} µs added = {ratio:.2f}×", ratio <= 1.3))
     t.append(("Cached bearer JWT (5) within 1.3× of (3)", "not measured: no bearer-token support", False))
     cb = cold["callback"]["p50_ms"]
-    t.append(("Callback p50 < 5 ms on loopback", f"{cb:.2f} ms (IdP token endpoint p50 "
-              f"{cold['callback']['idp_token_endpoint'].get('p50_ms', float('nan')):.2f} ms)", cb < 5))
+    t.append(("Callback p50 < 5 ms on loopback", f"{cb:.2f} ms", cb < 5))
     fr = cold["first_request"]["added_p50_ms"]
-    t.append(("First-request 302 adds < 1 ms", f"{fr * 1000:.0f} µs added at p50", fr < 1))
+    t.append(("First-request 302 adds < 1 ms", f"{fr * 1000:+.0f} µs at p50 vs the baseline", fr < 1))
     drss = s["session"]["rss_mb"] - s["trivial"]["rss_mb"]
     t.append(("Envoy RSS ≤ 10 MB above the trivial filter's", f"{drss:+.1f} MB", drss <= 10))
     size = results["wasm_bytes"]["gate"]
@@ -159,10 +158,10 @@ def markdown(results: dict, s: dict) -> str:
         f"| login callback (code exchange, ID-token check, sealing) → 302 | {cb['n']} | "
         f"{cb['p50_ms']:.2f} | {cb['p90_ms']:.2f} | {cb['p99_ms']:.2f} |",
         "",
-        f"First-request redirect adds {fr['added_p50_ms'] * 1000:.0f} µs at p50 over the baseline. "
-        "Envoy's histogram of the IdP's answer times during the logins (mostly token requests): "
-        + ", ".join(f"{k.replace('_ms', '')} {v:.2f} ms" for k, v in cb["idp_token_endpoint"].items())
-        + ".",
+        f"First-request redirect: {fr['added_p50_ms'] * 1000:+.0f} µs at p50 against the baseline "
+        "round trip (a negative number: the local 302 skips the upstream hop the baseline makes). "
+        "The callback time includes the IdP's token endpoint (node oidc-provider on core 1); "
+        "Envoy's bucketed histogram of the IdP's answers is in the JSON.",
         "",
         "| session cookie | chunks | bytes sent back |",
         "| --- | --- | --- |",
