@@ -4,6 +4,7 @@
 #   just test      setup, lint, unit tests, Envoy configs, end-to-end, OCI round trip, repro
 #   just oci       OCI images of the filter in build/oci (`just oci-push REGISTRY=host/name`)
 #   just pin       re-pin the examples' digests after the filter changed
+#   just bench     side-by-side benchmarks, writes bench/RESULTS.md (not part of `just test`)
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -182,3 +183,35 @@ pin: build
 clean:
     cargo clean
     rm -rf build
+
+# What `just bench` needs beyond `just setup`: wrk (load generator) and nginx (upstream).
+bench-setup: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    missing=()
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+    command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "bench-setup: installing ${missing[*]}"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+    fi
+    echo "bench-setup: ok"
+
+# Build the trivial proxy-wasm filter (the Wasm floor) into build/bench_trivial.wasm.
+bench-trivial:
+    cargo build --release --target wasm32-wasip1 --manifest-path bench/trivial/Cargo.toml
+    mkdir -p build
+    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+        --enable-nontrapping-float-to-int --strip-debug \
+        bench/trivial/target/wasm32-wasip1/release/bench_trivial.wasm -o build/bench_trivial.wasm
+
+# Benchmarks: criterion micro-benchmarks of the core, then every auth configuration behind
+# the same Envoy (pinned to one core) and the cold login paths; writes bench/RESULTS.md and
+# bench/results/latest.json. Takes about 5 minutes; the machine should be otherwise idle.
+bench: bench-setup build bench-trivial
+    cargo bench --bench core
+    python3 -m bench.run --command "just bench"

@@ -22,7 +22,8 @@
 // (client_secret_post), same secret and redirect URIs.
 //
 // Users (login / password): john/john, jane/jane, bigjohn/bigjohn (150
-// groups, so its session must be split into several cookies) and
+// groups, so its session must be split into several cookies), groups50/groups50
+// (exactly 50 groups: the benchmark's "cookie size with 50 groups") and
 // unverified/unverified (email_verified false).
 
 import crypto from 'node:crypto';
@@ -71,6 +72,8 @@ const BIG_GROUPS = Array.from(
   (_, i) => `group-with-a-fairly-long-name-${String(i).padStart(3, '0')}`,
 );
 
+const GROUPS_50 = BIG_GROUPS.slice(0, 50);
+
 const USERS = new Map(
   [
     {
@@ -99,6 +102,15 @@ const USERS = new Map(
       name: 'Big John',
       preferred_username: 'bigjohn',
       groups: BIG_GROUPS,
+    },
+    {
+      sub: 'groups50',
+      password: 'groups50',
+      email: 'groups50@example.com',
+      email_verified: true,
+      name: 'Fifty Groups',
+      preferred_username: 'groups50',
+      groups: GROUPS_50,
     },
     {
       sub: 'unverified',

@@ -3,7 +3,22 @@
 use crate::gate::{Callout, Level, Response};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use std::cell::Cell;
 use std::time::{Duration, UNIX_EPOCH};
+
+thread_local! {
+    /// Envoy's log level for Wasm, as last read. Until the first read everything is passed
+    /// on and Envoy filters it.
+    static LOG_LEVEL: Cell<u32> = const { Cell::new(LogLevel::Trace as u32) };
+}
+
+/// Re-reads Envoy's log level; called on configure and every tick, so a level changed
+/// through the admin interface applies within one tick.
+pub fn refresh_log_level() {
+    if let Ok(level) = hostcalls::get_log_level() {
+        LOG_LEVEL.with(|l| l.set(level as u32));
+    }
+}
 
 pub fn now() -> u64 {
     hostcalls::get_current_time()
@@ -22,6 +37,11 @@ pub fn log(level: Level, line: &str) {
         Level::Info => LogLevel::Info,
         Level::Warn => LogLevel::Warn,
     };
+    // Every authenticated request logs at debug level; skipping the host call when Envoy
+    // would drop the line anyway keeps a copy out of Wasm and a host call off the hot path.
+    if (level as u32) < LOG_LEVEL.with(Cell::get) {
+        return;
+    }
     let _ = hostcalls::log(level, line);
 }
 

@@ -93,6 +93,7 @@ fn shared_key(config: &Config) -> String {
 }
 
 pub fn configure(root: u32, size: usize) -> bool {
+    host::refresh_log_level();
     let bytes = host::plugin_configuration(size).unwrap_or_default();
     match Config::parse(&bytes, &|k| std::env::var(k).ok()) {
         Ok(config) => {
@@ -292,6 +293,7 @@ fn carry_out(
 }
 
 pub fn on_tick(root: u32) {
+    host::refresh_log_level();
     with_vm(
         || (),
         |vm| {

@@ -1,0 +1,151 @@
+"""Envoy bootstraps for the benchmark: one listener, the same connection manager and the same
+upstream in every configuration; only the auth filter in front of the router differs.
+Built as dicts (Envoy reads JSON bootstraps) so every variant shares one definition."""
+
+from __future__ import annotations
+
+
+def _cluster(name: str, port: int) -> dict:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}],
+        },
+    }
+
+
+def _wasm(name: str, path: str, configuration: str, env_keys: list[str]) -> dict:
+    vm = {
+        "vm_id": name,
+        "runtime": "envoy.wasm.runtime.v8",
+        "code": {"local": {"filename": path}},
+    }
+    if env_keys:
+        vm["environment_variables"] = {"host_env_keys": env_keys}
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": name,
+                "root_id": name,
+                "fail_open": False,
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": configuration,
+                },
+                "vm_config": vm,
+            },
+        },
+    }
+
+
+def bootstrap(port: int, admin: int, app_port: int, idp_port: int,
+              filters: list[dict], secrets: list[dict] | None = None) -> dict:
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                 "http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "bench",
+        "codec_type": "AUTO",
+        "use_remote_address": True,
+        "normalize_path": True,
+        "merge_slashes": True,
+        # Chunked session cookies (several 4 KB cookies) must fit.
+        "max_request_headers_kb": 96,
+        "route_config": {
+            "name": "local_route",
+            "virtual_hosts": [{
+                "name": "app",
+                "domains": ["*"],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}],
+            }],
+        },
+        "http_filters": [*filters, {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        }],
+    }
+    static = {
+        "listeners": [{
+            "name": "main",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": hcm,
+            }]}],
+        }],
+        "clusters": [_cluster("app", app_port), _cluster("idp", idp_port)],
+    }
+    if secrets:
+        static["secrets"] = secrets
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": static,
+    }
+
+
+def trivial_filter(wasm_path: str) -> list[dict]:
+    return [_wasm("bench-trivial", wasm_path, "", [])]
+
+
+def gate_filter(wasm_path: str, plugin_config: str) -> list[dict]:
+    return [_wasm("wasm-oauth2-proxy", wasm_path, plugin_config,
+                  ["OAUTH2_CLIENT_SECRET", "OAUTH2_COOKIE_SECRET"])]
+
+
+def native_oauth2(idp_port: int, port: int, client_id: str) -> list[dict]:
+    """Envoy's own oauth2 filter against the same IdP; secrets as static SDS secrets."""
+    idp = f"http://127.0.0.1:{idp_port}"
+    filt = {
+        "name": "envoy.filters.http.oauth2",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.oauth2.v3.OAuth2",
+            "config": {
+                "token_endpoint": {"cluster": "idp", "uri": f"{idp}/token", "timeout": "5s"},
+                "authorization_endpoint": f"{idp}/auth",
+                "redirect_uri": f"http://127.0.0.1:{port}/callback",
+                "redirect_path_matcher": {"path": {"exact": "/callback"}},
+                "signout_path": {"path": {"exact": "/signout"}},
+                "credentials": {
+                    "client_id": client_id,
+                    "token_secret": {"name": "oauth2-token"},
+                    "hmac_secret": {"name": "oauth2-hmac"},
+                },
+                "auth_scopes": ["openid", "email", "profile"],
+                "auth_type": "BASIC_AUTH",
+                "forward_bearer_token": True,
+            },
+        },
+    }
+    return [filt]
+
+
+def native_oauth2_secrets(client_secret: str, hmac_secret: str) -> list[dict]:
+    return [
+        {"name": "oauth2-token", "generic_secret": {"secret": {"inline_string": client_secret}}},
+        {"name": "oauth2-hmac", "generic_secret": {"secret": {"inline_string": hmac_secret}}},
+    ]
+
+
+def jwt_authn(issuer: str, audience: str, jwks: str, cache: bool) -> list[dict]:
+    provider = {
+        "issuer": issuer,
+        "audiences": [audience],
+        "local_jwks": {"inline_string": jwks},
+        "forward": True,
+        "forward_payload_header": "x-jwt-payload",
+    }
+    if cache:
+        provider["jwt_cache_config"] = {"jwt_cache_size": 100}
+    return [{
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"bench": provider},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}],
+        },
+    }]

@@ -1,0 +1,80 @@
+"""Starts the whole benchmark stack: nginx, the IdP, and one Envoy per auth configuration,
+all running at once so measured rounds can be interleaved. Stdlib only."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from . import envoy_configs as ec
+from .procs import ROOT, Envoy, Procs, free_ports, start_idp, start_nginx
+
+CLIENT_ID = "demo-app"
+JWT_ISSUER = "https://bench.example"
+JWT_AUDIENCE = "bench"
+
+
+class Stack:
+    def __init__(self, procs: Procs, gate_wasm: Path, trivial_wasm: Path, before_wasm: Path | None = None):
+        self.procs = procs
+        ports = free_ports(18)
+        self.app_port, self.idp_port = ports[0], ports[1]
+        names = ["base", "trivial", "gate", "oauth2", "jwt", "jwt_cache", "gate_before"]
+        self.ports = {n: (ports[2 + 2 * i], ports[3 + 2 * i]) for i, n in enumerate(names)}
+        self.client_secret = base64.urlsafe_b64encode(os.urandom(24)).decode()
+        cookie_secret = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+        self.redirect_uris = [
+            f"http://127.0.0.1:{self.ports['gate'][0]}/oauth2/callback",
+            f"http://127.0.0.1:{self.ports['oauth2'][0]}/callback",
+        ]
+
+        start_nginx(procs, self.app_port)
+        start_idp(procs, self.idp_port, self.redirect_uris, self.client_secret)
+        minted = subprocess.run(
+            ["node", str(ROOT / "bench" / "mint_jwt.mjs"), JWT_ISSUER, JWT_AUDIENCE],
+            check=True, capture_output=True, text=True,
+        )
+        jwt = json.loads(minted.stdout)
+        self.bearer = jwt["token"]
+
+        plugin = json.dumps({
+            "provider": "oidc",
+            "oidc_issuer_url": f"http://127.0.0.1:{self.idp_port}",
+            "idp_cluster": "idp",
+            "client_id": CLIENT_ID,
+            "client_secret_env": "OAUTH2_CLIENT_SECRET",
+            "cookie_secret_env": "OAUTH2_COOKIE_SECRET",
+            "redirect_url": self.redirect_uris[0],
+            "email_domains": ["*"],
+            "cookie_secure": False,
+        })
+        filters = {
+            "base": ([], None),
+            "trivial": (ec.trivial_filter(str(trivial_wasm)), None),
+            "gate": (ec.gate_filter(str(gate_wasm), plugin), None),
+            "oauth2": (
+                ec.native_oauth2(self.idp_port, self.ports["oauth2"][0], CLIENT_ID),
+                ec.native_oauth2_secrets(self.client_secret,
+                                         base64.b64encode(os.urandom(32)).decode()),
+            ),
+            "jwt": (ec.jwt_authn(JWT_ISSUER, JWT_AUDIENCE, jwt["jwks"], cache=False), None),
+            "jwt_cache": (ec.jwt_authn(JWT_ISSUER, JWT_AUDIENCE, jwt["jwks"], cache=True), None),
+        }
+        if before_wasm is not None:
+            # Another build of the filter with the same secrets, so the same cookies work.
+            filters["gate_before"] = (ec.gate_filter(str(before_wasm), plugin), None)
+        gate_env = {"OAUTH2_CLIENT_SECRET": self.client_secret, "OAUTH2_COOKIE_SECRET": cookie_secret}
+        self.envoys: dict[str, Envoy] = {}
+        for name, (filt, secrets) in filters.items():
+            port, admin = self.ports[name]
+            boot = ec.bootstrap(port, admin, self.app_port, self.idp_port, filt, secrets)
+            self.envoys[name] = Envoy(procs, name, boot, port, admin,
+                                      env=gate_env if name.startswith("gate") else None)
+        for e in self.envoys.values():
+            e.wait_ready()
+
+    def url(self, envoy: str, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.envoys[envoy].port}{path}"
