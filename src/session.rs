@@ -4,6 +4,7 @@
 use crate::seal;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,34 +50,71 @@ pub fn open(key: &[u8; 32], cookie_name: &str, value: &str, now: u64) -> Option<
     (session.expires_at > now).then_some(session)
 }
 
+/// What the cache holds: a session, or something built from one, that ends when it does.
+pub trait Expiring {
+    fn expires_at(&self) -> u64;
+}
+
+impl Expiring for Session {
+    fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}
+
+/// Hashes a cookie value by its length and its last 16 bytes only. Those bytes encode the
+/// AES-GCM tag, unique per sealing, so distinct sessions land in distinct buckets; equality
+/// is still checked on the whole value, so a hit always means the exact same cookie. The
+/// inserted values are ciphertexts we made, which nobody can steer into one bucket, and a
+/// lookup of a forged value costs one probe and one comparison. SipHash over the whole value
+/// (18 KB for a chunked session) cost more than everything else on the hot path.
+#[derive(Default, Clone, Copy)]
+pub struct TailHasher(u64);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // FNV-1a over the length and the tail.
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let tail = bytes.get(bytes.len().saturating_sub(16)..).unwrap_or(bytes);
+        let mut h = self.0 ^ 0xcbf2_9ce4_8422_2325;
+        for b in (bytes.len() as u64).to_le_bytes().iter().chain(tail) {
+            h = (h ^ u64::from(*b)).wrapping_mul(PRIME);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Sessions already opened, keyed by the exact cookie value, so AES-GCM and JSON parsing
 /// stay off the per-request path. The key is the full sealed value: a cookie differing in
 /// any byte is a miss and gets fully authenticated.
-pub struct SessionCache {
-    entries: HashMap<String, Rc<Session>>,
+pub struct SessionCache<V: Expiring = Session> {
+    entries: HashMap<String, Rc<V>, BuildHasherDefault<TailHasher>>,
     order: VecDeque<String>,
     capacity: usize,
 }
 
-impl SessionCache {
+impl<V: Expiring> SessionCache<V> {
     pub fn new(capacity: usize) -> Self {
         SessionCache {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
         }
     }
 
-    pub fn get(&mut self, value: &str, now: u64) -> Option<Rc<Session>> {
+    pub fn get(&mut self, value: &str, now: u64) -> Option<Rc<V>> {
         let hit = self.entries.get(value)?;
-        if hit.expires_at > now {
+        if hit.expires_at() > now {
             return Some(Rc::clone(hit));
         }
         self.entries.remove(value);
         None
     }
 
-    pub fn insert(&mut self, value: String, session: Rc<Session>) {
+    pub fn insert(&mut self, value: String, session: Rc<V>) {
         if self.entries.contains_key(&value) {
             return;
         }
@@ -164,5 +202,17 @@ mod tests {
         assert!(c.get("a", 150).is_none());
         assert!(c.get("c", 150).is_some());
         assert!(c.get("c ", 150).is_none());
+    }
+
+    #[test]
+    fn cache_hits_only_the_exact_value_even_when_the_tails_match() {
+        let tail = "0123456789abcdef0123";
+        let mut c = SessionCache::new(8);
+        c.insert(format!("first-{tail}"), Rc::new(sample()));
+        assert!(c.get(&format!("other-{tail}"), 150).is_none());
+        assert!(c.get(&format!("firsT-{tail}"), 150).is_none());
+        assert!(c.get(&format!("first-{tail}"), 150).is_some());
+        c.insert(format!("other-{tail}"), Rc::new(sample()));
+        assert_eq!(c.len(), 2);
     }
 }

@@ -55,23 +55,39 @@ pub fn plugin_configuration(size: usize) -> Option<Vec<u8>> {
         .flatten()
 }
 
-fn map_lossy(map: MapType) -> Vec<(String, String)> {
+/// A header map as text, and whether that text is exactly what the host holds.
+fn map_lossy(map: MapType) -> (Vec<(String, String)>, bool) {
     // Header values may hold non-UTF-8 bytes; the SDK's String API would panic on them.
-    hostcalls::get_map_bytes(map)
+    let mut exact = true;
+    let pairs = hostcalls::get_map_bytes(map)
         .map(|m| {
             m.into_iter()
-                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                .map(|(k, v)| {
+                    // Valid UTF-8 (nearly always) is taken as is, without another copy.
+                    let v = String::from_utf8(v).unwrap_or_else(|e| {
+                        exact = false;
+                        String::from_utf8_lossy(e.as_bytes()).into_owned()
+                    });
+                    (k, v)
+                })
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    (pairs, exact)
 }
 
-pub fn request_headers() -> Vec<(String, String)> {
+/// The request headers, and whether writing them back would reproduce them byte for byte.
+pub fn request_headers() -> (Vec<(String, String)>, bool) {
     map_lossy(MapType::HttpRequestHeaders)
 }
 
 pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).is_ok()
+}
+
+/// Replaces the whole request header map in one host call.
+pub fn replace_request_headers(pairs: Vec<(&str, &str)>) -> bool {
+    hostcalls::set_map(MapType::HttpRequestHeaders, pairs).is_ok()
 }
 
 pub fn send_response(r: &Response) -> bool {
@@ -119,7 +135,7 @@ pub fn callout_response(num_headers: usize, body_size: usize) -> Option<(u16, Ve
     if num_headers == 0 {
         return None;
     }
-    let headers = map_lossy(MapType::HttpCallResponseHeaders);
+    let (headers, _) = map_lossy(MapType::HttpCallResponseHeaders);
     let status = headers
         .iter()
         .find(|(n, _)| n == ":status")

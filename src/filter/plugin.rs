@@ -8,7 +8,9 @@
 
 use super::host;
 use crate::config::Config;
-use crate::gate::{self, Context, Decision, Env, Level, Pending, Request, Response, Step};
+use crate::gate::{
+    self, Admitted, Context, Decision, Env, Level, Pending, Request, Response, Step,
+};
 use crate::oidc::{Discovery, MAX_DOCUMENT_BYTES};
 use crate::pages;
 use crate::provider::{self, Provider, KEY_REFETCH_MIN_SECS, RETRY_SECS};
@@ -48,7 +50,7 @@ struct Plugin {
     failed_at: Option<u64>,
     keys_fetched_at: u64,
     waiters: Vec<(u32, Wait)>,
-    sessions: SessionCache,
+    sessions: SessionCache<Admitted>,
 }
 
 enum Owner {
@@ -126,16 +128,44 @@ pub fn configure(root: u32, size: usize) -> bool {
 }
 
 pub fn on_request(root: u32, stream: u32) -> Action {
-    let req = Request {
-        headers: host::request_headers(),
-    };
+    let (headers, exact) = host::request_headers();
+    let req = Request { headers };
     with_vm(refuse, |vm| {
         let Some(plugin) = vm.plugins.get_mut(&root) else {
             return refuse();
         };
         let step = decide(plugin, &req);
+        // Header edits for a request seen as it is go out in one host call: each separate
+        // call costs a round trip out of the VM, which dominated the hot path.
+        if exact {
+            if let Decision::Continue { remove, set } = &step.decision {
+                log_step(&step);
+                let ok =
+                    host::replace_request_headers(gate::edited_headers(&req.headers, remove, set));
+                return continued(ok, false);
+            }
+        }
         carry_out(vm, root, stream, step, Some(req), false)
     })
+}
+
+fn log_step(step: &Step) {
+    if let Some((level, line)) = &step.log {
+        host::log(*level, line);
+    }
+}
+
+/// Lets the request go on once its headers are edited; `ok` false means an edit failed,
+/// and a header we could not strip or set must not reach the app.
+fn continued(ok: bool, resumed: bool) -> Action {
+    if !ok {
+        host::send_response(&unavailable(500));
+        return Action::Pause;
+    }
+    if resumed {
+        host::resume_request();
+    }
+    Action::Continue
 }
 
 /// Answers with a 500 when the VM is not in a state to decide: never pass the request on.
@@ -206,9 +236,7 @@ fn carry_out(
     req: Option<Request>,
     resumed: bool,
 ) -> Action {
-    if let Some((level, line)) = &step.log {
-        host::log(*level, line);
-    }
+    log_step(&step);
     let Some(plugin) = vm.plugins.get_mut(&root) else {
         host::send_response(&unavailable(500));
         return Action::Pause;
@@ -222,15 +250,7 @@ fn carry_out(
             for (name, value) in &set {
                 ok &= host::set_request_header(name, Some(value));
             }
-            if !ok {
-                // A header we could not strip or set must not reach the app.
-                host::send_response(&unavailable(500));
-                return Action::Pause;
-            }
-            if resumed {
-                host::resume_request();
-            }
-            Action::Continue
+            continued(ok, resumed)
         }
         Decision::Respond(r) => {
             host::send_response(&r);

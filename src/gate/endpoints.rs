@@ -37,14 +37,14 @@ pub(super) fn userinfo(
     env: &mut Env,
 ) -> Step {
     match current_session(cx, cookies, env.now) {
-        Some(s) => respond_step(
+        Some(a) => respond_step(
             json(
                 200,
                 &serde_json::json!({
-                    "user": s.user,
-                    "email": s.email,
-                    "preferredUsername": s.preferred_username,
-                    "groups": s.groups,
+                    "user": a.session.user,
+                    "email": a.session.email,
+                    "preferredUsername": a.session.preferred_username,
+                    "groups": a.session.groups,
                 }),
             ),
             None,
@@ -64,7 +64,7 @@ pub(super) fn auth(
         Some(s) => {
             let mut r = text(202, "Accepted");
             r.headers.extend(
-                headers::for_auth_response(config, &s)
+                headers::for_auth_response(config, &s.session)
                     .into_iter()
                     .map(|(n, v)| (n.to_string(), v)),
             );

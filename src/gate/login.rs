@@ -358,7 +358,8 @@ pub(super) fn finish_login(
     );
     set_cookies.push(cookie::clear_cookie(&config.cookie, &t, &csrf_name));
     let email = session.email.clone();
-    cx.sessions.insert(sealed, Rc::new(session));
+    cx.sessions
+        .insert(sealed, Rc::new(Admitted::new(config, session)));
     respond_step(
         redirect_to(&cb.login.return_to, set_cookies),
         Some((

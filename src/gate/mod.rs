@@ -15,10 +15,10 @@ use crate::csrf::LoginState;
 use crate::headers;
 use crate::oidc::{self, TokenResponse};
 use crate::provider::Provider;
-use crate::session::{self, Session, SessionCache};
+use crate::session::{self, Expiring, Session, SessionCache};
 use endpoints::{auth, sign_out, userinfo};
 use login::{callback, fail, finish_login, sign_in, start_login};
-use respond::{json_error, log_line, respond_step, text, unauthenticated};
+use respond::{json_error, respond_step, text, unauthenticated};
 use std::rc::Rc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +123,30 @@ pub struct Step {
 pub struct Context<'a> {
     pub config: &'a Config,
     pub provider: Option<&'a Provider>,
-    pub sessions: &'a mut SessionCache,
+    pub sessions: &'a mut SessionCache<Admitted>,
+}
+
+/// A session as the hot path uses it: opened once, and its headers for the app built once,
+/// so a request with a cached session only looks it up and copies the headers out.
+#[derive(Debug)]
+pub struct Admitted {
+    pub session: Session,
+    pub upstream: Vec<(&'static str, String)>,
+}
+
+impl Admitted {
+    pub fn new(config: &Config, session: Session) -> Admitted {
+        Admitted {
+            upstream: headers::for_upstream(config, &session),
+            session,
+        }
+    }
+}
+
+impl Expiring for Admitted {
+    fn expires_at(&self) -> u64 {
+        self.session.expires_at
+    }
 }
 
 pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
@@ -148,16 +171,10 @@ pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
     }
 
     match current_session(cx, &cookies, env.now) {
-        Some(s) => Step {
-            decision: upstream_edits(config, req, &s, &cookies),
-            log: Some((
-                Level::Debug,
-                log_line(
-                    "authenticated",
-                    path,
-                    &[("email", &s.email), ("user", &s.user)],
-                ),
-            )),
+        // The hot path: no log line (Envoy's access log has the request), no cryptography.
+        Some(a) => Step {
+            decision: upstream_edits(config, req, &a, &cookies),
+            log: None,
         },
         None if req.is_browser() => {
             let rd = if matches!(req.method(), "GET" | "HEAD") {
@@ -226,12 +243,24 @@ pub fn resume_keys(cx: &mut Context, pending: Pending, env: &mut Env) -> Step {
 fn upstream_edits(
     config: &Config,
     req: &Request,
-    s: &Session,
+    a: &Admitted,
     cookies: &[(&str, &str)],
 ) -> Decision {
     let rewrite_cookie = cookies
         .iter()
         .any(|(n, _)| cookie::is_ours(&config.cookie, n));
+    let mut set: Vec<(String, String)> = a
+        .upstream
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
+    let kept_cookies = if rewrite_cookie {
+        cookie::strip_ours(&config.cookie, cookies)
+    } else {
+        None
+    };
+    // Setting a header replaces every copy the client sent, so only what is not set again
+    // needs removing.
     let mut remove: Vec<String> = req
         .headers
         .iter()
@@ -239,35 +268,46 @@ fn upstream_edits(
             headers::is_owned(n) || (rewrite_cookie && n.eq_ignore_ascii_case("cookie"))
         })
         .map(|(n, _)| n.to_ascii_lowercase())
+        .filter(|n| !set.iter().any(|(s, _)| s == n))
+        .filter(|n| !(n == "cookie" && kept_cookies.is_some()))
         .collect();
     remove.sort();
     remove.dedup();
-    let mut set: Vec<(String, String)> = headers::for_upstream(config, s)
-        .into_iter()
-        .map(|(n, v)| (n.to_string(), v))
-        .collect();
-    if rewrite_cookie {
-        if let Some(rest) = cookie::strip_ours(&config.cookie, cookies) {
-            set.push(("cookie".into(), rest));
-        }
+    if let Some(rest) = kept_cookies {
+        set.push(("cookie".into(), rest));
     }
     Decision::Continue { remove, set }
 }
 
-fn current_session(cx: &mut Context, cookies: &[(&str, &str)], now: u64) -> Option<Rc<Session>> {
+/// The request headers once `remove` and `set` (a `Decision::Continue`) are applied: every
+/// copy of a removed or set name is dropped, then each set value is added once.
+pub fn edited_headers<'a>(
+    headers: &'a [(String, String)],
+    remove: &'a [String],
+    set: &'a [(String, String)],
+) -> Vec<(&'a str, &'a str)> {
+    let replaced = |n: &str| {
+        remove.iter().any(|r| r.eq_ignore_ascii_case(n))
+            || set.iter().any(|(s, _)| s.eq_ignore_ascii_case(n))
+    };
+    headers
+        .iter()
+        .filter(|(n, _)| !replaced(n))
+        .chain(set.iter())
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
+fn current_session(cx: &mut Context, cookies: &[(&str, &str)], now: u64) -> Option<Rc<Admitted>> {
     let config = cx.config;
     let value = cookie::read_joined(cookies, &config.cookie.name)?;
     if let Some(hit) = cx.sessions.get(&value, now) {
         return Some(hit);
     }
-    let s = Rc::new(session::open(
-        &config.session_key,
-        &config.cookie.name,
-        &value,
-        now,
-    )?);
-    cx.sessions.insert(value, Rc::clone(&s));
-    Some(s)
+    let s = session::open(&config.session_key, &config.cookie.name, &value, now)?;
+    let a = Rc::new(Admitted::new(config, s));
+    cx.sessions.insert(value, Rc::clone(&a));
+    Some(a)
 }
 
 #[cfg(test)]
