@@ -8,6 +8,7 @@ use sha2::Sha256;
 use std::fmt;
 
 pub use crate::oidc::ClientAuth;
+use crate::routes::SkipRoute;
 
 /// Every key the filter understands. Anything else is rejected: a misspelt security
 /// option silently falling back to its default is worse than refusing to start.
@@ -42,6 +43,8 @@ const KNOWN_KEYS: &[&str] = &[
     "oidc_groups_claim",
     "insecure_oidc_allow_unverified_email",
     "token_endpoint_auth_method",
+    "skip_auth_routes",
+    "skip_auth_preflight",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +120,8 @@ pub struct Config {
     pub email_claim: String,
     pub groups_claim: String,
     pub allow_unverified_email: bool,
+    pub skip_auth_routes: Vec<SkipRoute>,
+    pub skip_auth_preflight: bool,
 }
 
 // Secrets stay out of Debug output so a stray `{:?}` can never log them.
@@ -252,6 +257,22 @@ impl Config {
                 ))
             }
         };
+        // A list only: regexes may hold commas, so the comma-separated form does not apply.
+        let skip_auth_routes = match map.get("skip_auth_routes") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let entry = v.as_str().ok_or_else(|| {
+                        err("skip_auth_routes", format!("entry {i} must be a string"))
+                    })?;
+                    SkipRoute::parse(entry)
+                        .map_err(|e| err("skip_auth_routes", format!("entry {i}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err(err("skip_auth_routes", "must be a list of strings")),
+        };
         let idp_timeout_ms = r.duration_ms("idp_timeout")?.unwrap_or(5000);
         if idp_timeout_ms == 0 {
             return Err(err("idp_timeout", "must be greater than zero"));
@@ -288,6 +309,8 @@ impl Config {
             allow_unverified_email: r
                 .bool("insecure_oidc_allow_unverified_email")?
                 .unwrap_or(false),
+            skip_auth_routes,
+            skip_auth_preflight: r.bool("skip_auth_preflight")?.unwrap_or(false),
         })
     }
 }
@@ -512,6 +535,10 @@ mod tests {
             ),
             ("provider", serde_json::json!("github")),
             ("oidc_issuer_url", serde_json::json!("idp.example.com")),
+            ("skip_auth_routes", serde_json::json!("^/public")),
+            ("skip_auth_routes", serde_json::json!(["^/(unclosed"])),
+            ("skip_auth_routes", serde_json::json!([7])),
+            ("skip_auth_preflight", serde_json::json!("yes")),
         ] {
             let mut v = base();
             v[key] = value;

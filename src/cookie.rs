@@ -3,6 +3,7 @@
 //! from the app.
 
 use crate::config::{CookieSettings, SameSite};
+use std::borrow::Cow;
 
 /// Browsers cap a cookie (name, value and attributes) near 4096 bytes; stay clear of it.
 const MAX_COOKIE_LEN: usize = 4000;
@@ -33,10 +34,10 @@ fn chunk_index(base: &str, candidate: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
-/// The whole value of cookie `name`, joining chunks when it was split.
-pub fn read_joined(cookies: &[(&str, &str)], name: &str) -> Option<String> {
+/// The whole value of cookie `name`, joining chunks when it was split (only then copied).
+pub fn read_joined<'a>(cookies: &[(&'a str, &'a str)], name: &str) -> Option<Cow<'a, str>> {
     if let Some(v) = get(cookies, name) {
-        return Some(v.to_string());
+        return Some(Cow::Borrowed(v));
     }
     let mut joined = String::new();
     let mut i = 0;
@@ -44,7 +45,7 @@ pub fn read_joined(cookies: &[(&str, &str)], name: &str) -> Option<String> {
         joined.push_str(part);
         i += 1;
     }
-    (i > 0).then_some(joined)
+    (i > 0).then_some(Cow::Owned(joined))
 }
 
 /// True when the cookie is one of ours and must not reach the app.

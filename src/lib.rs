@@ -29,5 +29,6 @@ pub mod pkce;
 pub mod policy;
 pub mod provider;
 pub mod redirect;
+pub mod routes;
 pub mod seal;
 pub mod session;

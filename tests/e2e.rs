@@ -1758,3 +1758,57 @@ fn b05_idp_down_at_start_then_up() {
     op.set_scenario(Scenario::Good);
     expect_good(&st, &op, "login after the IdP came up");
 }
+
+#[test]
+fn a16_skip_auth_routes_pass_without_login_and_without_spoofed_identity() {
+    let st = Stack::builder()
+        .app(App::Recorder)
+        .plugin("skip_auth_routes", json!(["GET=^/public/", "^/status$"]))
+        .start();
+    let rec = st.recorder.as_ref().expect("recorder");
+    let mut b = Browser::new();
+    b.set(&st.origin(), SESSION, "forged-session-value");
+    let mut spoof: Vec<(&str, &str)> = IDENTITY_HEADERS
+        .iter()
+        .map(|n| (*n, "admin@evil.example"))
+        .collect();
+    spoof.push(("Authorization", "Bearer spoofed.jwt.value"));
+    let r = b.get_with(&st.url("/public/app.css?v=2"), &spoof);
+    st.check(r.status == 200, || {
+        format!("a skipped route must reach the app: {}", r.short())
+    });
+    let seen = rec.requests();
+    st.check(
+        seen.len() == 1 && seen[0].target == "/public/app.css?v=2",
+        || rec.summary(),
+    );
+    for name in IDENTITY_HEADERS.iter().chain(["authorization"].iter()) {
+        st.check(seen[0].header(name).is_none(), || {
+            format!(
+                "{name} reached the app on a skipped route: {:?}",
+                seen[0].headers
+            )
+        });
+    }
+    st.check(
+        seen[0]
+            .header("cookie")
+            .is_none_or(|c| !c.contains(SESSION)),
+        || format!("the session cookie reached the app: {:?}", seen[0].headers),
+    );
+
+    // The method is part of the rule, the query is not part of the path, and other paths
+    // still need a session.
+    let api = [("Accept", "application/json")];
+    for (method, path) in [
+        ("POST", "/public/app.css"),
+        ("GET", "/private?x=/status"),
+        ("GET", "/status/x"),
+    ] {
+        let r = Browser::new().send(method, &st.url(path), &api, None);
+        assert_401(&st, &r, &format!("{method} {path}"));
+    }
+    let r = Browser::new().get_with(&st.url("/status"), &api);
+    st.check(r.status == 200, || format!("GET /status: {}", r.short()));
+    st.check(rec.count() == 2, || rec.summary());
+}

@@ -513,3 +513,50 @@ fn junk_requests_never_panic() {
         let _ = w.decide(&Request { headers });
     }
 }
+
+#[test]
+fn skip_auth_routes_pass_without_a_session_but_never_with_spoofed_identity() {
+    let mut w = World::new();
+    w.config.skip_auth_routes = vec![
+        crate::routes::SkipRoute::parse("GET=^/public/").unwrap(),
+        crate::routes::SkipRoute::parse("^/health$").unwrap(),
+    ];
+    let spoofed = get(
+        "/public/app.css?v=1",
+        &[
+            ("x-forwarded-email", "admin@example.com"),
+            ("Authorization", "Bearer forged"),
+            ("cookie", "_oauth2_proxy=stolen; theme=dark"),
+        ],
+    );
+    match w.decide(&spoofed).decision {
+        Decision::Continue { remove, set } => {
+            let seen = super::edited_headers(&spoofed.headers, &remove, &set);
+            let names: Vec<&str> = seen.iter().map(|(n, _)| *n).collect();
+            assert!(
+                !names.iter().any(|n| crate::headers::is_owned(n)),
+                "{seen:?}"
+            );
+            let cookies: Vec<&str> = seen
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+                .map(|(_, v)| *v)
+                .collect();
+            assert_eq!(cookies, ["theme=dark"]);
+        }
+        other => panic!("a skipped route must pass, got {other:?}"),
+    }
+    // The method is part of the rule, the query is not part of the path, and everything
+    // else still needs a login.
+    let mut post = get("/public/app.css", &[]);
+    post.headers[0].1 = "POST".into();
+    assert_eq!(respond(w.decide(&post)).status, 302);
+    assert_eq!(
+        respond(w.decide(&get("/app?next=/health", &[]))).status,
+        302
+    );
+    assert!(matches!(
+        w.decide(&get("/health", &[])).decision,
+        Decision::Continue { .. }
+    ));
+}

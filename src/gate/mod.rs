@@ -15,6 +15,7 @@ use crate::csrf::LoginState;
 use crate::headers;
 use crate::oidc::{self, TokenResponse};
 use crate::provider::Provider;
+use crate::routes;
 use crate::session::{self, Expiring, Session, SessionCache};
 use endpoints::{auth, sign_out, userinfo};
 use login::{callback, fail, finish_login, sign_in, start_login};
@@ -170,10 +171,22 @@ pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
         };
     }
 
+    if routes::skips(
+        &config.skip_auth_routes,
+        config.skip_auth_preflight,
+        req.method(),
+        path,
+    ) {
+        return Step {
+            decision: upstream_edits(config, req, &[], &cookies),
+            log: None,
+        };
+    }
+
     match current_session(cx, &cookies, env.now) {
         // The hot path: no log line (Envoy's access log has the request), no cryptography.
         Some(a) => Step {
-            decision: upstream_edits(config, req, &a, &cookies),
+            decision: upstream_edits(config, req, &a.upstream, &cookies),
             log: None,
         },
         None if req.is_browser() => {
@@ -240,17 +253,18 @@ pub fn resume_keys(cx: &mut Context, pending: Pending, env: &mut Env) -> Step {
 /// removed (whatever their case or count), ours set, and the `Cookie` header rebuilt
 /// without our cookies. Other cookies are left byte-for-byte alone unless ours must be cut
 /// out of the same header.
+/// What goes to the app: client copies of every identity header and our cookies removed,
+/// `identity` (the session's headers; none on a skipped route) set.
 fn upstream_edits(
     config: &Config,
     req: &Request,
-    a: &Admitted,
+    identity: &[(&'static str, String)],
     cookies: &[(&str, &str)],
 ) -> Decision {
     let rewrite_cookie = cookies
         .iter()
         .any(|(n, _)| cookie::is_ours(&config.cookie, n));
-    let mut set: Vec<(String, String)> = a
-        .upstream
+    let mut set: Vec<(String, String)> = identity
         .iter()
         .map(|(n, v)| (n.to_string(), v.clone()))
         .collect();
@@ -306,7 +320,7 @@ fn current_session(cx: &mut Context, cookies: &[(&str, &str)], now: u64) -> Opti
     }
     let s = session::open(&config.session_key, &config.cookie.name, &value, now)?;
     let a = Rc::new(Admitted::new(config, s));
-    cx.sessions.insert(value, Rc::clone(&a));
+    cx.sessions.insert(value.into_owned(), Rc::clone(&a));
     Some(a)
 }
 
