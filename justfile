@@ -201,13 +201,21 @@ bench-setup: setup
     fi
     echo "bench-setup: ok"
 
-# Build the trivial proxy-wasm filter (the Wasm floor) into build/bench_trivial.wasm.
+# Build the Wasm floors: the trivial filter (build/bench_trivial.wasm) and the hot path's
+# host calls alone (build/bench_hostcalls.wasm).
 bench-trivial:
-    cargo build --release --target wasm32-wasip1 --manifest-path bench/trivial/Cargo.toml
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{root}}"
     mkdir -p build
-    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-        --enable-nontrapping-float-to-int --strip-debug \
-        bench/trivial/target/wasm32-wasip1/release/bench_trivial.wasm -o build/bench_trivial.wasm
+    for variant in trivial hostcalls; do
+        features=""
+        if [ "$variant" = hostcalls ]; then features="--features hostcalls"; fi
+        cargo build --release --target wasm32-wasip1 --manifest-path bench/trivial/Cargo.toml $features
+        wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+            --enable-nontrapping-float-to-int --strip-debug \
+            bench/trivial/target/wasm32-wasip1/release/bench_trivial.wasm -o "build/bench_$variant.wasm"
+    done
 
 # Benchmarks: criterion micro-benchmarks of the core, then every auth configuration behind
 # the same Envoy (pinned to one core) and the cold login paths; writes bench/RESULTS.md and

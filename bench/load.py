@@ -28,16 +28,20 @@ class Case:
     upstream saw an authenticated request."""
 
     def __init__(self, key: str, title: str, envoy: Envoy, headers: dict[str, str],
-                 expect: dict[str, str] | None = None):
+                 expect: dict[str, str] | None = None, path: str = "/", baseline: str = "base"):
         self.key = key
         self.title = title
         self.envoy = envoy
         self.headers = headers
         self.expect = expect or {}
+        self.path = path
+        # The case whose Envoy CPU this one's "added" is measured against: the same request
+        # through Envoy without any filter.
+        self.baseline = baseline
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.envoy.port}/"
+        return f"http://127.0.0.1:{self.envoy.port}{self.path}"
 
 
 def verify(case: Case) -> None:

@@ -22,6 +22,7 @@ from .stack import Stack
 
 GATE_WASM = ROOT / "build" / "wasm_oauth2_proxy.wasm"
 TRIVIAL_WASM = ROOT / "build" / "bench_trivial.wasm"
+HOSTCALLS_WASM = ROOT / "build" / "bench_hostcalls.wasm"
 WARMUP_SECONDS = 2
 
 
@@ -41,17 +42,25 @@ def cases(stack: Stack, sessions: dict) -> list[Case]:
     big = sessions["bigjohn"]["cookie"]
     e = stack.envoys
     bearer = {"Authorization": f"Bearer {stack.bearer}"}
+    chunks = sessions["bigjohn"]["chunks"]
     return [
-        # Baseline and floor carry the same session cookie as the hot path, so the
-        # difference is the filters' work, not Envoy parsing a larger request.
+        # Baselines and floors carry the same cookies as the cases compared with them, so
+        # the difference is the filters' work, not Envoy parsing a larger request.
         Case("base", "1. no auth filter (baseline)", e["base"], {"Cookie": john}),
+        Case("base_chunked", f"1b. no auth filter, the {chunks} cookies of (4)", e["base"],
+             {"Cookie": big}, baseline="base_chunked"),
         Case("trivial", "2. trivial Wasm filter (floor)", e["trivial"],
              {"Cookie": john, "x-bench": "1"}),
+        Case("hostcalls", "2b. Wasm filter making only the host calls of (3)", e["hostcalls"],
+             {"Cookie": john}, {"x-seen-user": "john"}),
         Case("session", "3. this filter, session cookie", e["gate"], {"Cookie": john},
              {"x-seen-user": "john"}),
-        Case("chunked", "4. this filter, chunked session (150 groups, "
-             f"{sessions['bigjohn']['chunks']} cookies)", e["gate"], {"Cookie": big},
-             {"x-seen-user": "bigjohn"}),
+        Case("chunked", f"4. this filter, chunked session (150 groups, {chunks} cookies)",
+             e["gate"], {"Cookie": big}, {"x-seen-user": "bigjohn"}, baseline="base_chunked"),
+        Case("skip", "6. this filter, `skip_auth_routes` route (no cookie)", e["gate"], {},
+             path="/public/app.css", baseline="base_public"),
+        Case("base_public", "1c. no auth filter, the request of (6)", e["base"], {},
+             path="/public/app.css", baseline="base_public"),
         *before(stack, john, big),
         Case("oauth2", "7. Envoy oauth2 filter, valid cookies", e["oauth2"],
              {"Cookie": native_oauth2_cookie(stack)}),
@@ -71,14 +80,12 @@ def before(stack: Stack, john: str, big: str) -> list[Case]:
         Case("session_before", "3′. as 3, filter before the change", e, {"Cookie": john},
              {"x-seen-user": "john"}),
         Case("chunked_before", "4′. as 4, filter before the change", e, {"Cookie": big},
-             {"x-seen-user": "bigjohn"}),
+             {"x-seen-user": "bigjohn"}, baseline="base_chunked"),
     ]
 
 
 NOT_MEASURED = [
     ("bearer", "5. this filter, bearer JWT", "not measured: the filter has no bearer-token support yet"),
-    ("skip", "6. this filter, `skip_auth_routes` route",
-     "not measured: the filter has no `skip_auth_routes` option yet"),
 ]
 
 
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command", default="just bench", help="recorded in RESULTS.md")
     p.add_argument("--before-wasm", type=Path, help="another build of the filter to compare with")
     args = p.parse_args(argv)
-    for f in (GATE_WASM, TRIVIAL_WASM):
+    for f in (GATE_WASM, TRIVIAL_WASM, HOSTCALLS_WASM):
         if not f.is_file():
             print(f"bench: {f} missing; run `just bench`, which builds it", file=sys.stderr)
             return 2
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args, procs: Procs, machine: dict, started: float) -> int:
     say("starting nginx, the IdP and the Envoys")
-    stack = Stack(procs, GATE_WASM, TRIVIAL_WASM, args.before_wasm)
+    stack = Stack(procs, GATE_WASM, TRIVIAL_WASM, HOSTCALLS_WASM, args.before_wasm)
     time.sleep(1)
     rss_idle = {name: e.rss_kb() for name, e in stack.envoys.items()}
     say("logging in (session cookie sizes)")
@@ -150,7 +157,7 @@ def run(args, procs: Procs, machine: dict, started: float) -> int:
         "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "command", "before_wasm")},
                      "warmup_seconds": WARMUP_SECONDS},
         "cases": {c.key: {"title": c.title, "rss_kb": rss[c.key], "envoy": c.envoy.name,
-                           **runs[c.key]} for c in todo},
+                           "baseline": c.baseline, **runs[c.key]} for c in todo},
         "rss_kb_before_first_request": rss_idle,
         "before_wasm": str(args.before_wasm) if args.before_wasm else None,
         "not_measured": {k: {"title": t, "why": why} for k, t, why in NOT_MEASURED},
@@ -159,7 +166,8 @@ def run(args, procs: Procs, machine: dict, started: float) -> int:
             "callback": callback,
             "cookies": {u: {k: v for k, v in s.items() if k != "cookie"} for u, s in sessions.items()},
         },
-        "wasm_bytes": {"gate": GATE_WASM.stat().st_size, "trivial": TRIVIAL_WASM.stat().st_size},
+        "wasm_bytes": {"gate": GATE_WASM.stat().st_size, "trivial": TRIVIAL_WASM.stat().st_size,
+                       "hostcalls": HOSTCALLS_WASM.stat().st_size},
         "criterion": report.criterion(ROOT / "target" / "criterion"),
     }
     report.write(args.out, results)

@@ -18,11 +18,12 @@ JWT_AUDIENCE = "bench"
 
 
 class Stack:
-    def __init__(self, procs: Procs, gate_wasm: Path, trivial_wasm: Path, before_wasm: Path | None = None):
+    def __init__(self, procs: Procs, gate_wasm: Path, trivial_wasm: Path, hostcalls_wasm: Path,
+                 before_wasm: Path | None = None):
         self.procs = procs
-        ports = free_ports(18)
+        ports = free_ports(20)
         self.app_port, self.idp_port = ports[0], ports[1]
-        names = ["base", "trivial", "gate", "oauth2", "jwt", "jwt_cache", "gate_before"]
+        names = ["base", "trivial", "hostcalls", "gate", "oauth2", "jwt", "jwt_cache", "gate_before"]
         self.ports = {n: (ports[2 + 2 * i], ports[3 + 2 * i]) for i, n in enumerate(names)}
         self.client_secret = base64.urlsafe_b64encode(os.urandom(24)).decode()
         cookie_secret = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
@@ -50,10 +51,12 @@ class Stack:
             "redirect_url": self.redirect_uris[0],
             "email_domains": ["*"],
             "cookie_secure": False,
+            "skip_auth_routes": ["GET=^/public/"],
         })
         filters = {
             "base": ([], None),
             "trivial": (ec.trivial_filter(str(trivial_wasm)), None),
+            "hostcalls": (ec.trivial_filter(str(hostcalls_wasm)), None),
             "gate": (ec.gate_filter(str(gate_wasm), plugin), None),
             "oauth2": (
                 ec.native_oauth2(self.idp_port, self.ports["oauth2"][0], CLIENT_ID),

@@ -135,10 +135,15 @@ pub fn on_request(root: u32, stream: u32) -> Action {
             return refuse();
         };
         let step = decide(plugin, &req);
-        // Header edits for a request seen as it is go out in one host call: each separate
-        // call costs a round trip out of the VM, which dominated the hot path.
-        if exact {
-            if let Decision::Continue { remove, set } = &step.decision {
+        // Header edits for a request seen as it is go out in one host call (each separate
+        // call costs a round trip out of the VM, which dominated the hot path), and none at
+        // all when there is nothing to change.
+        if let Decision::Continue { remove, set } = &step.decision {
+            if remove.is_empty() && set.is_empty() {
+                log_step(&step);
+                return Action::Continue;
+            }
+            if exact {
                 log_step(&step);
                 let ok =
                     host::replace_request_headers(gate::edited_headers(&req.headers, remove, set));
