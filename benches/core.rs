@@ -31,6 +31,7 @@ fn config() -> Config {
         "cookie_secret": "0123456789abcdef0123456789abcdef",
         "email_domains": ["*"],
         "cookie_secure": false,
+        "skip_auth_routes": ["GET=^/public/", "^/healthz$", "POST=^/hooks/[a-z]+$"],
     });
     match Config::parse(json.to_string().as_bytes(), &|_| None) {
         Ok(c) => c,
@@ -240,6 +241,7 @@ fn decide(cr: &mut Criterion) {
     let cases = [
         ("ping", request("/ping", None)),
         ("no_session_302", request("/some/page", None)),
+        ("skip_auth_route", request("/public/app.css", None)),
         (
             "session_cached",
             request("/some/page", Some(&cookie_header(&c, &sealed(&c, 1)))),
@@ -251,7 +253,7 @@ fn decide(cr: &mut Criterion) {
     ];
     let mut g = cr.benchmark_group("gate_decide");
     for (name, req) in &cases {
-        if name.ends_with("_cached") {
+        if name.ends_with("_cached") || *name == "skip_auth_route" {
             assert!(
                 matches!(run(req), Decision::Continue { .. }),
                 "{name} must pass"
