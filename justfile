@@ -219,7 +219,7 @@ bench-trivial:
 
 # Benchmarks: criterion micro-benchmarks of the core, then every auth configuration behind
 # the same Envoy (pinned to one core) and the cold login paths; writes bench/RESULTS.md and
-# bench/results/latest.json. Takes about 5 minutes; the machine should be otherwise idle.
+# bench/results/latest.json. Takes about 7 minutes; the machine should be otherwise idle.
 bench: bench-setup build bench-trivial
     cargo bench --bench core
     python3 -m bench.run --command "just bench"

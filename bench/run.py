@@ -3,7 +3,7 @@
 run with interleaved rounds, plus the cold login paths; writes bench/results/*.json and
 bench/RESULTS.md. Run through `just bench` (it builds the filters first). Stdlib only.
 
-    python3 -m bench.run [--rounds 3] [--seconds 4] [--paced-seconds 2] [--logins 200]
+    python3 -m bench.run [--rounds 5] [--seconds 4] [--paced-seconds 2] [--logins 200]
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ NOT_MEASURED = [
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=4.0, help="saturation run length")
     p.add_argument("--paced-seconds", type=float, default=2.0, help="fixed-rate run length")
     p.add_argument("--logins", type=int, default=200)
