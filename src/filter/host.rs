@@ -37,8 +37,7 @@ pub fn log(level: Level, line: &str) {
         Level::Info => LogLevel::Info,
         Level::Warn => LogLevel::Warn,
     };
-    // Every authenticated request logs at debug level; skipping the host call when Envoy
-    // would drop the line anyway keeps a copy out of Wasm and a host call off the hot path.
+    // A line Envoy would drop anyway still costs a copy out of Wasm and a host call.
     if (level as u32) < LOG_LEVEL.with(Cell::get) {
         return;
     }
