@@ -135,22 +135,7 @@ pub fn on_request(root: u32, stream: u32) -> Action {
             return refuse();
         };
         let step = decide(plugin, &req);
-        // Header edits for a request seen as it is go out in one host call (each separate
-        // call costs a round trip out of the VM, which dominated the hot path), and none at
-        // all when there is nothing to change.
-        if let Decision::Continue { remove, set } = &step.decision {
-            if remove.is_empty() && set.is_empty() {
-                log_step(&step);
-                return Action::Continue;
-            }
-            if exact {
-                log_step(&step);
-                let ok =
-                    host::replace_request_headers(gate::edited_headers(&req.headers, remove, set));
-                return continued(ok, false);
-            }
-        }
-        carry_out(vm, root, stream, step, Some(req), false)
+        carry_out(vm, root, stream, step, Some(req), exact, false)
     })
 }
 
@@ -158,6 +143,26 @@ fn log_step(step: &Step) {
     if let Some((level, line)) = &step.log {
         host::log(*level, line);
     }
+}
+
+/// Edits the request headers: no host call when there is nothing to change, one that writes
+/// the whole map when the headers as read are at hand (each separate call costs a round trip
+/// out of the VM, which dominated the hot path), otherwise one call per header.
+fn apply_edits(exact: Option<&Request>, remove: &[String], set: &[(String, String)]) -> bool {
+    if remove.is_empty() && set.is_empty() {
+        return true;
+    }
+    if let Some(req) = exact {
+        return host::replace_request_headers(gate::edited_headers(&req.headers, remove, set));
+    }
+    let mut ok = true;
+    for name in remove {
+        ok &= host::set_request_header(name, None);
+    }
+    for (name, value) in set {
+        ok &= host::set_request_header(name, Some(value));
+    }
+    ok
 }
 
 /// Lets the request go on once its headers are edited; `ok` false means an edit failed,
@@ -231,14 +236,16 @@ fn resume_with(
     })
 }
 
-/// Applies a decision for `stream`. `resumed` is true when the stream was paused earlier
-/// and the caller has already made it the effective context.
+/// Applies a decision for `stream`. `exact` says `req` holds the headers byte for byte, so
+/// they may be written back whole. `resumed` is true when the stream was paused earlier and
+/// the caller has already made it the effective context.
 fn carry_out(
     vm: &mut Vm,
     root: u32,
     stream: u32,
     step: Step,
     req: Option<Request>,
+    exact: bool,
     resumed: bool,
 ) -> Action {
     log_step(&step);
@@ -248,13 +255,7 @@ fn carry_out(
     };
     match step.decision {
         Decision::Continue { remove, set } => {
-            let mut ok = true;
-            for name in &remove {
-                ok &= host::set_request_header(name, None);
-            }
-            for (name, value) in &set {
-                ok &= host::set_request_header(name, Some(value));
-            }
+            let ok = apply_edits(req.as_ref().filter(|_| exact), &remove, &set);
             continued(ok, resumed)
         }
         Decision::Respond(r) => {
@@ -308,7 +309,7 @@ fn carry_out(
             {
                 // Fetched moments ago: the kid is simply unknown. Finish (and fail) now.
                 let step = resume_with(plugin, pending.0, None, true);
-                return carry_out(vm, root, stream, step, None, resumed);
+                return carry_out(vm, root, stream, step, None, false, resumed);
             }
             plugin.waiters.push((stream, Wait::Keys(pending.0)));
             host::set_tick(EAGER_TICK);
@@ -424,7 +425,7 @@ pub fn on_callout_response(token: u32, num_headers: usize, body_size: usize) {
                         return;
                     }
                     let step = resume_with(plugin, pending, answer, false);
-                    carry_out(vm, root, stream, step, None, true);
+                    carry_out(vm, root, stream, step, None, false, true);
                 }
                 Owner::Discovery { root } => {
                     let Some(plugin) = vm.plugins.get_mut(&root) else {
@@ -515,7 +516,7 @@ fn wake(vm: &mut Vm, root: u32) {
             }
             Wait::Keys(pending) => resume_with(plugin, pending, None, true),
         };
-        carry_out(vm, root, stream, step, None, true);
+        carry_out(vm, root, stream, step, None, false, true);
     }
 }
 
