@@ -11,12 +11,13 @@ use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
 use serde_json::json;
 use sha2::Sha256;
+use wasm_oauth2_proxy::cache::Cache;
 use wasm_oauth2_proxy::config::Config;
 use wasm_oauth2_proxy::cookie;
 use wasm_oauth2_proxy::gate::{self, Context, Decision, Env, Request};
 use wasm_oauth2_proxy::oidc::{self, Discovery, Jwks};
-use wasm_oauth2_proxy::provider::Provider;
-use wasm_oauth2_proxy::session::{self, Session, SessionCache};
+use wasm_oauth2_proxy::provider::{Provider, Providers, MAIN};
+use wasm_oauth2_proxy::session::{self, Session};
 
 const NOW: u64 = 1_700_000_000;
 const ISSUER: &str = "https://idp.example.com";
@@ -32,6 +33,7 @@ fn config() -> Config {
         "email_domains": ["*"],
         "cookie_secure": false,
         "skip_auth_routes": ["GET=^/public/", "^/healthz$", "POST=^/hooks/[a-z]+$"],
+        "skip_jwt_bearer_tokens": true,
     });
     match Config::parse(json.to_string().as_bytes(), &|_| None) {
         Ok(c) => c,
@@ -49,7 +51,9 @@ fn session(groups: usize) -> Session {
         user: "john".into(),
         email: "john@example.com".into(),
         preferred_username: "john".into(),
+        email_verified: Some(true),
         groups,
+        roles: Vec::new(),
         access_token: "a".repeat(43),
         id_token: format!(
             "eyJhbGciOiJSUzI1NiJ9.{}.{}",
@@ -76,7 +80,7 @@ fn cookie_header(c: &Config, value: &str) -> String {
         host: "app.example.com",
         now: NOW,
     };
-    let set = cookie::set_chunked(&c.cookie, &target, &[], COOKIE, value, 3600);
+    let set = cookie::set_chunked(&c.cookie, &target, &[], COOKIE, value, 3600).unwrap_or_default();
     let mut pairs: Vec<String> = set
         .iter()
         .filter_map(|s| s.split(';').next().map(str::to_string))
@@ -136,7 +140,7 @@ fn tokens() -> (String, Vec<(&'static str, String)>) {
          "x": b64(&point.x().map(|x| x.to_vec()).unwrap_or_default()),
          "y": b64(&point.y().map(|y| y.to_vec()).unwrap_or_default())},
     ]});
-    let claims = b64(json!({"iss": ISSUER, "sub": "john", "exp": NOW + 3600})
+    let claims = b64(json!({"iss": ISSUER, "aud": "bench", "sub": "john", "exp": NOW + 3600, "email": "john@example.com"})
         .to_string()
         .as_bytes());
     let input = |alg: &str, kid: &str| {
@@ -183,6 +187,10 @@ fn verify(cr: &mut Criterion) {
 }
 
 fn request(path: &str, cookie: Option<&str>) -> Request {
+    with_header(path, cookie.map(|c| ("cookie", c)))
+}
+
+fn with_header(path: &str, extra: Option<(&str, &str)>) -> Request {
     let mut headers: Vec<(String, String)> = [
         (":method", "GET"),
         (":path", path),
@@ -194,20 +202,19 @@ fn request(path: &str, cookie: Option<&str>) -> Request {
     .iter()
     .map(|(n, v)| (n.to_string(), v.to_string()))
     .collect();
-    if let Some(c) = cookie {
-        headers.push(("cookie".into(), c.into()));
+    if let Some((n, v)) = extra {
+        headers.push((n.into(), v.into()));
     }
     Request { headers }
 }
 
-fn provider() -> Provider {
+fn provider(keys: &str) -> Provider {
     let doc = json!({
         "issuer": ISSUER,
         "authorization_endpoint": format!("{ISSUER}/authorize"),
         "token_endpoint": format!("{ISSUER}/token"),
         "jwks_uri": format!("{ISSUER}/jwks"),
     });
-    let (keys, _) = tokens();
     match Discovery::parse(doc.to_string().as_bytes(), ISSUER)
         .and_then(|d| Provider::new(d, keys.as_bytes(), NOW))
     {
@@ -217,11 +224,15 @@ fn provider() -> Provider {
 }
 
 /// The gate's whole decision, as the filter calls it per request: routing, the session
-/// cache lookup and the header edits for the app.
+/// (or verified bearer token) cache lookup and the header edits for the app.
 fn decide(cr: &mut Criterion) {
     let c = config();
-    let p = provider();
-    let mut sessions = SessionCache::new(1024);
+    let (keys, tokens) = tokens();
+    let mut providers = Providers::new(1);
+    providers.set(MAIN, provider(&keys));
+    let bearer = format!("Bearer {}", tokens.first().map_or("", |(_, t)| t.as_str()));
+    let mut sessions = Cache::new(1024, 8 << 20);
+    let mut bearers = Cache::new(1024, 4 << 20);
     let mut random = |b: &mut [u8]| {
         b.fill(9);
         true
@@ -233,8 +244,9 @@ fn decide(cr: &mut Criterion) {
         };
         let mut cx = Context {
             config: &c,
-            provider: Some(&p),
+            providers: &providers,
             sessions: &mut sessions,
+            bearers: &mut bearers,
         };
         gate::decide(&mut cx, req, &mut env).decision
     };
@@ -249,6 +261,10 @@ fn decide(cr: &mut Criterion) {
         (
             "chunked_session_cached",
             request("/some/page", Some(&cookie_header(&c, &sealed(&c, 150)))),
+        ),
+        (
+            "bearer_cached",
+            with_header("/some/page", Some(("authorization", &bearer))),
         ),
     ];
     let mut g = cr.benchmark_group("gate_decide");

@@ -8,6 +8,12 @@ use std::borrow::Cow;
 /// Browsers cap a cookie (name, value and attributes) near 4096 bytes; stay clear of it.
 const MAX_COOKIE_LEN: usize = 4000;
 
+/// The most chunks a session may be split into, and so the only chunk names read, written
+/// or cleared. 16 chunks of 4 KB (as oauth2-proxy splits) hold far more than any IdP's
+/// tokens and already exceed Envoy's default 60 KB request-header limit; a client sending
+/// `_oauth2_proxy_<n>` for thousands of `n` gets them ignored, not joined or echoed back.
+pub const MAX_CHUNKS: usize = 16;
+
 /// `(name, value)` pairs from every `Cookie` header, in order.
 pub fn parse<'a>(headers: impl Iterator<Item = &'a str>) -> Vec<(&'a str, &'a str)> {
     headers
@@ -25,35 +31,51 @@ fn get<'a>(cookies: &[(&'a str, &'a str)], name: &str) -> Option<&'a str> {
     cookies.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
-/// The index when `candidate` is `base_<digits>`.
-fn chunk_index(base: &str, candidate: &str) -> Option<usize> {
+/// `Some(digits)` when `candidate` is `base_<digits>`.
+fn chunk_digits<'a>(base: &str, candidate: &'a str) -> Option<&'a str> {
     let digits = candidate.strip_prefix(base)?.strip_prefix('_')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
+/// The index when `candidate` is a chunk name we could have written: `base_<n>` with `n`
+/// in canonical decimal and below [`MAX_CHUNKS`].
+fn chunk_index(base: &str, candidate: &str) -> Option<usize> {
+    let digits = chunk_digits(base, candidate)?;
+    if digits.len() > 1 && digits.starts_with('0') {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|i| *i < MAX_CHUNKS)
+}
+
+/// Whether `candidate` is `name` itself or one of its chunks.
+pub fn is_part_of(name: &str, candidate: &str) -> bool {
+    candidate == name || chunk_index(name, candidate).is_some()
 }
 
 /// The whole value of cookie `name`, joining chunks when it was split (only then copied).
+/// One pass over the cookies; chunks beyond [`MAX_CHUNKS`] are ignored.
 pub fn read_joined<'a>(cookies: &[(&'a str, &'a str)], name: &str) -> Option<Cow<'a, str>> {
     if let Some(v) = get(cookies, name) {
         return Some(Cow::Borrowed(v));
     }
-    let mut joined = String::new();
-    let mut i = 0;
-    while let Some(part) = get(cookies, &format!("{name}_{i}")) {
-        joined.push_str(part);
-        i += 1;
+    let mut parts: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+    for (n, v) in cookies {
+        if let Some(slot) = chunk_index(name, n).and_then(|i| parts.get_mut(i)) {
+            // The first copy wins, as for an unchunked cookie.
+            slot.get_or_insert(v);
+        }
     }
-    (i > 0).then_some(Cow::Owned(joined))
+    let present: Vec<&str> = parts.iter().map_while(|p| *p).collect();
+    (!present.is_empty()).then(|| Cow::Owned(present.concat()))
 }
 
-/// True when the cookie is one of ours and must not reach the app.
+/// True when the cookie is one of ours and must not reach the app: the session (whole or
+/// any numbered chunk, even one we would never write) or the login-attempt cookie.
 pub fn is_ours(settings: &CookieSettings, name: &str) -> bool {
     // Runs for every cookie of every request: no allocation.
     match name.strip_prefix(settings.name.as_str()) {
         Some("") | Some("_csrf") => true,
-        Some(_) => chunk_index(&settings.name, name).is_some(),
+        Some(_) => chunk_digits(&settings.name, name).is_some(),
         None => false,
     }
 }
@@ -128,14 +150,15 @@ pub fn clear_cookie(settings: &CookieSettings, target: &Target, name: &str) -> S
 
 /// `Set-Cookie` values that store `value` under `name`, split into chunks when too large,
 /// and expire whatever the browser still holds from an earlier, differently split value.
+/// `None` when the value needs more than [`MAX_CHUNKS`] chunks.
 pub fn set_chunked(
     settings: &CookieSettings,
     target: &Target,
-    present: &[(&str, &str)],
+    present: &[&str],
     name: &str,
     value: &str,
     max_age: u64,
-) -> Vec<String> {
+) -> Option<Vec<String>> {
     let attr_len = attributes(settings, target, max_age).len();
     let budget = MAX_COOKIE_LEN
         .saturating_sub(attr_len + name.len() + 8)
@@ -143,15 +166,18 @@ pub fn set_chunked(
     let mut out = Vec::new();
     if name.len() + 1 + value.len() + attr_len <= MAX_COOKIE_LEN {
         out.push(set_cookie(settings, target, name, value, max_age));
-        for (n, _) in present {
+        for n in present {
             if chunk_index(name, n).is_some() {
                 out.push(clear_cookie(settings, target, n));
             }
         }
-        return out;
+        return Some(out);
     }
     // Values are base64url, so splitting at any byte boundary is safe.
     let chunks: Vec<&[u8]> = value.as_bytes().chunks(budget).collect();
+    if chunks.len() > MAX_CHUNKS {
+        return None;
+    }
     for (i, chunk) in chunks.iter().enumerate() {
         let part = String::from_utf8_lossy(chunk);
         out.push(set_cookie(
@@ -162,16 +188,17 @@ pub fn set_chunked(
             max_age,
         ));
     }
-    for (n, _) in present {
+    for n in present {
         let stale = *n == name || chunk_index(name, n).is_some_and(|i| i >= chunks.len());
         if stale {
             out.push(clear_cookie(settings, target, n));
         }
     }
-    out
+    Some(out)
 }
 
-/// Expire every form of `name` the browser sent (whole or chunked).
+/// Expire every form of `name` the browser sent (whole or chunked), but only names we
+/// could have written: at most 1 + [`MAX_CHUNKS`] `Set-Cookie` headers.
 pub fn clear_all(
     settings: &CookieSettings,
     target: &Target,
@@ -180,9 +207,10 @@ pub fn clear_all(
 ) -> Vec<String> {
     let mut out: Vec<String> = present
         .iter()
-        .filter(|(n, _)| *n == name || chunk_index(name, n).is_some())
+        .filter(|(n, _)| is_part_of(name, n))
         .map(|(n, _)| clear_cookie(settings, target, n))
         .collect();
+    out.sort();
     if out.is_empty() {
         out.push(clear_cookie(settings, target, name));
     }
@@ -280,7 +308,7 @@ mod tests {
     #[test]
     fn chunks_round_trip_and_stay_small() {
         let value: String = "abcdefghij".repeat(1000);
-        let sets = set_chunked(&settings(), &T, &[], "_oauth2_proxy", &value, 60);
+        let sets = set_chunked(&settings(), &T, &[], "_oauth2_proxy", &value, 60).unwrap();
         assert!(sets.len() >= 3);
         assert!(sets.iter().all(|s| s.len() <= MAX_COOKIE_LEN));
         let pairs: Vec<(String, String)> = sets
@@ -300,12 +328,8 @@ mod tests {
 
     #[test]
     fn stale_chunks_are_cleared() {
-        let present = [
-            ("_oauth2_proxy_0", "a"),
-            ("_oauth2_proxy_1", "b"),
-            ("_oauth2_proxy_2", "c"),
-        ];
-        let sets = set_chunked(&settings(), &T, &present, "_oauth2_proxy", "small", 60);
+        let present = ["_oauth2_proxy_0", "_oauth2_proxy_1", "_oauth2_proxy_2"];
+        let sets = set_chunked(&settings(), &T, &present, "_oauth2_proxy", "small", 60).unwrap();
         assert_eq!(sets.len(), 4);
         assert!(sets[0].starts_with("_oauth2_proxy=small;"));
         for i in 0..3 {
@@ -316,13 +340,45 @@ mod tests {
         let sets = set_chunked(
             &settings(),
             &T,
-            &[("_oauth2_proxy", "old"), ("_oauth2_proxy_5", "o")],
+            &["_oauth2_proxy", "_oauth2_proxy_5"],
             "_oauth2_proxy",
             &big,
             60,
-        );
+        )
+        .unwrap();
         assert!(sets.iter().any(|s| s.starts_with("_oauth2_proxy=; ")));
         assert!(sets.iter().any(|s| s.starts_with("_oauth2_proxy_5=; ")));
+    }
+
+    #[test]
+    fn chunks_are_capped() {
+        let name = "_oauth2_proxy";
+        // Thousands of chunk names: only 0..MAX_CHUNKS are joined, in one pass.
+        let owned: Vec<(String, String)> = (0..5000)
+            .map(|i| (format!("{name}_{i}"), format!("{}", i % 10)))
+            .collect();
+        let view: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            read_joined(&view, name).unwrap(),
+            "0123456789012345",
+            "joined only the first MAX_CHUNKS"
+        );
+        let cleared = clear_all(&settings(), &T, &view, name);
+        assert_eq!(cleared.len(), MAX_CHUNKS);
+        // Non-canonical indexes are not ours to join or clear, but still never reach the app.
+        let odd = [("_oauth2_proxy_00", "x"), ("_oauth2_proxy_01", "y")];
+        assert_eq!(read_joined(&odd, name), None);
+        assert_eq!(clear_all(&settings(), &T, &odd, name).len(), 1);
+        assert_eq!(strip_ours(&settings(), &odd), None);
+        // A gap ends the value: chunk 2 without chunk 1 is not joined.
+        let gap = [("_oauth2_proxy_0", "a"), ("_oauth2_proxy_2", "c")];
+        assert_eq!(read_joined(&gap, name).unwrap(), "a");
+        // A value that needs more than MAX_CHUNKS chunks is refused, not truncated.
+        let huge = "x".repeat(MAX_COOKIE_LEN * (MAX_CHUNKS + 1));
+        assert!(set_chunked(&settings(), &T, &[], name, &huge, 60).is_none());
     }
 
     #[test]

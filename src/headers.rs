@@ -1,5 +1,5 @@
 //! The identity headers the app trusts: the full set we own (stripped from every client
-//! request, whatever its case or count), and the values we set from a session.
+//! request, whatever its case, count or spelling), and the values we set from a session.
 
 use crate::config::Config;
 use crate::session::Session;
@@ -19,10 +19,29 @@ pub const OWNED: &[&str] = &[
     "x-auth-request-groups",
     "x-auth-request-access-token",
     "authorization",
+    // oauth2-proxy's older identity headers; apps written against it may still read them.
+    "gap-auth",
+    "gap-signature",
 ];
 
+/// Whether a client-sent header must be removed: its name, read case-insensitively and
+/// with any separator as `-`, is one we own. WSGI, Rack, PHP and nginx
+/// (`underscores_in_headers`) present `X_Auth_Request_User` to the app as
+/// `X-Auth-Request-User` (oauth2-proxy CVE-2025-64484), and CGI-style servers turn every
+/// character that is not a letter or digit into `_`, so `x.forwarded.email` counts too.
 pub fn is_owned(name: &str) -> bool {
-    OWNED.iter().any(|o| o.eq_ignore_ascii_case(name))
+    // Runs for every header of every request: compare in place, no allocation. Owned names
+    // are lower-case letters and dashes only.
+    OWNED.iter().any(|o| {
+        o.len() == name.len()
+            && o.bytes().zip(name.bytes()).all(|(o, n)| {
+                if n.is_ascii_alphanumeric() {
+                    n.to_ascii_lowercase() == o
+                } else {
+                    o == b'-'
+                }
+            })
+    })
 }
 
 /// Header values are sent to the app verbatim; a claim carrying CR/LF or other controls
@@ -74,8 +93,8 @@ fn auth_request(out: &mut Headers, config: &Config, s: &Session) {
     }
 }
 
-fn bearer(out: &mut Headers, config: &Config, s: &Session) {
-    if config.pass_authorization_header && !s.id_token.is_empty() {
+fn bearer(out: &mut Headers, s: &Session) {
+    if !s.id_token.is_empty() {
         out.push(("authorization", format!("Bearer {}", clean(&s.id_token))));
     }
 }
@@ -101,16 +120,23 @@ pub fn for_upstream(config: &Config, s: &Session) -> Headers {
     if config.set_xauthrequest {
         auth_request(&mut out, config, s);
     }
-    bearer(&mut out, config, s);
+    if config.pass_authorization_header {
+        bearer(&mut out, s);
+    }
     out
 }
 
-/// The `/oauth2/auth` response headers: oauth2-proxy's X-Auth-Request set, for an
-/// external-auth caller.
+/// The `/oauth2/auth` response headers for an external-auth caller (nginx `auth_request`),
+/// as oauth2-proxy sets them: the X-Auth-Request set with `set_xauthrequest`, the
+/// `Authorization` header with `set_authorization_header`.
 pub fn for_auth_response(config: &Config, s: &Session) -> Headers {
     let mut out = Vec::new();
-    auth_request(&mut out, config, s);
-    bearer(&mut out, config, s);
+    if config.set_xauthrequest {
+        auth_request(&mut out, config, s);
+    }
+    if config.set_authorization_header {
+        bearer(&mut out, s);
+    }
     out
 }
 
@@ -124,7 +150,9 @@ mod tests {
             user: "john".into(),
             email: "john@example.com".into(),
             preferred_username: "john".into(),
+            email_verified: None,
             groups: vec!["dev".into(), "ops\r\nx-evil: 1".into()],
+            roles: vec![],
             access_token: "AT".into(),
             id_token: "ID".into(),
             refresh_token: String::new(),
@@ -139,6 +167,7 @@ mod tests {
         c.set_xauthrequest = true;
         c.pass_access_token = true;
         c.pass_authorization_header = true;
+        c.set_authorization_header = true;
         for (name, _) in for_upstream(&c, &session())
             .iter()
             .chain(for_auth_response(&c, &session()).iter())
@@ -147,6 +176,49 @@ mod tests {
         }
         assert!(is_owned("X-AUTH-REQUEST-EMAIL"));
         assert!(!is_owned("x-request-id"));
+    }
+
+    /// Every spelling an app server might fold into an owned name, from the shared corpus
+    /// the end-to-end test also sends through Envoy.
+    #[test]
+    fn every_spelling_of_an_owned_name_is_owned() {
+        let corpus = include_str!("../tests/corpora/identity-header-spellings.txt");
+        let mut n = 0;
+        for name in corpus
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            assert!(is_owned(name), "{name}");
+            n += 1;
+        }
+        assert!(n >= 60, "corpus too small: {n}");
+        for other in [
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-auth-request-redirect",
+            "x-forwarded-users",
+            "x-forwarded-emai",
+            "xforwarded-email",
+            "x-forwarded-email ",
+            "authorizations",
+            "proxy-authorization",
+        ] {
+            assert!(!is_owned(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn auth_response_headers_follow_their_options() {
+        let mut c = config();
+        assert!(for_auth_response(&c, &session()).is_empty());
+        c.set_xauthrequest = true;
+        let h = for_auth_response(&c, &session());
+        assert!(h.iter().all(|(n, _)| n.starts_with("x-auth-request-")));
+        c.set_authorization_header = true;
+        let h = for_auth_response(&c, &session());
+        assert!(h.contains(&("authorization", "Bearer ID".into())));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 )]
 #![deny(unsafe_code)]
 
+pub mod cache;
 pub mod config;
 pub mod cookie;
 pub mod csrf;
@@ -25,6 +26,7 @@ pub mod gate;
 pub mod headers;
 pub mod oidc;
 pub mod pages;
+pub mod path;
 pub mod pkce;
 pub mod policy;
 pub mod provider;

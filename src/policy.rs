@@ -1,103 +1,359 @@
-//! Who may enter: oauth2-proxy's `email_domains` and verified-email rule.
+//! Who may enter, with oauth2-proxy's rules: `email_domains`, `authenticated_emails`,
+//! `allowed_groups`, `allowed_roles` and the verified-email rule. They are applied to a
+//! session's facts on every request (the result is cached with the opened session), so a
+//! configuration change reaches existing sessions.
 
-use crate::config::Config;
+use crate::session::Session;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The access rules of the configuration, normalised at load (lower-case emails and domains).
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// `*`, `example.com` (exactly), `.example.com` or `*.example.com` (its subdomains only).
+    pub email_domains: Vec<String>,
+    pub authenticated_emails: Vec<String>,
+    pub allowed_groups: Vec<String>,
+    /// Realm roles as `role`, client roles as `client:role`.
+    pub allowed_roles: Vec<String>,
+    pub allow_unverified_email: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
     NoEmail,
+    InvalidEmail,
     EmailNotVerified,
-    DomainNotAllowed,
+    EmailNotAllowed,
+    GroupNotAllowed,
 }
 
 impl Denied {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(self) -> &'static str {
         match self {
             Denied::NoEmail => "no_email",
+            Denied::InvalidEmail => "invalid_email",
             Denied::EmailNotVerified => "email_not_verified",
-            Denied::DomainNotAllowed => "email_domain_not_allowed",
+            Denied::EmailNotAllowed => "email_not_allowed",
+            Denied::GroupNotAllowed => "group_not_allowed",
         }
     }
 }
 
-pub fn admit(
-    config: &Config,
-    email: Option<&str>,
-    email_verified: Option<bool>,
-) -> Result<(), Denied> {
-    let any = config.email_domains.iter().any(|d| d == "*");
-    let email = match email.filter(|e| !e.is_empty()) {
-        Some(e) => e,
-        // With "*" a provider that does not share emails can still be used (user = sub).
-        None if any => return Ok(()),
-        None => return Err(Denied::NoEmail),
+/// An address any rule may look at: one `@`, a non-empty local part and domain, and no
+/// whitespace or control characters. Anything else is refused before a rule sees it: with
+/// two `@`, `evil@x.org@example.com` would pass a domain check on its last part while a
+/// mail system delivers it elsewhere.
+pub fn valid_email(email: &str) -> bool {
+    let mut parts = email.split('@');
+    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
     };
-    // As oauth2-proxy: an IdP that says the address is unverified cannot vouch for it.
-    if email_verified == Some(false) && !config.allow_unverified_email {
-        return Err(Denied::EmailNotVerified);
+    !local.is_empty()
+        && !domain.is_empty()
+        && email.len() <= 320
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// The domain part of a valid address, lower-cased.
+fn domain_of(email: &str) -> Option<String> {
+    email
+        .rsplit_once('@')
+        .map(|(_, domain)| domain.to_ascii_lowercase())
+}
+
+/// oauth2-proxy's `email_domains` entry forms.
+pub fn domain_matches(entry: &str, domain: &str) -> bool {
+    if entry == "*" {
+        return true;
     }
-    if any {
+    match entry.strip_prefix("*.").or_else(|| entry.strip_prefix('.')) {
+        Some(base) => domain
+            .strip_suffix(base)
+            .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+        None => domain == entry,
+    }
+}
+
+fn email_in(list: &[String], email: &str) -> bool {
+    list.iter().any(|e| e.eq_ignore_ascii_case(email))
+}
+
+pub fn admit(rules: &Rules, s: &Session) -> Result<(), Denied> {
+    let any_domain = rules.email_domains.iter().any(|d| d == "*");
+    if s.email.is_empty() {
+        // With "*" an IdP that shares no email can still be used (the user is then its id).
+        if !any_domain {
+            return Err(Denied::NoEmail);
+        }
+    } else {
+        if !valid_email(&s.email) {
+            return Err(Denied::InvalidEmail);
+        }
+        // As oauth2-proxy: an IdP that says the address is unverified cannot vouch for it.
+        if s.email_verified == Some(false) && !rules.allow_unverified_email {
+            return Err(Denied::EmailNotVerified);
+        }
+        let domain = domain_of(&s.email).unwrap_or_default();
+        let allowed = rules
+            .email_domains
+            .iter()
+            .any(|d| domain_matches(d, &domain))
+            || email_in(&rules.authenticated_emails, &s.email);
+        if !allowed {
+            return Err(Denied::EmailNotAllowed);
+        }
+    }
+    in_groups(rules, s)
+}
+
+fn in_groups(rules: &Rules, s: &Session) -> Result<(), Denied> {
+    if rules.allowed_groups.is_empty() && rules.allowed_roles.is_empty() {
         return Ok(());
     }
-    let domain = match email.rsplit_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-            domain.to_ascii_lowercase()
-        }
-        _ => return Err(Denied::DomainNotAllowed),
-    };
-    let allowed = config.email_domains.iter().any(|d| {
-        let d = d.to_ascii_lowercase();
-        match d.strip_prefix("*.") {
-            Some(base) => domain.ends_with(&format!(".{base}")),
-            None => domain == d,
-        }
-    });
-    if allowed {
+    // As oauth2-proxy's keycloak-oidc: allowed roles widen the allowed groups.
+    let by_group = s.groups.iter().any(|g| rules.allowed_groups.contains(g));
+    let by_role = s.roles.iter().any(|r| rules.allowed_roles.contains(r));
+    if by_group || by_role {
         Ok(())
     } else {
-        Err(Denied::DomainNotAllowed)
+        Err(Denied::GroupNotAllowed)
+    }
+}
+
+/// The restrictions an nginx `auth_request` caller adds to `/oauth2/auth` in its query, as
+/// oauth2-proxy reads them: each present list must admit the user.
+#[derive(Debug, Default)]
+pub struct Restrictions {
+    pub groups: Option<Vec<String>>,
+    pub email_domains: Option<Vec<String>>,
+    pub emails: Option<Vec<String>>,
+}
+
+impl Restrictions {
+    /// From the comma-separated query parameters (`None` when a parameter is absent).
+    pub fn from_query(get: impl Fn(&str) -> Option<String>) -> Restrictions {
+        let list = |key: &str| {
+            get(key).map(|v| {
+                v.split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect::<Vec<_>>()
+            })
+        };
+        Restrictions {
+            groups: list("allowed_groups"),
+            email_domains: list("allowed_email_domains")
+                .map(|l| l.into_iter().map(|d| d.to_ascii_lowercase()).collect()),
+            emails: list("allowed_emails"),
+        }
+    }
+
+    pub fn admit(&self, s: &Session) -> Result<(), Denied> {
+        if let Some(groups) = &self.groups {
+            if !s.groups.iter().any(|g| groups.contains(g)) {
+                return Err(Denied::GroupNotAllowed);
+            }
+        }
+        let email_ok = |ok: &dyn Fn(&str) -> bool| valid_email(&s.email) && ok(&s.email);
+        if let Some(domains) = &self.email_domains {
+            let domain = domain_of(&s.email).unwrap_or_default();
+            if !email_ok(&|_| domains.iter().any(|d| domain_matches(d, &domain))) {
+                return Err(Denied::EmailNotAllowed);
+            }
+        }
+        if let Some(emails) = &self.emails {
+            if !email_ok(&|e| email_in(emails, e)) {
+                return Err(Denied::EmailNotAllowed);
+            }
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tests_support::config;
 
-    #[test]
-    fn wildcard_admits_all_verified() {
-        let c = config();
-        assert_eq!(admit(&c, Some("a@b.c"), Some(true)), Ok(()));
-        assert_eq!(admit(&c, None, None), Ok(()));
-        assert_eq!(
-            admit(&c, Some("a@b.c"), Some(false)),
-            Err(Denied::EmailNotVerified)
-        );
+    fn session(email: &str) -> Session {
+        Session {
+            user: "u".into(),
+            email: email.into(),
+            preferred_username: String::new(),
+            email_verified: None,
+            groups: vec!["developers".into()],
+            roles: vec!["reader".into(), "app:admin".into()],
+            access_token: String::new(),
+            id_token: String::new(),
+            refresh_token: String::new(),
+            created_at: 0,
+            expires_at: 1,
+        }
+    }
+
+    fn rules(domains: &[&str]) -> Rules {
+        Rules {
+            email_domains: domains.iter().map(|d| d.to_string()).collect(),
+            ..Rules::default()
+        }
     }
 
     #[test]
-    fn domains() {
-        let mut c = config();
-        c.email_domains = vec!["example.com".into(), "*.corp.net".into()];
-        assert_eq!(admit(&c, Some("john@Example.COM"), None), Ok(()));
-        assert_eq!(admit(&c, Some("a@x.corp.net"), None), Ok(()));
+    fn malformed_emails_are_refused_before_any_rule() {
+        for bad in [
+            "evil@x.org@example.com",
+            "a@@example.com",
+            "@example.com",
+            "john@",
+            "john",
+            "john @example.com",
+            "john@example.com ",
+            "john\t@example.com",
+            "john@exa\nmple.com",
+            "john\0@example.com",
+            "jo\u{85}hn@example.com",
+            "john@example.com\u{2028}",
+            "john\u{a0}@example.com",
+        ] {
+            assert!(!valid_email(bad), "{bad:?}");
+            for r in [rules(&["*"]), rules(&["example.com"])] {
+                assert_eq!(
+                    admit(&r, &session(bad)),
+                    Err(Denied::InvalidEmail),
+                    "{bad:?}"
+                );
+            }
+        }
+        assert!(valid_email("john.doe+tag@sub.example.com"));
+    }
+
+    #[test]
+    fn wildcard_admits_all_verified() {
+        let r = rules(&["*"]);
+        assert_eq!(admit(&r, &session("a@b.c")), Ok(()));
+        assert_eq!(admit(&r, &session("")), Ok(()));
+        let mut s = session("a@b.c");
+        s.email_verified = Some(false);
+        assert_eq!(admit(&r, &s), Err(Denied::EmailNotVerified));
+        let r = Rules {
+            allow_unverified_email: true,
+            ..r
+        };
+        assert_eq!(admit(&r, &s), Ok(()));
+    }
+
+    #[test]
+    fn domain_forms() {
+        let r = rules(&["example.com", "*.corp.net", ".sub.org"]);
+        for (email, ok) in [
+            ("john@Example.COM", true),
+            ("john@example.com", true),
+            ("a@x.corp.net", true),
+            ("a@x.y.corp.net", true),
+            ("a@corp.net", false),
+            ("a@evilcorp.net", false),
+            ("a@x.sub.org", true),
+            ("a@sub.org", false),
+            ("a@xsub.org", false),
+            ("jane@other.org", false),
+            ("x@example.com.evil.org", false),
+            ("x@evil-example.com", false),
+            ("x@sub.example.com", false),
+        ] {
+            let got = admit(&r, &session(email));
+            assert_eq!(got.is_ok(), ok, "{email}: {got:?}");
+        }
+        assert_eq!(admit(&r, &session("")), Err(Denied::NoEmail));
+    }
+
+    #[test]
+    fn authenticated_emails_widen_the_domains() {
+        let r = Rules {
+            authenticated_emails: vec!["jane@other.org".into()],
+            ..rules(&["example.com"])
+        };
+        assert_eq!(admit(&r, &session("Jane@Other.org")), Ok(()));
+        assert_eq!(admit(&r, &session("john@example.com")), Ok(()));
         assert_eq!(
-            admit(&c, Some("a@corp.net"), None),
-            Err(Denied::DomainNotAllowed)
+            admit(&r, &session("joe@other.org")),
+            Err(Denied::EmailNotAllowed)
+        );
+        let only = Rules {
+            authenticated_emails: vec!["jane@other.org".into()],
+            ..Rules::default()
+        };
+        assert_eq!(admit(&only, &session("jane@other.org")), Ok(()));
+        assert_eq!(
+            admit(&only, &session("john@example.com")),
+            Err(Denied::EmailNotAllowed)
+        );
+        assert_eq!(admit(&only, &session("")), Err(Denied::NoEmail));
+    }
+
+    #[test]
+    fn groups_and_roles() {
+        let mut r = rules(&["*"]);
+        r.allowed_groups = vec!["admins".into()];
+        assert_eq!(admit(&r, &session("a@b.c")), Err(Denied::GroupNotAllowed));
+        r.allowed_groups.push("developers".into());
+        assert_eq!(admit(&r, &session("a@b.c")), Ok(()));
+        let mut r = rules(&["*"]);
+        r.allowed_roles = vec!["admin".into()];
+        assert_eq!(
+            admit(&r, &session("a@b.c")),
+            Err(Denied::GroupNotAllowed),
+            "a client role is not a realm role"
+        );
+        r.allowed_roles = vec!["app:admin".into()];
+        assert_eq!(admit(&r, &session("a@b.c")), Ok(()));
+        r.allowed_roles = vec!["other".into()];
+        r.allowed_groups = vec!["developers".into()];
+        assert_eq!(admit(&r, &session("a@b.c")), Ok(()));
+    }
+
+    #[test]
+    fn auth_endpoint_restrictions() {
+        let q = |pairs: &'static [(&'static str, &'static str)]| {
+            Restrictions::from_query(move |k| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let s = session("john@example.com");
+        assert_eq!(q(&[]).admit(&s), Ok(()));
+        assert_eq!(
+            q(&[("allowed_groups", "ops, developers")]).admit(&s),
+            Ok(())
         );
         assert_eq!(
-            admit(&c, Some("jane@other.org"), None),
-            Err(Denied::DomainNotAllowed)
+            q(&[("allowed_groups", "ops")]).admit(&s),
+            Err(Denied::GroupNotAllowed)
         );
         assert_eq!(
-            admit(&c, Some("x@example.com.evil.org"), None),
-            Err(Denied::DomainNotAllowed)
+            q(&[("allowed_email_domains", "Example.com")]).admit(&s),
+            Ok(())
         );
         assert_eq!(
-            admit(&c, Some("example.com"), None),
-            Err(Denied::DomainNotAllowed)
+            q(&[("allowed_email_domains", "other.org,*.example.com")]).admit(&s),
+            Err(Denied::EmailNotAllowed)
         );
-        assert_eq!(admit(&c, None, None), Err(Denied::NoEmail));
-        c.allow_unverified_email = true;
-        assert_eq!(admit(&c, Some("john@example.com"), Some(false)), Ok(()));
+        assert_eq!(
+            q(&[("allowed_emails", "jane@other.org,JOHN@example.com")]).admit(&s),
+            Ok(())
+        );
+        assert_eq!(
+            q(&[("allowed_emails", "jane@other.org")]).admit(&s),
+            Err(Denied::EmailNotAllowed)
+        );
+        let odd = session("evil@x.org@example.com");
+        assert_eq!(
+            q(&[("allowed_email_domains", "example.com")]).admit(&odd),
+            Err(Denied::EmailNotAllowed)
+        );
+        assert_eq!(
+            q(&[("allowed_groups", "")]).admit(&s),
+            Err(Denied::GroupNotAllowed),
+            "an empty list admits nobody"
+        );
     }
 }

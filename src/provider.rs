@@ -1,10 +1,43 @@
-//! The identity provider's published metadata (discovery document and signing keys): how
-//! to fetch it through callouts, and a snapshot format to share it between Envoy workers.
+//! Each issuer's published metadata (discovery document and signing keys): how to fetch it
+//! through callouts, a snapshot format to share it between Envoy workers, and the store of
+//! what each VM has loaded, by issuer id (the login issuer is id 0, then
+//! `extra_jwt_issuers` in the order configured).
 
-use crate::config::Config;
 use crate::gate::Callout;
 use crate::oidc::{self, Discovery, Jwks, OidcError};
 use serde::{Deserialize, Serialize};
+use std::rc::Rc;
+
+/// The login issuer's id.
+pub const MAIN: usize = 0;
+
+/// What this VM has loaded, by issuer id.
+#[derive(Default)]
+pub struct Providers {
+    slots: Vec<Option<Rc<Provider>>>,
+}
+
+impl Providers {
+    pub fn new(issuers: usize) -> Providers {
+        Providers {
+            slots: vec![None; issuers],
+        }
+    }
+
+    pub fn get(&self, issuer: usize) -> Option<&Provider> {
+        self.slots.get(issuer)?.as_deref()
+    }
+
+    pub fn get_rc(&self, issuer: usize) -> Option<Rc<Provider>> {
+        self.slots.get(issuer)?.clone()
+    }
+
+    pub fn set(&mut self, issuer: usize, provider: Provider) {
+        if let Some(slot) = self.slots.get_mut(issuer) {
+            *slot = Some(Rc::new(provider));
+        }
+    }
+}
 
 /// Metadata older than this is refetched in the background.
 pub const REFRESH_SECS: u64 = 3600;
@@ -59,11 +92,11 @@ impl Provider {
     }
 
     /// A provider from another worker's snapshot; the discovery document is re-checked
-    /// against this configuration's issuer, so a foreign snapshot cannot be adopted.
-    pub fn from_snapshot(bytes: &[u8], config: &Config) -> Option<Provider> {
+    /// against the configured issuer, so a foreign snapshot cannot be adopted.
+    pub fn from_snapshot(bytes: &[u8], issuer: &str) -> Option<Provider> {
         let s: Snapshot = serde_json::from_slice(bytes).ok()?;
         let doc = serde_json::to_vec(&s.discovery).ok()?;
-        let discovery = Discovery::parse(&doc, &config.issuer).ok()?;
+        let discovery = Discovery::parse(&doc, issuer).ok()?;
         Provider::new(discovery, s.jwks.as_bytes(), s.fetched_at).ok()
     }
 }
@@ -78,8 +111,13 @@ fn get(target: oidc::Target) -> Callout {
     }
 }
 
-pub fn discovery_request(config: &Config) -> Result<Callout, OidcError> {
-    oidc::target(&oidc::discovery_url(&config.issuer)?).map(get)
+pub fn discovery_request(issuer: &str) -> Result<Callout, OidcError> {
+    oidc::target(&oidc::discovery_url(issuer)?).map(get)
+}
+
+/// The shared-data key under which workers share an issuer's metadata.
+pub fn shared_key(issuer: &str) -> String {
+    format!("wasm-oauth2-proxy/provider/{issuer}")
 }
 
 pub fn jwks_request(discovery: &Discovery) -> Result<Callout, OidcError> {
@@ -104,11 +142,8 @@ impl std::fmt::Display for LoadError {
 }
 
 /// The discovery document from a callout answer (`None` = the callout failed).
-pub fn on_discovery(
-    config: &Config,
-    response: Option<(u16, &[u8])>,
-) -> Result<Discovery, LoadError> {
-    Discovery::parse(ok_body(response)?, &config.issuer).map_err(LoadError::Invalid)
+pub fn on_discovery(issuer: &str, response: Option<(u16, &[u8])>) -> Result<Discovery, LoadError> {
+    Discovery::parse(ok_body(response)?, issuer).map_err(LoadError::Invalid)
 }
 
 pub fn on_jwks(
@@ -145,14 +180,18 @@ mod tests {
 
     fn loaded(now: u64) -> Provider {
         let c = config();
-        let d = on_discovery(&c, Some((200, discovery_json(&c.issuer).as_bytes()))).unwrap();
+        let d = on_discovery(
+            c.issuer(),
+            Some((200, discovery_json(c.issuer()).as_bytes())),
+        )
+        .unwrap();
         on_jwks(d, Some((200, testkeys::jwks_json().as_bytes())), now).unwrap()
     }
 
     #[test]
     fn callouts_target_the_issuer() {
         let c = config();
-        let r = discovery_request(&c).unwrap();
+        let r = discovery_request(c.issuer()).unwrap();
         assert_eq!((r.method, r.authority.as_str()), ("GET", "idp.example.com"));
         assert_eq!(r.path, "/.well-known/openid-configuration");
         let p = loaded(0);
@@ -162,17 +201,18 @@ mod tests {
     #[test]
     fn failures_are_classified() {
         let c = config();
-        assert_eq!(on_discovery(&c, None).unwrap_err(), LoadError::Unreachable);
+        let iss = c.issuer();
+        assert_eq!(on_discovery(iss, None).unwrap_err(), LoadError::Unreachable);
         assert_eq!(
-            on_discovery(&c, Some((503, b""))).unwrap_err(),
+            on_discovery(iss, Some((503, b""))).unwrap_err(),
             LoadError::Status(503)
         );
         let foreign = discovery_json("https://other.example.com");
         assert!(matches!(
-            on_discovery(&c, Some((200, foreign.as_bytes()))),
+            on_discovery(iss, Some((200, foreign.as_bytes()))),
             Err(LoadError::Invalid(_))
         ));
-        let d = on_discovery(&c, Some((200, discovery_json(&c.issuer).as_bytes()))).unwrap();
+        let d = on_discovery(iss, Some((200, discovery_json(iss).as_bytes()))).unwrap();
         assert!(matches!(
             on_jwks(d, Some((200, b"{\"keys\":[]}")), 0),
             Err(LoadError::Invalid(_))
@@ -183,14 +223,12 @@ mod tests {
     fn snapshot_round_trip_and_issuer_check() {
         let p = loaded(42);
         let bytes = p.snapshot().unwrap();
-        let back = Provider::from_snapshot(&bytes, &config()).unwrap();
+        let back = Provider::from_snapshot(&bytes, config().issuer()).unwrap();
         assert_eq!(back.fetched_at, 42);
         assert_eq!(back.discovery, p.discovery);
         assert_eq!(back.jwks.len(), p.jwks.len());
-        let mut other = config();
-        other.issuer = "https://other.example.com".into();
-        assert!(Provider::from_snapshot(&bytes, &other).is_none());
-        assert!(Provider::from_snapshot(b"junk", &config()).is_none());
+        assert!(Provider::from_snapshot(&bytes, "https://other.example.com").is_none());
+        assert!(Provider::from_snapshot(b"junk", config().issuer()).is_none());
     }
 
     #[test]

@@ -1,44 +1,89 @@
-//! Requests that go to the app without a session, as oauth2-proxy's `skip_auth_routes` and
-//! `skip_auth_preflight` allow. Identity headers a client sent are still stripped from them.
+//! Which requests skip authentication (oauth2-proxy's `skip_auth_routes` and
+//! `skip_auth_preflight`) and which are API routes that get a 401 rather than a redirect
+//! (`api_routes`). Identity headers a client sent are still stripped from skipped requests.
 
+use crate::path;
 use regex_lite::Regex;
 
-/// One `skip_auth_routes` entry: `METHOD=regex` or just `regex` (any method). As in
-/// oauth2-proxy the regex is matched against the path (no query) and is not anchored for
-/// you: `^/public/` means what it says, `/public` also matches `/x/public`.
+/// One `skip_auth_routes` entry: `METHOD=regex`, `METHOD!=regex` (any method but that one) or
+/// just `regex` (any method). As in oauth2-proxy the regex is matched against the path, never
+/// the query, and is not anchored for you: `^/public/` means what it says, `/public` also
+/// matches `/x/public`.
 #[derive(Clone, Debug)]
 pub struct SkipRoute {
-    method: Option<String>,
+    method: Method,
     path: Regex,
+}
+
+#[derive(Clone, Debug)]
+enum Method {
+    Any,
+    Only(String),
+    AllBut(String),
 }
 
 impl SkipRoute {
     pub fn parse(entry: &str) -> Result<SkipRoute, String> {
-        // A method prefix is an HTTP token; anything else before a `=` belongs to the regex.
+        // A method is an HTTP token of letters; anything else before a `=` belongs to the regex.
+        let is_method = |m: &str| !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic());
         let (method, pattern) = match entry.split_once('=') {
-            Some((m, p)) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
-                (Some(m.to_ascii_uppercase()), p)
-            }
-            _ => (None, entry),
+            Some((m, p)) if is_method(m) => (Method::Only(m.to_ascii_uppercase()), p),
+            Some((m, p)) => match m.strip_suffix('!') {
+                Some(m) if is_method(m) => (Method::AllBut(m.to_ascii_uppercase()), p),
+                _ => (Method::Any, entry),
+            },
+            None => (Method::Any, entry),
         };
-        if pattern.is_empty() {
-            return Err(format!("`{entry}` has an empty path regex"));
-        }
-        let path = Regex::new(pattern).map_err(|e| format!("`{pattern}` is not a regex: {e}"))?;
-        Ok(SkipRoute { method, path })
+        Ok(SkipRoute {
+            method,
+            path: regex(pattern)?,
+        })
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {
-        self.method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && self.path.is_match(path)
+        let method_ok = match &self.method {
+            Method::Any => true,
+            Method::Only(m) => m.eq_ignore_ascii_case(method),
+            Method::AllBut(m) => !m.eq_ignore_ascii_case(method),
+        };
+        method_ok && self.path.is_match(path)
     }
 }
 
-/// Whether a request with this method and path skips authentication.
-pub fn skips(routes: &[SkipRoute], preflight: bool, method: &str, path: &str) -> bool {
-    (preflight && method == "OPTIONS") || routes.iter().any(|r| r.matches(method, path))
+fn regex(pattern: &str) -> Result<Regex, String> {
+    if pattern.is_empty() {
+        return Err("empty path regex".into());
+    }
+    Regex::new(pattern).map_err(|e| format!("`{pattern}` is not a regex: {e}"))
+}
+
+/// One `api_routes` entry: a path regex, unanchored like `skip_auth_routes`.
+#[derive(Clone, Debug)]
+pub struct ApiRoute(Regex);
+
+impl ApiRoute {
+    pub fn parse(entry: &str) -> Result<ApiRoute, String> {
+        regex(entry).map(ApiRoute)
+    }
+}
+
+/// Whether a request with this method and `:path` skips authentication. Only a path that is
+/// already canonical and unambiguous can match (see [`path::skippable`]): anything an app
+/// could resolve to another path than the one that matched must log in like any other.
+pub fn skips(routes: &[SkipRoute], preflight: bool, method: &str, raw_path: &str) -> bool {
+    if preflight && method == "OPTIONS" {
+        return true;
+    }
+    if routes.is_empty() {
+        return false;
+    }
+    path::skippable(raw_path).is_some_and(|p| routes.iter().any(|r| r.matches(method, p)))
+}
+
+/// Whether an unauthenticated request on this path gets a 401 instead of a login redirect.
+/// Only the response changes, never whether the request gets in, so the raw path is fine.
+pub fn is_api(routes: &[ApiRoute], path_only: &str) -> bool {
+    routes.iter().any(|r| r.0.is_match(path_only))
 }
 
 #[cfg(test)]
@@ -65,6 +110,48 @@ mod tests {
     }
 
     #[test]
+    fn all_but_one_method() {
+        let r = routes(&["POST!=^/open/", "get!=^/feed$"]);
+        assert!(skips(&r, false, "GET", "/open/x"));
+        assert!(skips(&r, false, "DELETE", "/open/x"));
+        assert!(!skips(&r, false, "POST", "/open/x"));
+        assert!(!skips(&r, false, "GET", "/feed"));
+        assert!(skips(&r, false, "HEAD", "/feed"));
+    }
+
+    #[test]
+    fn query_never_takes_part() {
+        // oauth2-proxy CVE-2025-54576: a skip rule matched against the query let
+        // `/private?x=/public/` through.
+        let r = routes(&["/public/", "GET=^/ok$"]);
+        assert!(!skips(&r, false, "GET", "/private?x=/public/"));
+        assert!(!skips(&r, false, "GET", "/private?/public/"));
+        assert!(skips(&r, false, "GET", "/ok?anything=/private"));
+        assert!(skips(&r, false, "GET", "/x/public/y?q"));
+    }
+
+    #[test]
+    fn non_canonical_paths_never_skip() {
+        let r = routes(&["^/public/"]);
+        for p in [
+            "/public/../admin",
+            "/public/%2e%2e/admin",
+            "/public/..%2fadmin",
+            "/public%2f..%2fadmin",
+            "/public/..;/admin",
+            "/public\\..\\admin",
+            "/public/%00/../admin",
+            "//public/x",
+            "/public//x",
+            "/public/./x",
+            "/%70ublic/x",
+            "http://host/public/x",
+        ] {
+            assert!(!skips(&r, false, "GET", p), "{p}");
+        }
+    }
+
+    #[test]
     fn unanchored_like_oauth2_proxy() {
         let r = routes(&["/public"]);
         assert!(skips(&r, false, "GET", "/x/public"));
@@ -72,9 +159,10 @@ mod tests {
 
     #[test]
     fn equals_sign_without_method_is_part_of_the_regex() {
-        let r = routes(&["^/a=b$", "^/x/=y"]);
+        let r = routes(&["^/a=b$", "^/x/=y", "^/q!=z$"]);
         assert!(skips(&r, false, "GET", "/a=b"));
         assert!(skips(&r, false, "GET", "/x/=y"));
+        assert!(skips(&r, false, "GET", "/q!=z"));
     }
 
     #[test]
@@ -87,7 +175,18 @@ mod tests {
     #[test]
     fn bad_entries_are_refused() {
         assert!(SkipRoute::parse("GET=").is_err());
+        assert!(SkipRoute::parse("GET!=").is_err());
         assert!(SkipRoute::parse("^/(unclosed").is_err());
         assert!(SkipRoute::parse("").is_err());
+        assert!(ApiRoute::parse("").is_err());
+        assert!(ApiRoute::parse("(").is_err());
+    }
+
+    #[test]
+    fn api_routes_match_the_path() {
+        let api = vec![ApiRoute::parse("^/api/").unwrap()];
+        assert!(is_api(&api, "/api/v1"));
+        assert!(!is_api(&api, "/app/api/"));
+        assert!(!is_api(&[], "/api/v1"));
     }
 }

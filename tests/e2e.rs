@@ -266,11 +266,11 @@ fn a01_login_flow_passes_identity_headers() {
     // 3. The app sees the identity.
     let h = resp.json();
     let expect = [
-        ("x-forwarded-user", "john"),
+        ("x-forwarded-user", "john@example.com"),
         ("x-forwarded-email", "john@example.com"),
         ("x-forwarded-preferred-username", "john"),
         ("x-forwarded-groups", "developers"),
-        ("x-auth-request-user", "john"),
+        ("x-auth-request-user", "john@example.com"),
         ("x-auth-request-email", "john@example.com"),
         ("x-auth-request-preferred-username", "john"),
         ("x-auth-request-groups", "developers"),
@@ -417,11 +417,11 @@ fn a02_spoofed_identity_headers_never_reach_the_app() {
     });
     let h = r.json();
     let want = [
-        ("x-forwarded-user", Some("john")),
+        ("x-forwarded-user", Some("john@example.com")),
         ("x-forwarded-email", Some("john@example.com")),
         ("x-forwarded-preferred-username", Some("john")),
         ("x-forwarded-groups", Some("developers")),
-        ("x-auth-request-user", Some("john")),
+        ("x-auth-request-user", Some("john@example.com")),
         ("x-auth-request-email", Some("john@example.com")),
         ("x-auth-request-preferred-username", Some("john")),
         ("x-auth-request-groups", Some("developers")),
@@ -969,7 +969,7 @@ fn a07_userinfo_and_auth_endpoints() {
     let u = r.json();
     st.check(
         u["email"] == "john@example.com"
-            && u["user"] == "john"
+            && u["user"] == "john@example.com"
             && u["preferredUsername"] == "john"
             && u["groups"] == json!(["developers"]),
         || format!("/oauth2/userinfo body: {u}"),
@@ -979,7 +979,7 @@ fn a07_userinfo_and_auth_endpoints() {
         format!("/oauth2/auth with session: {}", r.short())
     });
     for (k, v) in [
-        ("x-auth-request-user", "john"),
+        ("x-auth-request-user", "john@example.com"),
         ("x-auth-request-email", "john@example.com"),
         ("x-auth-request-preferred-username", "john"),
         ("x-auth-request-groups", "developers"),

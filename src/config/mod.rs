@@ -1,14 +1,16 @@
 //! The filter's JSON configuration: oauth2-proxy option names, strict parsing, and
 //! errors that name the key, so a typo fails the deployment instead of weakening it.
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use serde_json::{Map, Value};
-use sha2::Sha256;
+mod reader;
+
+pub use reader::parse_duration_ms;
+use reader::{check_url, decode_cookie_secret, derive_key, is_cookie_name_byte, Reader};
+use serde_json::Value;
 use std::fmt;
 
 pub use crate::oidc::ClientAuth;
-use crate::routes::SkipRoute;
+use crate::policy::Rules;
+use crate::routes::{ApiRoute, SkipRoute};
 
 /// Every key the filter understands. Anything else is rejected: a misspelt security
 /// option silently falling back to its default is worse than refusing to start.
@@ -16,6 +18,7 @@ const KNOWN_KEYS: &[&str] = &[
     "provider",
     "oidc_issuer_url",
     "idp_cluster",
+    "idp_clusters",
     "idp_timeout",
     "client_id",
     "client_secret",
@@ -33,18 +36,33 @@ const KNOWN_KEYS: &[&str] = &[
     "cookie_expire",
     "cookie_csrf_expire",
     "email_domains",
+    "authenticated_emails",
+    "allowed_groups",
+    "allowed_roles",
     "whitelist_domains",
     "set_xauthrequest",
+    "set_authorization_header",
     "pass_access_token",
     "pass_authorization_header",
     "pass_user_headers",
     "skip_provider_button",
     "oidc_email_claim",
     "oidc_groups_claim",
+    "oidc_extra_audiences",
+    "user_id_claim",
     "insecure_oidc_allow_unverified_email",
     "token_endpoint_auth_method",
     "skip_auth_routes",
     "skip_auth_preflight",
+    "skip_auth_strip_headers",
+    "api_routes",
+    "reverse_proxy",
+    "ping_path",
+    "ready_path",
+    "ping_user_agent",
+    "skip_jwt_bearer_tokens",
+    "extra_jwt_issuers",
+    "bearer_token_login_fallback",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,10 +112,23 @@ impl CookieSettings {
     }
 }
 
+/// An issuer whose tokens the filter verifies: the login issuer first, then each of
+/// `extra_jwt_issuers` (bearer tokens only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    /// As configured; discovery is read from `<url>/.well-known/openid-configuration`.
+    pub url: String,
+    /// A token must name one of these in `aud`.
+    pub audiences: Vec<String>,
+}
+
 #[derive(Clone)]
 pub struct Config {
-    pub issuer: String,
+    /// The login issuer first, then the extra JWT issuers; index = issuer id.
+    pub issuers: Vec<Issuer>,
     pub idp_cluster: String,
+    /// Host (`host` or `host:port`) -> Envoy cluster, for IdP hosts `idp_cluster` does not serve.
+    pub idp_clusters: Vec<(String, String)>,
     pub idp_timeout_ms: u64,
     pub client_id: String,
     pub client_secret: String,
@@ -110,25 +141,33 @@ pub struct Config {
     pub proxy_prefix: String,
     pub scope: String,
     pub cookie: CookieSettings,
-    pub email_domains: Vec<String>,
+    pub rules: Rules,
     pub whitelist_domains: Vec<String>,
     pub set_xauthrequest: bool,
+    pub set_authorization_header: bool,
     pub pass_access_token: bool,
     pub pass_authorization_header: bool,
     pub pass_user_headers: bool,
     pub skip_provider_button: bool,
     pub email_claim: String,
     pub groups_claim: String,
-    pub allow_unverified_email: bool,
+    pub user_id_claim: String,
     pub skip_auth_routes: Vec<SkipRoute>,
     pub skip_auth_preflight: bool,
+    pub api_routes: Vec<ApiRoute>,
+    pub reverse_proxy: bool,
+    pub ping_path: String,
+    pub ready_path: String,
+    pub ping_user_agent: Option<String>,
+    pub skip_jwt_bearer_tokens: bool,
+    pub bearer_token_login_fallback: bool,
 }
 
 // Secrets stay out of Debug output so a stray `{:?}` can never log them.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("issuer", &self.issuer)
+            .field("issuers", &self.issuers)
             .field("idp_cluster", &self.idp_cluster)
             .field("client_id", &self.client_id)
             .field("cookie", &self.cookie)
@@ -139,6 +178,20 @@ impl fmt::Debug for Config {
 impl Config {
     pub fn callback_path(&self) -> String {
         format!("{}/callback", self.proxy_prefix)
+    }
+
+    /// The login issuer's URL.
+    pub fn issuer(&self) -> &str {
+        self.issuers.first().map_or("", |i| i.url.as_str())
+    }
+
+    /// The Envoy cluster that reaches `authority` (`host` or `host:port`).
+    pub fn cluster_for(&self, authority: &str) -> &str {
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        self.idp_clusters
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(authority) || h.eq_ignore_ascii_case(host))
+            .map_or(self.idp_cluster.as_str(), |(_, c)| c.as_str())
     }
 
     /// Parses the JSON configuration. `env` looks up environment variables of the Envoy
@@ -154,7 +207,7 @@ impl Config {
         }
         let r = Reader { map: &map };
 
-        let provider = r.string("provider")?.unwrap_or_else(|| "oidc".to_string());
+        let provider = r.string_or("provider", "oidc")?;
         if provider != "oidc" {
             return Err(err("provider", "only `oidc` is supported"));
         }
@@ -170,9 +223,7 @@ impl Config {
         if let Some(url) = &redirect_url {
             check_url("redirect_url", url)?;
         }
-        let proxy_prefix = r
-            .string("proxy_prefix")?
-            .unwrap_or_else(|| "/oauth2".into());
+        let proxy_prefix = r.string_or("proxy_prefix", "/oauth2")?;
         if !proxy_prefix.starts_with('/') || proxy_prefix.ends_with('/') || proxy_prefix.len() < 2 {
             return Err(err(
                 "proxy_prefix",
@@ -180,72 +231,8 @@ impl Config {
             ));
         }
 
-        let cookie_name = r
-            .string("cookie_name")?
-            .unwrap_or_else(|| "_oauth2_proxy".into());
-        if cookie_name.is_empty() || !cookie_name.bytes().all(is_cookie_name_byte) {
-            return Err(err("cookie_name", "must be a non-empty cookie token"));
-        }
-        let samesite = match r.string("cookie_samesite")?.as_deref() {
-            None | Some("lax") => SameSite::Lax,
-            Some("strict") => SameSite::Strict,
-            Some("none") => SameSite::None,
-            Some("") => SameSite::Unset,
-            Some(other) => {
-                return Err(err(
-                    "cookie_samesite",
-                    format!("`{other}` is not one of `lax`, `strict`, `none`, `\"\"`"),
-                ))
-            }
-        };
-        let secure = r.bool("cookie_secure")?.unwrap_or(true);
-        if samesite == SameSite::None && !secure {
-            return Err(err(
-                "cookie_samesite",
-                "`none` requires `cookie_secure: true`",
-            ));
-        }
-        let cookie = CookieSettings {
-            name: cookie_name,
-            secure,
-            samesite,
-            domains: r.string_list("cookie_domains")?.unwrap_or_default(),
-            path: r.string("cookie_path")?.unwrap_or_else(|| "/".into()),
-            expire: r.duration("cookie_expire")?.unwrap_or(168 * 3600),
-            csrf_expire: r.duration("cookie_csrf_expire")?.unwrap_or(15 * 60),
-        };
-        if cookie.expire == 0 {
-            return Err(err("cookie_expire", "must be greater than zero"));
-        }
-        if cookie.csrf_expire == 0 {
-            return Err(err("cookie_csrf_expire", "must be greater than zero"));
-        }
-        if cookie
-            .domains
-            .iter()
-            .any(|d| d.is_empty() || d.contains(';'))
-        {
-            return Err(err(
-                "cookie_domains",
-                "entries must be non-empty domain names",
-            ));
-        }
-        if !cookie.path.starts_with('/') || cookie.path.contains(';') {
-            return Err(err("cookie_path", "must be a path starting with `/`"));
-        }
-
-        let email_domains = r.string_list("email_domains")?.ok_or_else(|| {
-            err(
-                "email_domains",
-                "required (use [\"*\"] to allow every email domain)",
-            )
-        })?;
-        if email_domains.is_empty() || email_domains.iter().any(|d| d.is_empty()) {
-            return Err(err(
-                "email_domains",
-                "must list at least one non-empty domain or \"*\"",
-            ));
-        }
+        let cookie = cookie_settings(&r)?;
+        let rules = rules(&r)?;
 
         let client_auth = match r.string("token_endpoint_auth_method")?.as_deref() {
             None | Some("client_secret_basic") => ClientAuth::Basic,
@@ -257,31 +244,30 @@ impl Config {
                 ))
             }
         };
-        // A list only: regexes may hold commas, so the comma-separated form does not apply.
-        let skip_auth_routes = match map.get("skip_auth_routes") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let entry = v.as_str().ok_or_else(|| {
-                        err("skip_auth_routes", format!("entry {i} must be a string"))
-                    })?;
-                    SkipRoute::parse(entry)
-                        .map_err(|e| err("skip_auth_routes", format!("entry {i}: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(_) => return Err(err("skip_auth_routes", "must be a list of strings")),
-        };
-        let idp_timeout_ms = r.duration_ms("idp_timeout")?.unwrap_or(5000);
-        if idp_timeout_ms == 0 {
-            return Err(err("idp_timeout", "must be greater than zero"));
+        // Skipped routes always lose client-sent identity headers; there is no way to
+        // turn that off (it would let any client forge an identity on those routes).
+        if !r.bool("skip_auth_strip_headers", true)? {
+            return Err(err(
+                "skip_auth_strip_headers",
+                "only `true` is supported: identity headers are always stripped",
+            ));
         }
 
+        let mut audiences = vec![client_id.clone()];
+        audiences.extend(r.string_list("oidc_extra_audiences")?.unwrap_or_default());
+        let mut issuers = vec![Issuer {
+            url: issuer,
+            audiences,
+        }];
+        issuers.extend(r.parsed_list("extra_jwt_issuers", parse_extra_issuer)?);
+        let idp_clusters = r.string_map("idp_clusters")?;
+        check_issuer_clusters(&issuers, &idp_clusters)?;
+
         Ok(Config {
-            issuer,
+            issuers,
             idp_cluster,
-            idp_timeout_ms,
+            idp_clusters,
+            idp_timeout_ms: r.duration_ms("idp_timeout", 5000)?,
             client_id,
             client_secret,
             client_auth,
@@ -289,202 +275,168 @@ impl Config {
             csrf_key: derive_key(&secret_bytes, b"wasm-oauth2-proxy csrf v1"),
             redirect_url,
             proxy_prefix,
-            scope: r
-                .string("scope")?
-                .unwrap_or_else(|| "openid email profile".into()),
+            scope: r.string_or("scope", "openid email profile")?,
             cookie,
-            email_domains,
+            rules,
             whitelist_domains: r.string_list("whitelist_domains")?.unwrap_or_default(),
-            set_xauthrequest: r.bool("set_xauthrequest")?.unwrap_or(false),
-            pass_access_token: r.bool("pass_access_token")?.unwrap_or(false),
-            pass_authorization_header: r.bool("pass_authorization_header")?.unwrap_or(false),
-            pass_user_headers: r.bool("pass_user_headers")?.unwrap_or(true),
-            skip_provider_button: r.bool("skip_provider_button")?.unwrap_or(false),
-            email_claim: r
-                .string("oidc_email_claim")?
-                .unwrap_or_else(|| "email".into()),
-            groups_claim: r
-                .string("oidc_groups_claim")?
-                .unwrap_or_else(|| "groups".into()),
-            allow_unverified_email: r
-                .bool("insecure_oidc_allow_unverified_email")?
-                .unwrap_or(false),
-            skip_auth_routes,
-            skip_auth_preflight: r.bool("skip_auth_preflight")?.unwrap_or(false),
+            set_xauthrequest: r.bool("set_xauthrequest", false)?,
+            set_authorization_header: r.bool("set_authorization_header", false)?,
+            pass_access_token: r.bool("pass_access_token", false)?,
+            pass_authorization_header: r.bool("pass_authorization_header", false)?,
+            pass_user_headers: r.bool("pass_user_headers", true)?,
+            skip_provider_button: r.bool("skip_provider_button", false)?,
+            email_claim: r.string_or("oidc_email_claim", "email")?,
+            groups_claim: r.string_or("oidc_groups_claim", "groups")?,
+            user_id_claim: r.string_or("user_id_claim", "email")?,
+            // JSON lists only: regexes may hold commas.
+            skip_auth_routes: r.parsed_list("skip_auth_routes", SkipRoute::parse)?,
+            skip_auth_preflight: r.bool("skip_auth_preflight", false)?,
+            api_routes: r.parsed_list("api_routes", ApiRoute::parse)?,
+            reverse_proxy: r.bool("reverse_proxy", false)?,
+            ping_path: r.local_path("ping_path", "/ping")?,
+            ready_path: r.local_path("ready_path", "/ready")?,
+            ping_user_agent: r.string("ping_user_agent")?.filter(|s| !s.is_empty()),
+            skip_jwt_bearer_tokens: r.bool("skip_jwt_bearer_tokens", false)?,
+            bearer_token_login_fallback: r.bool("bearer_token_login_fallback", true)?,
         })
     }
 }
 
-struct Reader<'a> {
-    map: &'a Map<String, Value>,
+fn cookie_settings(r: &Reader) -> Result<CookieSettings, ConfigError> {
+    let name = r.string_or("cookie_name", "_oauth2_proxy")?;
+    if name.is_empty() || !name.bytes().all(is_cookie_name_byte) {
+        return Err(err("cookie_name", "must be a non-empty cookie token"));
+    }
+    let samesite = match r.string("cookie_samesite")?.as_deref() {
+        None | Some("lax") => SameSite::Lax,
+        Some("strict") => SameSite::Strict,
+        Some("none") => SameSite::None,
+        Some("") => SameSite::Unset,
+        Some(other) => {
+            return Err(err(
+                "cookie_samesite",
+                format!("`{other}` is not one of `lax`, `strict`, `none`, `\"\"`"),
+            ))
+        }
+    };
+    let secure = r.bool("cookie_secure", true)?;
+    if samesite == SameSite::None && !secure {
+        return Err(err(
+            "cookie_samesite",
+            "`none` requires `cookie_secure: true`",
+        ));
+    }
+    let cookie = CookieSettings {
+        name,
+        secure,
+        samesite,
+        domains: r.string_list("cookie_domains")?.unwrap_or_default(),
+        path: r.string_or("cookie_path", "/")?,
+        expire: r.duration("cookie_expire", 168 * 3600)?,
+        csrf_expire: r.duration("cookie_csrf_expire", 15 * 60)?,
+    };
+    if cookie
+        .domains
+        .iter()
+        .any(|d| d.is_empty() || d.contains(';'))
+    {
+        return Err(err(
+            "cookie_domains",
+            "entries must be non-empty domain names",
+        ));
+    }
+    if !cookie.path.starts_with('/') || cookie.path.contains(';') {
+        return Err(err("cookie_path", "must be a path starting with `/`"));
+    }
+    Ok(cookie)
 }
 
-impl Reader<'_> {
-    fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(err(key, "must be a string")),
-        }
+fn rules(r: &Reader) -> Result<Rules, ConfigError> {
+    let lower = |l: Option<Vec<String>>| -> Vec<String> {
+        l.unwrap_or_default()
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect()
+    };
+    let email_domains = lower(r.string_list("email_domains")?);
+    let authenticated_emails = lower(r.string_list("authenticated_emails")?);
+    if email_domains.is_empty() && authenticated_emails.is_empty() {
+        return Err(err(
+            "email_domains",
+            "required unless `authenticated_emails` is set (use [\"*\"] to allow every email domain)",
+        ));
     }
-
-    fn required_string(&self, key: &str) -> Result<String, ConfigError> {
-        match self.string(key)? {
-            Some(s) if !s.is_empty() => Ok(s),
-            _ => Err(err(key, "required")),
-        }
+    if let Some(bad) = authenticated_emails
+        .iter()
+        .find(|e| !crate::policy::valid_email(e))
+    {
+        return Err(err(
+            "authenticated_emails",
+            format!("`{bad}` is not an email address"),
+        ));
     }
-
-    fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(err(key, "must be true or false")),
-        }
+    if email_domains
+        .iter()
+        .any(|d| d.contains('@') || d.chars().any(char::is_whitespace))
+    {
+        return Err(err(
+            "email_domains",
+            "entries are domains (`example.com`, `.example.com`, `*.example.com`) or `*`",
+        ));
     }
-
-    fn string_list(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => Ok(s.clone()),
-                    _ => Err(err(key, "must be a list of strings")),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            // oauth2-proxy's flags also take a comma-separated string.
-            Some(Value::String(s)) => Ok(Some(
-                s.split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(String::from)
-                    .collect(),
-            )),
-            Some(_) => Err(err(key, "must be a list of strings")),
-        }
-    }
-
-    fn duration_ms(&self, key: &str) -> Result<Option<u64>, ConfigError> {
-        match self.string(key)? {
-            None => Ok(None),
-            Some(s) => parse_duration_ms(&s).map(Some).ok_or_else(|| {
-                err(
-                    key,
-                    format!("`{s}` is not a duration like `168h`, `15m` or `30s`"),
-                )
-            }),
-        }
-    }
-
-    fn duration(&self, key: &str) -> Result<Option<u64>, ConfigError> {
-        Ok(self.duration_ms(key)?.map(|ms| ms / 1000))
-    }
-
-    /// A secret given inline as `key` or by environment variable name as `key_env`, never both.
-    fn secret(
-        &self,
-        key: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<String, ConfigError> {
-        let env_key = format!("{key}_env");
-        match (self.string(key)?, self.string(&env_key)?) {
-            (Some(_), Some(_)) => Err(err(
-                key,
-                format!("set either `{key}` or `{env_key}`, not both"),
-            )),
-            (Some(v), None) if !v.is_empty() => Ok(v),
-            (Some(_), None) => Err(err(key, "must not be empty")),
-            (None, Some(var)) => match env(&var) {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(err(
-                    &env_key,
-                    format!("environment variable `{var}` is not set or empty"),
-                )),
-            },
-            (None, None) => Err(err(key, format!("required (or `{env_key}`)"))),
-        }
-    }
+    Ok(Rules {
+        email_domains,
+        authenticated_emails,
+        allowed_groups: r.string_list("allowed_groups")?.unwrap_or_default(),
+        allowed_roles: r.string_list("allowed_roles")?.unwrap_or_default(),
+        allow_unverified_email: r.bool("insecure_oidc_allow_unverified_email", false)?,
+    })
 }
 
-fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    match url::Url::parse(url) {
-        Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host_str().is_some() => {
-            Ok(())
-        }
-        _ => Err(err(key, "must be an absolute http(s) URL")),
-    }
+/// oauth2-proxy's `extra_jwt_issuers` entry: `issuer=audience`.
+fn parse_extra_issuer(entry: &str) -> Result<Issuer, String> {
+    let (url, audience) = entry
+        .rsplit_once('=')
+        .filter(|(u, a)| !u.is_empty() && !a.is_empty())
+        .ok_or_else(|| format!("`{entry}` is not `issuer=audience`"))?;
+    check_url("extra_jwt_issuers", url).map_err(|e| e.problem)?;
+    Ok(Issuer {
+        url: url.to_string(),
+        audiences: vec![audience.to_string()],
+    })
 }
 
-fn is_cookie_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// oauth2-proxy accepts a cookie secret of 16, 24 or 32 bytes, either as the raw string or
-/// base64 (standard or URL alphabet, padded or not) of that many bytes.
-fn decode_cookie_secret(secret: &str) -> Result<Vec<u8>, ConfigError> {
-    let valid = |n: usize| n == 16 || n == 24 || n == 32;
-    let engines = [
-        base64::engine::general_purpose::URL_SAFE,
-        base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        base64::engine::general_purpose::STANDARD,
-        base64::engine::general_purpose::STANDARD_NO_PAD,
-    ];
-    for engine in engines {
-        if let Ok(bytes) = engine.decode(secret) {
-            if valid(bytes.len()) {
-                return Ok(bytes);
-            }
-        }
-    }
-    if valid(secret.len()) {
-        return Ok(secret.as_bytes().to_vec());
-    }
-    Err(err(
-        "cookie_secret",
-        format!(
-            "must be 16, 24 or 32 bytes, raw or base64-encoded (got {} characters)",
-            secret.len()
-        ),
-    ))
-}
-
-fn derive_key(secret: &[u8], purpose: &[u8]) -> [u8; 32] {
-    // HMAC-SHA256 as a PRF keyed by the secret: independent 256-bit keys per purpose,
-    // whatever the secret's length.
-    let mut key = [0u8; 32];
-    if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) {
-        mac.update(purpose);
-        key.copy_from_slice(&mac.finalize().into_bytes());
-    }
-    key
-}
-
-/// Go-style durations as oauth2-proxy writes them: `168h`, `1h30m`, `15m`, `30s`, `500ms`.
-pub fn parse_duration_ms(s: &str) -> Option<u64> {
-    let mut total: u64 = 0;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let (num, tail) = rest.split_at_checked(digits)?;
-        let n: u64 = num.parse().ok()?;
-        let unit_len = tail.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
-        let (unit, tail) = tail.split_at_checked(unit_len)?;
-        let ms = match unit {
-            "h" => 3_600_000,
-            "m" => 60_000,
-            "s" => 1000,
-            "ms" => 1,
-            _ => return None,
+/// Each extra issuer must be reachable through a cluster the configuration names for its
+/// host: sending its discovery to the login IdP's cluster would ask the wrong server.
+fn check_issuer_clusters(
+    issuers: &[Issuer],
+    clusters: &[(String, String)],
+) -> Result<(), ConfigError> {
+    let authority = |u: &str| {
+        url::Url::parse(u).ok().map(|u| {
+            let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
+            (host.clone(), u.port().map(|p| format!("{host}:{p}")))
+        })
+    };
+    let main = issuers.first().and_then(|i| authority(&i.url));
+    for extra in issuers.iter().skip(1) {
+        let Some((host, with_port)) = authority(&extra.url) else {
+            continue;
         };
-        total = total.checked_add(n.checked_mul(ms)?)?;
-        rest = tail;
+        let same_as_main = main
+            .as_ref()
+            .is_some_and(|(h, p)| *h == host && *p == with_port);
+        let named = clusters.iter().any(|(h, _)| {
+            h.eq_ignore_ascii_case(&host) || with_port.as_deref().is_some_and(|p| h == p)
+        });
+        if !same_as_main && !named {
+            return Err(err(
+                "extra_jwt_issuers",
+                format!("no Envoy cluster for `{host}`: add it to `idp_clusters`"),
+            ));
+        }
     }
-    Some(total)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,11 +20,13 @@ pub fn refresh_log_level() {
     }
 }
 
-pub fn now() -> u64 {
+/// Unix seconds; `None` when the host cannot say (callers must fail closed, never assume 0).
+pub fn now() -> Option<u64> {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
+        .map(|d| d.as_secs())
+        .filter(|s| *s > 0)
 }
 
 pub fn random(buf: &mut [u8]) -> bool {
@@ -54,29 +56,30 @@ pub fn plugin_configuration(size: usize) -> Option<Vec<u8>> {
         .flatten()
 }
 
-/// A header map as text, and whether that text is exactly what the host holds.
-fn map_lossy(map: MapType) -> (Vec<(String, String)>, bool) {
+/// A header map as text, and whether that text is exactly what the host holds; `None` when
+/// the host would not hand it over.
+fn map_lossy(map: MapType) -> Option<(Vec<(String, String)>, bool)> {
     // Header values may hold non-UTF-8 bytes; the SDK's String API would panic on them.
     let mut exact = true;
     let pairs = hostcalls::get_map_bytes(map)
-        .map(|m| {
-            m.into_iter()
-                .map(|(k, v)| {
-                    // Valid UTF-8 (nearly always) is taken as is, without another copy.
-                    let v = String::from_utf8(v).unwrap_or_else(|e| {
-                        exact = false;
-                        String::from_utf8_lossy(e.as_bytes()).into_owned()
-                    });
-                    (k, v)
-                })
-                .collect()
+        .ok()?
+        .into_iter()
+        .map(|(k, v)| {
+            // Valid UTF-8 (nearly always) is taken as is, without another copy.
+            let v = String::from_utf8(v).unwrap_or_else(|e| {
+                exact = false;
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            });
+            (k, v)
         })
-        .unwrap_or_default();
-    (pairs, exact)
+        .collect();
+    Some((pairs, exact))
 }
 
 /// The request headers, and whether writing them back would reproduce them byte for byte.
-pub fn request_headers() -> (Vec<(String, String)>, bool) {
+/// `None` when they cannot be read: the caller must refuse the request, not treat it as
+/// one without headers.
+pub fn request_headers() -> Option<(Vec<(String, String)>, bool)> {
     map_lossy(MapType::HttpRequestHeaders)
 }
 
@@ -134,7 +137,7 @@ pub fn callout_response(num_headers: usize, body_size: usize) -> Option<(u16, Ve
     if num_headers == 0 {
         return None;
     }
-    let (headers, _) = map_lossy(MapType::HttpCallResponseHeaders);
+    let (headers, _) = map_lossy(MapType::HttpCallResponseHeaders)?;
     let status = headers
         .iter()
         .find(|(n, _)| n == ":status")

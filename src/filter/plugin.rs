@@ -7,21 +7,20 @@
 //! context that lives as long as the VM, never to a request that may go away.
 
 use super::host;
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::gate::{
-    self, Admitted, Context, Decision, Env, Level, Pending, Request, Response, Step,
+    self, Admitted, Callout, Context, Decision, Env, Level, Pending, Request, Response, Step,
+    BEARER_CACHE_BYTES, BEARER_CACHE_ENTRIES, SESSION_CACHE_BYTES, SESSION_CACHE_ENTRIES,
 };
 use crate::oidc::{Discovery, MAX_DOCUMENT_BYTES};
 use crate::pages;
-use crate::provider::{self, Provider, KEY_REFETCH_MIN_SECS, RETRY_SECS};
-use crate::session::SessionCache;
+use crate::provider::{self, Provider, Providers, KEY_REFETCH_MIN_SECS, RETRY_SECS};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
-
-const SESSION_CACHE_ENTRIES: usize = 1024;
 /// How often the root context looks for stale metadata or a newer copy from another worker.
 const IDLE_TICK: Duration = Duration::from_secs(5);
 /// Ticks while a load is wanted right away.
@@ -36,21 +35,39 @@ enum Load {
 }
 
 enum Wait {
-    /// Decide again once the provider is known.
+    /// Decide again once the issuer is known.
     Decide(Request),
-    /// A login waiting for fresh keys.
+    /// A login or bearer token waiting for fresh keys.
     Keys(Pending),
 }
 
-struct Plugin {
-    config: Rc<Config>,
-    provider: Option<Rc<Provider>>,
+/// Loading state of one issuer's metadata.
+struct Loading {
     shared_cas: Option<u32>,
     load: Load,
     failed_at: Option<u64>,
     keys_fetched_at: u64,
-    waiters: Vec<(u32, Wait)>,
-    sessions: SessionCache<Admitted>,
+}
+
+struct Plugin {
+    config: Rc<Config>,
+    providers: Providers,
+    /// By issuer id, like `providers`.
+    loading: Vec<Loading>,
+    /// Parked streams, each waiting for one issuer.
+    waiters: Vec<(u32, usize, Wait)>,
+    sessions: Cache<Admitted>,
+    bearers: Cache<Admitted>,
+}
+
+impl Plugin {
+    fn loading(&mut self, issuer: usize) -> Option<&mut Loading> {
+        self.loading.get_mut(issuer)
+    }
+
+    fn issuer_url(&self, issuer: usize) -> Option<String> {
+        self.config.issuers.get(issuer).map(|i| i.url.clone())
+    }
 }
 
 enum Owner {
@@ -61,9 +78,11 @@ enum Owner {
     },
     Discovery {
         root: u32,
+        issuer: usize,
     },
     Keys {
         root: u32,
+        issuer: usize,
         discovery: Box<Discovery>,
     },
 }
@@ -90,8 +109,10 @@ fn with_vm<R>(fallback: impl FnOnce() -> R, f: impl FnOnce(&mut Vm) -> R) -> R {
     })
 }
 
-fn shared_key(config: &Config) -> String {
-    format!("wasm-oauth2-proxy/provider/{}", config.issuer)
+/// Sends a callout to the cluster that serves its host.
+fn dispatch(config: &Config, callout: &Callout) -> Option<u32> {
+    let cluster = config.cluster_for(&callout.authority);
+    host::dispatch(cluster, callout, config.idp_timeout_ms)
 }
 
 pub fn configure(root: u32, size: usize) -> bool {
@@ -99,15 +120,21 @@ pub fn configure(root: u32, size: usize) -> bool {
     let bytes = host::plugin_configuration(size).unwrap_or_default();
     match Config::parse(&bytes, &|k| std::env::var(k).ok()) {
         Ok(config) => {
+            let issuers = config.issuers.len();
             let plugin = Plugin {
                 config: Rc::new(config),
-                provider: None,
-                shared_cas: None,
-                load: Load::Idle,
-                failed_at: None,
-                keys_fetched_at: 0,
+                providers: Providers::new(issuers),
+                loading: (0..issuers)
+                    .map(|_| Loading {
+                        shared_cas: None,
+                        load: Load::Idle,
+                        failed_at: None,
+                        keys_fetched_at: 0,
+                    })
+                    .collect(),
                 waiters: Vec::new(),
-                sessions: SessionCache::new(SESSION_CACHE_ENTRIES),
+                sessions: Cache::new(SESSION_CACHE_ENTRIES, SESSION_CACHE_BYTES),
+                bearers: Cache::new(BEARER_CACHE_ENTRIES, BEARER_CACHE_BYTES),
             };
             with_vm(
                 || (),
@@ -128,7 +155,10 @@ pub fn configure(root: u32, size: usize) -> bool {
 }
 
 pub fn on_request(root: u32, stream: u32) -> Action {
-    let (headers, exact) = host::request_headers();
+    // A header map we could not read is not an empty request: refuse it.
+    let Some((headers, exact)) = host::request_headers() else {
+        return refuse();
+    };
     let req = Request { headers };
     with_vm(refuse, |vm| {
         let Some(plugin) = vm.plugins.get_mut(&root) else {
@@ -199,20 +229,30 @@ fn unavailable(status: u16) -> Response {
     }
 }
 
-/// Runs one gate entry point with this plugin's configuration, metadata, session cache,
-/// the host's clock and its random source.
+/// Runs one gate entry point with this plugin's configuration, metadata, caches, the host's
+/// clock and its random source. Without a clock nothing can be decided (every expiry would
+/// be wrong): a 500, never a pass-through.
 fn with_gate(plugin: &mut Plugin, f: impl FnOnce(&mut Context, &mut Env) -> Step) -> Step {
+    let Some(now) = host::now() else {
+        return Step {
+            decision: Decision::Respond(unavailable(500)),
+            log: Some((
+                Level::Warn,
+                "{\"event\":\"error\",\"reason\":\"clock\"}".into(),
+            )),
+        };
+    };
     let config = Rc::clone(&plugin.config);
-    let provider = plugin.provider.clone();
     let mut random = host::random;
     let mut env = Env {
-        now: host::now(),
+        now,
         random: &mut random,
     };
     let mut cx = Context {
         config: &config,
-        provider: provider.as_deref(),
+        providers: &plugin.providers,
         sessions: &mut plugin.sessions,
+        bearers: &mut plugin.bearers,
     };
     f(&mut cx, &mut env)
 }
@@ -262,14 +302,15 @@ fn carry_out(
             host::send_response(&r);
             Action::Pause
         }
-        Decision::NeedProvider => {
-            let now = host::now();
+        Decision::NeedProvider(issuer) => {
+            let now = host::now().unwrap_or(0);
             let recently_failed = plugin
-                .failed_at
+                .loading(issuer)
+                .and_then(|l| l.failed_at)
                 .is_some_and(|t| now.saturating_sub(t) < RETRY_SECS);
             match req {
-                Some(req) if !recently_failed => {
-                    plugin.waiters.push((stream, Wait::Decide(req)));
+                Some(req) if !recently_failed && plugin.loading(issuer).is_some() => {
+                    plugin.waiters.push((stream, issuer, Wait::Decide(req)));
                     host::set_tick(EAGER_TICK);
                 }
                 _ => {
@@ -280,8 +321,7 @@ fn carry_out(
             Action::Pause
         }
         Decision::Call(callout, pending) => {
-            let config = Rc::clone(&plugin.config);
-            match host::dispatch(&config.idp_cluster, &callout, config.idp_timeout_ms) {
+            match dispatch(&plugin.config, &callout) {
                 Some(token) => {
                     vm.callouts.insert(
                         token,
@@ -302,16 +342,18 @@ fn carry_out(
             }
             Action::Pause
         }
-        Decision::RefreshKeys(pending) => {
-            let now = host::now();
-            if now.saturating_sub(plugin.keys_fetched_at) < KEY_REFETCH_MIN_SECS
-                && matches!(plugin.load, Load::Idle)
-            {
-                // Fetched moments ago: the kid is simply unknown. Finish (and fail) now.
+        Decision::RefreshKeys(issuer, pending) => {
+            let now = host::now().unwrap_or(0);
+            let fetched_moments_ago = plugin.loading(issuer).is_none_or(|l| {
+                now.saturating_sub(l.keys_fetched_at) < KEY_REFETCH_MIN_SECS
+                    && matches!(l.load, Load::Idle)
+            });
+            if fetched_moments_ago {
+                // The kid is simply unknown. Finish (and fail) now.
                 let step = resume_with(plugin, pending.0, None, true);
                 return carry_out(vm, root, stream, step, None, false, resumed);
             }
-            plugin.waiters.push((stream, Wait::Keys(pending.0)));
+            plugin.waiters.push((stream, issuer, Wait::Keys(pending.0)));
             host::set_tick(EAGER_TICK);
             Action::Pause
         }
@@ -320,82 +362,104 @@ fn carry_out(
 
 pub fn on_tick(root: u32) {
     host::refresh_log_level();
+    // Without a clock nothing can be judged stale; try again next tick.
+    let Some(now) = host::now() else {
+        host::set_tick(IDLE_TICK);
+        return;
+    };
     with_vm(
         || (),
         |vm| {
-            let now = host::now();
-            let Some(plugin) = vm.plugins.get_mut(&root) else {
-                return;
+            let issuers = match vm.plugins.get(&root) {
+                Some(p) => p.loading.len(),
+                None => return,
             };
-            adopt_shared(plugin);
-            if let Load::InFlight { since } = plugin.load {
-                // The callout's own timeout answers long before this; a lost answer must not
-                // wedge loading forever.
-                if now.saturating_sub(since) > plugin.config.idp_timeout_ms / 1000 + 5 {
-                    plugin.load = Load::Idle;
-                } else {
-                    host::set_tick(IDLE_TICK);
-                    return;
-                }
-            }
-            let has_decide_waiters = plugin
-                .waiters
-                .iter()
-                .any(|(_, w)| matches!(w, Wait::Decide(_)));
-            let has_key_waiters = plugin
-                .waiters
-                .iter()
-                .any(|(_, w)| matches!(w, Wait::Keys(_)));
-            let retry_due = plugin
-                .failed_at
-                .is_none_or(|t| now.saturating_sub(t) >= RETRY_SECS);
-            let need_full = match &plugin.provider {
-                None => has_decide_waiters || retry_due,
-                Some(p) => p.is_stale(now),
-            };
-            if need_full || has_key_waiters {
-                start_discovery(vm, root, now);
-            } else if has_decide_waiters {
-                wake(vm, root);
+            for issuer in 0..issuers {
+                tick_issuer(vm, root, issuer, now);
             }
             host::set_tick(IDLE_TICK);
         },
     );
 }
 
-/// Takes a newer metadata snapshot another worker stored, if there is one.
-fn adopt_shared(plugin: &mut Plugin) {
-    let (bytes, cas) = host::shared_get(&shared_key(&plugin.config));
-    if cas.is_none() || cas == plugin.shared_cas {
-        return;
-    }
-    let Some(p) = bytes.and_then(|b| Provider::from_snapshot(&b, &plugin.config)) else {
+fn tick_issuer(vm: &mut Vm, root: u32, issuer: usize, now: u64) {
+    let Some(plugin) = vm.plugins.get_mut(&root) else {
         return;
     };
-    let newer = plugin
-        .provider
-        .as_ref()
-        .is_none_or(|mine| p.fetched_at > mine.fetched_at);
-    plugin.shared_cas = cas;
-    if newer {
-        plugin.provider = Some(Rc::new(p));
+    adopt_shared(plugin, issuer);
+    let timeout = plugin.config.idp_timeout_ms / 1000 + 5;
+    let Some(loading) = plugin.loading(issuer) else {
+        return;
+    };
+    if let Load::InFlight { since } = loading.load {
+        // The callout's own timeout answers long before this; a lost answer must not
+        // wedge loading forever.
+        if now.saturating_sub(since) <= timeout {
+            return;
+        }
+        loading.load = Load::Idle;
+    }
+    let retry_due = loading
+        .failed_at
+        .is_none_or(|t| now.saturating_sub(t) >= RETRY_SECS);
+    let waiting = |keys: bool| {
+        plugin
+            .waiters
+            .iter()
+            .any(|(_, i, w)| *i == issuer && matches!(w, Wait::Keys(_)) == keys)
+    };
+    let (decide_waiters, key_waiters) = (waiting(false), waiting(true));
+    let need_full = match plugin.providers.get(issuer) {
+        None => decide_waiters || retry_due,
+        Some(p) => p.is_stale(now),
+    };
+    if need_full || key_waiters {
+        start_discovery(vm, root, issuer, now);
+    } else if decide_waiters {
+        wake(vm, root, issuer);
     }
 }
 
-fn start_discovery(vm: &mut Vm, root: u32, now: u64) {
+/// Takes a newer metadata snapshot another worker stored, if there is one.
+fn adopt_shared(plugin: &mut Plugin, issuer: usize) {
+    let Some(url) = plugin.issuer_url(issuer) else {
+        return;
+    };
+    let (bytes, cas) = host::shared_get(&provider::shared_key(&url));
+    let Some(loading) = plugin.loading.get_mut(issuer) else {
+        return;
+    };
+    if cas.is_none() || cas == loading.shared_cas {
+        return;
+    }
+    let Some(p) = bytes.and_then(|b| Provider::from_snapshot(&b, &url)) else {
+        return;
+    };
+    loading.shared_cas = cas;
+    let newer = plugin
+        .providers
+        .get(issuer)
+        .is_none_or(|mine| p.fetched_at > mine.fetched_at);
+    if newer {
+        plugin.providers.set(issuer, p);
+    }
+}
+
+fn start_discovery(vm: &mut Vm, root: u32, issuer: usize, now: u64) {
     let Some(plugin) = vm.plugins.get_mut(&root) else {
         return;
     };
     let config = Rc::clone(&plugin.config);
-    let token = provider::discovery_request(&config)
-        .ok()
-        .and_then(|c| host::dispatch(&config.idp_cluster, &c, config.idp_timeout_ms));
-    match token {
-        Some(token) => {
-            plugin.load = Load::InFlight { since: now };
-            vm.callouts.insert(token, Owner::Discovery { root });
+    let token = plugin
+        .issuer_url(issuer)
+        .and_then(|url| provider::discovery_request(&url).ok())
+        .and_then(|c| dispatch(&config, &c));
+    match (token, plugin.loading(issuer)) {
+        (Some(token), Some(loading)) => {
+            loading.load = Load::InFlight { since: now };
+            vm.callouts.insert(token, Owner::Discovery { root, issuer });
         }
-        None => load_failed(vm, root, "dispatch"),
+        _ => load_failed(vm, root, issuer, "dispatch"),
     }
 }
 
@@ -427,80 +491,107 @@ pub fn on_callout_response(token: u32, num_headers: usize, body_size: usize) {
                     let step = resume_with(plugin, pending, answer, false);
                     carry_out(vm, root, stream, step, None, false, true);
                 }
-                Owner::Discovery { root } => {
-                    let Some(plugin) = vm.plugins.get_mut(&root) else {
-                        return;
-                    };
-                    let config = Rc::clone(&plugin.config);
-                    let next = provider::on_discovery(&config, answer)
-                        .map_err(|e| e.to_string())
-                        .and_then(|d| {
-                            let callout = provider::jwks_request(&d).map_err(|e| e.to_string())?;
-                            let token = host::dispatch(
-                                &config.idp_cluster,
-                                &callout,
-                                config.idp_timeout_ms,
-                            )
-                            .ok_or_else(|| "dispatch".to_string())?;
-                            Ok((token, d))
-                        });
-                    match next {
-                        Ok((token, d)) => {
-                            vm.callouts.insert(
-                                token,
-                                Owner::Keys {
-                                    root,
-                                    discovery: Box::new(d),
-                                },
-                            );
-                        }
-                        Err(e) => load_failed(vm, root, &format!("discovery: {e}")),
-                    }
-                }
-                Owner::Keys { root, discovery } => {
-                    let now = host::now();
-                    match provider::on_jwks(*discovery, answer, now) {
-                        Ok(p) => {
-                            if let Some(plugin) = vm.plugins.get_mut(&root) {
-                                if let Some(snapshot) = p.snapshot() {
-                                    let key = shared_key(&plugin.config);
-                                    host::shared_set(&key, &snapshot, None);
-                                    plugin.shared_cas = host::shared_get(&key).1;
-                                }
-                                plugin.provider = Some(Rc::new(p));
-                                plugin.load = Load::Idle;
-                                plugin.failed_at = None;
-                                plugin.keys_fetched_at = now;
-                                host::log(Level::Info, "{\"event\":\"provider_loaded\"}");
-                            }
-                            wake(vm, root);
-                        }
-                        Err(e) => load_failed(vm, root, &format!("jwks: {e}")),
-                    }
-                }
+                Owner::Discovery { root, issuer } => on_discovery(vm, root, issuer, answer),
+                Owner::Keys {
+                    root,
+                    issuer,
+                    discovery,
+                } => on_keys(vm, root, issuer, *discovery, answer),
             }
         },
     );
 }
 
-fn load_failed(vm: &mut Vm, root: u32, reason: &str) {
-    let line = serde_json::json!({"event": "provider_load_failed", "reason": reason});
-    host::log(Level::Warn, &line.to_string());
-    if let Some(plugin) = vm.plugins.get_mut(&root) {
-        plugin.load = Load::Idle;
-        plugin.failed_at = Some(host::now());
-        // Keys may still be fetched again soon; do not count a failure as a fetch.
+fn on_discovery(vm: &mut Vm, root: u32, issuer: usize, answer: Option<(u16, &[u8])>) {
+    let Some(plugin) = vm.plugins.get_mut(&root) else {
+        return;
+    };
+    let config = Rc::clone(&plugin.config);
+    let url = plugin.issuer_url(issuer).unwrap_or_default();
+    let next = provider::on_discovery(&url, answer)
+        .map_err(|e| e.to_string())
+        .and_then(|d| {
+            let callout = provider::jwks_request(&d).map_err(|e| e.to_string())?;
+            let token = dispatch(&config, &callout).ok_or_else(|| "dispatch".to_string())?;
+            Ok((token, d))
+        });
+    match next {
+        Ok((token, d)) => {
+            vm.callouts.insert(
+                token,
+                Owner::Keys {
+                    root,
+                    issuer,
+                    discovery: Box::new(d),
+                },
+            );
+        }
+        Err(e) => load_failed(vm, root, issuer, &format!("discovery: {e}")),
     }
-    wake(vm, root);
 }
 
-/// Gives every parked request its decision now that loading finished (or failed).
-fn wake(vm: &mut Vm, root: u32) {
+fn on_keys(
+    vm: &mut Vm,
+    root: u32,
+    issuer: usize,
+    discovery: Discovery,
+    answer: Option<(u16, &[u8])>,
+) {
+    let now = host::now().unwrap_or(0);
+    match provider::on_jwks(discovery, answer, now) {
+        Ok(p) => {
+            if let Some(plugin) = vm.plugins.get_mut(&root) {
+                let url = plugin.issuer_url(issuer).unwrap_or_default();
+                let key = provider::shared_key(&url);
+                let snapshot = p.snapshot();
+                plugin.providers.set(issuer, p);
+                if let Some(loading) = plugin.loading.get_mut(issuer) {
+                    if let Some(snapshot) = snapshot {
+                        host::shared_set(&key, &snapshot, None);
+                        loading.shared_cas = host::shared_get(&key).1;
+                    }
+                    loading.load = Load::Idle;
+                    loading.failed_at = None;
+                    loading.keys_fetched_at = now;
+                }
+                let line = serde_json::json!({"event": "provider_loaded", "issuer": url});
+                host::log(Level::Info, &line.to_string());
+            }
+            wake(vm, root, issuer);
+        }
+        Err(e) => load_failed(vm, root, issuer, &format!("jwks: {e}")),
+    }
+}
+
+fn load_failed(vm: &mut Vm, root: u32, issuer: usize, reason: &str) {
+    if let Some(plugin) = vm.plugins.get_mut(&root) {
+        let url = plugin.issuer_url(issuer).unwrap_or_default();
+        let line = serde_json::json!({
+            "event": "provider_load_failed", "issuer": url, "reason": reason,
+        });
+        host::log(Level::Warn, &line.to_string());
+        if let Some(loading) = plugin.loading.get_mut(issuer) {
+            loading.load = Load::Idle;
+            // Keys may still be fetched again soon; do not count a failure as a fetch.
+            loading.failed_at = host::now();
+        }
+    }
+    wake(vm, root, issuer);
+}
+
+/// Gives every request parked on `issuer` its decision now that loading finished (or failed).
+fn wake(vm: &mut Vm, root: u32, issuer: usize) {
     let waiters = match vm.plugins.get_mut(&root) {
-        Some(p) => std::mem::take(&mut p.waiters),
+        Some(p) => {
+            let (mine, others) = std::mem::take(&mut p.waiters)
+                .into_iter()
+                .partition(|(_, i, _)| *i == issuer);
+            p.waiters = others;
+            mine
+        }
         None => return,
     };
-    for (stream, wait) in waiters {
+    for (stream, _, wait) in waiters {
         if !host::switch_to(stream) {
             continue;
         }
@@ -508,7 +599,7 @@ fn wake(vm: &mut Vm, root: u32) {
             return;
         };
         let step = match wait {
-            Wait::Decide(req) if plugin.provider.is_some() => decide(plugin, &req),
+            Wait::Decide(req) if plugin.providers.get(issuer).is_some() => decide(plugin, &req),
             Wait::Decide(_) => {
                 host::log(Level::Warn, "{\"event\":\"provider_unavailable\"}");
                 host::send_response(&unavailable(503));
@@ -525,7 +616,7 @@ pub fn forget_stream(root: u32, stream: u32) {
         || (),
         |vm| {
             if let Some(plugin) = vm.plugins.get_mut(&root) {
-                plugin.waiters.retain(|(s, _)| *s != stream);
+                plugin.waiters.retain(|(s, _, _)| *s != stream);
             }
             vm.callouts.retain(
                 |_, owner| !matches!(owner, Owner::Stream { stream: s, .. } if *s == stream),

@@ -1,10 +1,11 @@
 //! oauth2-proxy's informational endpoints: sign-out, userinfo and auth.
 
-use super::login::{return_to, target};
+use super::login::{requested_return, return_to, target};
 use super::respond::{
     json, json_error, log_line, redirect_to, respond_step, text, unauthenticated,
 };
 use super::*;
+use crate::policy::Restrictions;
 
 pub(super) fn sign_out(
     cx: &mut Context,
@@ -16,60 +17,75 @@ pub(super) fn sign_out(
     if let Some(value) = cookie::read_joined(cookies, &config.cookie.name) {
         cx.sessions.remove(&value);
     }
-    let t = target(req, env.now);
+    let t = target(config, req, env.now);
     let mut set_cookies = cookie::clear_all(&config.cookie, &t, cookies, &config.cookie.name);
     set_cookies.push(cookie::clear_cookie(
         &config.cookie,
         &t,
         &config.cookie.csrf_name(),
     ));
-    let location = return_to(config, req, req.query("rd").as_deref());
+    let location = return_to(config, req, requested_return(req).as_deref());
     respond_step(
         redirect_to(&location, set_cookies),
         Some((Level::Info, log_line("sign_out", req.path_only(), &[]))),
     )
 }
 
-pub(super) fn userinfo(
-    cx: &mut Context,
-    req: &Request,
-    cookies: &[(&str, &str)],
-    env: &mut Env,
-) -> Step {
-    match current_session(cx, cookies, env.now) {
-        Some(a) => respond_step(
-            json(
-                200,
-                &serde_json::json!({
-                    "user": a.session.user,
-                    "email": a.session.email,
-                    "preferredUsername": a.session.preferred_username,
-                    "groups": a.session.groups,
-                }),
+/// oauth2-proxy's `/oauth2/userinfo`: who the session (or bearer token) is, as JSON.
+pub(super) fn userinfo(req: &Request, who: Who) -> Step {
+    match who {
+        Who::Known(a) => match a.verdict {
+            Ok(()) => respond_step(
+                json(
+                    200,
+                    &serde_json::json!({
+                        "user": a.session.user,
+                        "email": a.session.email,
+                        "preferredUsername": a.session.preferred_username,
+                        "groups": a.session.groups,
+                    }),
+                ),
+                None,
             ),
-            None,
-        ),
-        None => unauthenticated(req, json_error(401, "unauthorized")),
+            Err(_) => respond_step(json_error(403, "forbidden"), None),
+        },
+        Who::Pause(step) => *step,
+        Who::Nobody(_) => unauthenticated(req, json_error(401, "unauthorized")),
     }
 }
 
-pub(super) fn auth(
-    cx: &mut Context,
-    req: &Request,
-    cookies: &[(&str, &str)],
-    env: &mut Env,
-) -> Step {
-    let config = cx.config;
-    match current_session(cx, cookies, env.now) {
-        Some(s) => {
-            let mut r = text(202, "Accepted");
-            r.headers.extend(
-                headers::for_auth_response(config, &s.session)
-                    .into_iter()
-                    .map(|(n, v)| (n.to_string(), v)),
-            );
-            respond_step(r, None)
+/// oauth2-proxy's `/oauth2/auth` for nginx `auth_request` and Envoy `ext_authz`: 202 with
+/// the identity headers for an admitted user, 401 without a valid credential, 403 when the
+/// access rules or the caller's `allowed_groups` / `allowed_email_domains` /
+/// `allowed_emails` query restrictions do not admit the user.
+pub(super) fn auth(config: &Config, req: &Request, who: Who) -> Step {
+    match who {
+        Who::Known(a) => {
+            let restrictions = Restrictions::from_query(|k| req.query(k));
+            match a.verdict.and_then(|()| restrictions.admit(&a.session)) {
+                Ok(()) => {
+                    let mut r = text(202, "Accepted");
+                    r.headers.extend(
+                        headers::for_auth_response(config, &a.session)
+                            .into_iter()
+                            .map(|(n, v)| (n.to_string(), v)),
+                    );
+                    respond_step(r, None)
+                }
+                Err(denied) => respond_step(
+                    text(403, "Forbidden"),
+                    Some((
+                        Level::Info,
+                        log_line(
+                            "forbidden",
+                            req.path_only(),
+                            &[("reason", denied.reason()), ("email", &a.session.email)],
+                        ),
+                    )),
+                ),
+            }
         }
-        None => unauthenticated(req, text(401, "Unauthorized")),
+        Who::Pause(step) => *step,
+        Who::Nobody(_) => unauthenticated(req, text(401, "Unauthorized")),
     }
 }

@@ -23,6 +23,7 @@ fn provider() -> Provider {
 fn cfg() -> Config {
     let mut c = config();
     c.client_id = CLIENT_ID.into();
+    c.issuers[0].audiences = vec![CLIENT_ID.into()];
     c.set_xauthrequest = true;
     c.pass_access_token = true;
     c.pass_authorization_header = true;
@@ -31,18 +32,22 @@ fn cfg() -> Config {
 
 struct World {
     config: Config,
-    provider: Option<Provider>,
-    sessions: SessionCache<Admitted>,
+    providers: Providers,
+    sessions: Cache<Admitted>,
+    bearers: Cache<Admitted>,
     counter: u8,
     now: u64,
 }
 
 impl World {
     fn new() -> World {
+        let mut providers = Providers::new(1);
+        providers.set(MAIN, provider());
         World {
             config: cfg(),
-            provider: Some(provider()),
-            sessions: SessionCache::new(16),
+            providers,
+            sessions: Cache::new(16, 1 << 20),
+            bearers: Cache::new(16, 1 << 20),
             counter: 0,
             now: NOW,
         }
@@ -63,8 +68,9 @@ impl World {
         };
         let mut cx = Context {
             config: &self.config,
-            provider: self.provider.as_ref(),
+            providers: &self.providers,
             sessions: &mut self.sessions,
+            bearers: &mut self.bearers,
         };
         f(&mut cx, &mut env)
     }
@@ -206,13 +212,18 @@ fn api_clients_get_401_and_browsers_a_redirect() {
 #[test]
 fn no_provider_means_wait_not_pass() {
     let mut w = World::new();
-    w.provider = None;
-    assert_eq!(w.decide(&get("/x", &[])).decision, Decision::NeedProvider);
+    w.providers = Providers::new(1);
+    assert_eq!(
+        w.decide(&get("/x", &[])).decision,
+        Decision::NeedProvider(MAIN)
+    );
 }
 
 #[test]
 fn full_login_then_identity_headers_and_spoofs_stripped() {
     let mut w = World::new();
+    // oauth2-proxy's user_id_claim; its default (email) is in `userinfo_and_auth_endpoints`.
+    w.config.user_id_claim = "sub".into();
     let done = login_with(&mut w, "/reports?q=1", good_claims);
     assert_eq!(done.status, 302);
     assert_eq!(header(&done, "location"), Some("/reports?q=1"));
@@ -225,7 +236,7 @@ fn full_login_then_identity_headers_and_spoofs_stripped() {
         .any(|(n, v)| n == "_oauth2_proxy_csrf" && v.is_empty()));
 
     // A fresh cache proves the cookie itself carries the session.
-    w.sessions = SessionCache::new(16);
+    w.sessions = Cache::new(16, 1 << 20);
     let jar = format!("{}; other=1", cookie_header(&cookies));
     let req = get(
         "/reports",
@@ -340,7 +351,7 @@ fn unknown_kid_asks_for_keys_once() {
     };
     let token = testkeys::sign_rs256(Some("rotated"), &good_claims(&q["nonce"]));
     let body = json!({"access_token": "AT", "id_token": token, "token_type": "Bearer"}).to_string();
-    let Decision::RefreshKeys(pending) = w
+    let Decision::RefreshKeys(MAIN, pending) = w
         .run(|cx, env| resume(cx, pending.0, Some((200, body.as_bytes())), env))
         .decision
     else {
@@ -353,7 +364,7 @@ fn unknown_kid_asks_for_keys_once() {
 #[test]
 fn email_domain_policy_applies_at_login() {
     let mut w = World::new();
-    w.config.email_domains = vec!["corp.example".into()];
+    w.config.rules.email_domains = vec!["corp.example".into()];
     assert_eq!(login_with(&mut w, "/", good_claims).status, 403);
 }
 
@@ -401,7 +412,7 @@ fn big_sessions_are_chunked_and_read_back() {
     });
     let cookies = set_cookies(&done);
     assert!(cookies.iter().any(|(n, _)| n == "_oauth2_proxy_1"));
-    w.sessions = SessionCache::new(16);
+    w.sessions = Cache::new(16, 1 << 20);
     let Decision::Continue { set, .. } = w
         .decide(&get("/", &[("cookie", &cookie_header(&cookies))]))
         .decision
@@ -459,7 +470,7 @@ fn userinfo_and_auth_endpoints() {
     let v: Value = serde_json::from_str(&info.body).unwrap();
     assert_eq!(
         v,
-        json!({"user": "user-123", "email": "alice@example.com", "preferredUsername": "alice", "groups": ["admins", "devs"]})
+        json!({"user": "alice@example.com", "email": "alice@example.com", "preferredUsername": "alice", "groups": ["admins", "devs"]})
     );
     let auth = respond(w.decide(&get("/oauth2/auth", &[("cookie", &jar)])));
     assert_eq!(auth.status, 202);

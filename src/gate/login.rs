@@ -5,20 +5,29 @@ use super::respond::{error_page, html, log_line, redirect_to, respond_step};
 use super::*;
 use crate::cookie::Target;
 use crate::csrf;
-use crate::oidc::{self, Discovery, IdTokenRules, JwtError};
-use crate::{pages, pkce, policy, redirect};
+use crate::oidc::{self, ClaimNames, Discovery, IdTokenRules, JwtError};
+use crate::{pages, pkce, redirect};
 
-pub(super) fn target<'a>(req: &'a Request, now: u64) -> Target<'a> {
+pub(super) fn target<'a>(config: &Config, req: &'a Request, now: u64) -> Target<'a> {
     Target {
-        host: req.host(),
+        host: req.host(config.reverse_proxy),
         now,
     }
 }
 
 /// Where to send the browser afterwards: `rd` when `redirect` allows it, else the root.
 pub(super) fn return_to(config: &Config, req: &Request, rd: Option<&str>) -> String {
-    rd.and_then(|rd| redirect::allowed(rd, req.authority(), &config.whitelist_domains))
+    let host = req.authority(config.reverse_proxy);
+    rd.and_then(|rd| redirect::allowed(rd, host, &config.whitelist_domains))
         .unwrap_or_else(|| "/".to_string())
+}
+
+/// The return URL a request to `/oauth2/start`, `/sign_in` or `/sign_out` asks for, as
+/// oauth2-proxy reads it: the `rd` parameter, else `X-Auth-Request-Redirect` (set by an
+/// nginx in front). Either goes through [`return_to`].
+pub(super) fn requested_return(req: &Request) -> Option<String> {
+    req.query("rd")
+        .or_else(|| req.header("x-auth-request-redirect").map(str::to_string))
 }
 
 pub(super) fn redirect_uri(config: &Config, req: &Request) -> String {
@@ -26,8 +35,8 @@ pub(super) fn redirect_uri(config: &Config, req: &Request) -> String {
         Some(u) => u.clone(),
         None => format!(
             "{}://{}{}",
-            req.scheme(),
-            req.authority(),
+            req.scheme(config.reverse_proxy),
+            req.authority(config.reverse_proxy),
             config.callback_path()
         ),
     }
@@ -41,9 +50,9 @@ pub(super) fn start_login(
     rd: Option<&str>,
 ) -> Step {
     let config = cx.config;
-    let Some(provider) = cx.provider else {
+    let Some(provider) = cx.provider() else {
         return Step {
-            decision: Decision::NeedProvider,
+            decision: Decision::NeedProvider(MAIN),
             log: None,
         };
     };
@@ -72,7 +81,7 @@ pub(super) fn start_login(
         return internal_error(config, req.path_only(), "seal_failed");
     };
     let location = authorize_url(config, &provider.discovery, req, &login);
-    let t = target(req, env.now);
+    let t = target(config, req, env.now);
     let mut set_cookies = vec![cookie::set_cookie(
         &config.cookie,
         &t,
@@ -140,7 +149,7 @@ pub(super) fn sign_in(
     env: &mut Env,
 ) -> Step {
     let config = cx.config;
-    let rd = req.query("rd");
+    let rd = requested_return(req);
     if config.skip_provider_button {
         return start_login(cx, req, cookies, env, rd.as_deref());
     }
@@ -163,7 +172,7 @@ pub(super) fn callback(
 ) -> Step {
     let config = cx.config;
     let csrf_name = config.cookie.csrf_name();
-    let t = target(req, env.now);
+    let t = target(config, req, env.now);
     let deny = |status: u16, message: &str, reason: &str| fail(config, &t, status, message, reason);
 
     if let Some(error) = req.query("error") {
@@ -204,9 +213,9 @@ pub(super) fn callback(
             "csrf_state_mismatch",
         );
     };
-    let Some(provider) = cx.provider else {
+    let Some(provider) = cx.provider() else {
         return Step {
-            decision: Decision::NeedProvider,
+            decision: Decision::NeedProvider(MAIN),
             log: None,
         };
     };
@@ -227,8 +236,13 @@ pub(super) fn callback(
     );
     let pending = Callback {
         login,
-        host: req.host().to_string(),
-        present: cookies.iter().map(|(n, _)| n.to_string()).collect(),
+        host: req.host(config.reverse_proxy).to_string(),
+        // Only our session's names: the login sets or clears those and nothing else.
+        present: cookies
+            .iter()
+            .filter(|(n, _)| cookie::is_part_of(&config.cookie.name, n))
+            .map(|(n, _)| n.to_string())
+            .collect(),
     };
     Step {
         decision: Decision::Call(
@@ -279,27 +293,28 @@ pub(super) fn finish_login(
     let csrf_name = config.cookie.csrf_name();
     let failed =
         |status: u16, message: &str, reason: &str| fail(config, &t, status, message, reason);
-    let Some(provider) = cx.provider else {
+    let Some(provider) = cx.provider() else {
         return failed(
             503,
             "The identity provider is unavailable.",
             "provider_not_loaded",
         );
     };
-    let rules = IdTokenRules {
-        issuer: &provider.discovery.issuer,
-        client_id: &config.client_id,
-        nonce: Some(&cb.login.nonce),
-        now: env.now,
-        skew: oidc::id_token::DEFAULT_SKEW,
-        groups_claim: &config.groups_claim,
-        email_claim: &config.email_claim,
+    let Some(audiences) = config.issuers.first().map(|i| &i.audiences[..]) else {
+        return failed(500, "The login is misconfigured.", "no_issuer");
     };
-    let claims = match oidc::validate_id_token(&tokens.id_token, &provider.jwks, &rules) {
-        Ok(c) => c,
+    let rules = IdTokenRules {
+        nonce: Some(&cb.login.nonce),
+        ..IdTokenRules::new(&provider.discovery.issuer, audiences, env.now)
+    };
+    let verified = match oidc::validate_id_token(&tokens.id_token, &provider.jwks, &rules) {
+        Ok(v) => v,
         Err(JwtError::UnknownKid) if !keys_refreshed => {
             return Step {
-                decision: Decision::RefreshKeys(PendingBox(Pending::Keys(Box::new(cb), tokens))),
+                decision: Decision::RefreshKeys(
+                    MAIN,
+                    PendingBox(Pending::Keys(Box::new(cb), tokens)),
+                ),
                 log: Some((
                     Level::Info,
                     log_line("jwks_refresh", &callback_path, &[("reason", "unknown_kid")]),
@@ -314,24 +329,35 @@ pub(super) fn finish_login(
             );
         }
     };
-    if let Err(denied) = policy::admit(config, claims.email.as_deref(), claims.email_verified) {
-        return failed(
-            403,
-            "You are not allowed to access this application.",
-            denied.reason(),
-        );
-    }
+    let who = oidc::identity(
+        &verified,
+        &ClaimNames {
+            user: &config.user_id_claim,
+            email: &config.email_claim,
+            groups: &config.groups_claim,
+        },
+    );
     let session = Session {
-        user: claims.sub.clone(),
-        email: claims.email.clone().unwrap_or_default(),
-        preferred_username: claims.preferred_username.clone().unwrap_or_default(),
-        groups: claims.groups.clone(),
+        user: who.user,
+        email: who.email.unwrap_or_default(),
+        preferred_username: who.preferred_username.unwrap_or_default(),
+        email_verified: who.email_verified,
+        groups: who.groups,
+        roles: who.roles,
         access_token: tokens.access_token.clone(),
         id_token: tokens.id_token.clone(),
         refresh_token: tokens.refresh_token.clone().unwrap_or_default(),
         created_at: env.now,
         expires_at: env.now.saturating_add(config.cookie.expire),
     };
+    let admitted = Admitted::new(config, session);
+    if let Err(denied) = admitted.verdict {
+        return failed(
+            403,
+            "You are not allowed to access this application.",
+            denied.reason(),
+        );
+    }
     let Some(nonce) = env.bytes::<12>() else {
         return failed(
             500,
@@ -339,7 +365,8 @@ pub(super) fn finish_login(
             "random_source_failed",
         );
     };
-    let Some(sealed) = session::seal(&config.session_key, &config.cookie.name, &session, nonce)
+    let session = &admitted.session;
+    let Some(sealed) = session::seal(&config.session_key, &config.cookie.name, session, nonce)
     else {
         return failed(
             500,
@@ -347,19 +374,25 @@ pub(super) fn finish_login(
             "seal_failed",
         );
     };
-    let present: Vec<(&str, &str)> = cb.present.iter().map(|n| (n.as_str(), "")).collect();
-    let mut set_cookies = cookie::set_chunked(
+    let present: Vec<&str> = cb.present.iter().map(String::as_str).collect();
+    let Some(mut set_cookies) = cookie::set_chunked(
         &config.cookie,
         &t,
         &present,
         &config.cookie.name,
         &sealed,
         config.cookie.expire,
-    );
+    ) else {
+        // Never a redirect loop: a session that cannot be stored is an error page.
+        return failed(
+            500,
+            "Your session is too large to be stored in cookies.",
+            "session_too_large",
+        );
+    };
     set_cookies.push(cookie::clear_cookie(&config.cookie, &t, &csrf_name));
     let email = session.email.clone();
-    cx.sessions
-        .insert(sealed, Rc::new(Admitted::new(config, session)));
+    cx.sessions.insert(&sealed, Rc::new(admitted));
     respond_step(
         redirect_to(&cb.login.return_to, set_cookies),
         Some((

@@ -2,6 +2,7 @@
 //! the caches, say what to do with the request. No I/O happens here; the `filter` adapter
 //! carries out the returned [`Decision`] and feeds callout responses back via [`resume`].
 
+mod bearer;
 mod endpoints;
 mod login;
 mod request;
@@ -9,18 +10,27 @@ mod respond;
 
 pub use request::{Env, Request};
 
+use crate::cache::{Cache, Cached};
 use crate::config::Config;
 use crate::cookie;
 use crate::csrf::LoginState;
 use crate::headers;
 use crate::oidc::{self, TokenResponse};
-use crate::provider::Provider;
+use crate::policy::{self, Denied};
+use crate::provider::{Provider, Providers, MAIN};
 use crate::routes;
-use crate::session::{self, Expiring, Session, SessionCache};
+use crate::session::{self, Session};
 use endpoints::{auth, sign_out, userinfo};
 use login::{callback, fail, finish_login, sign_in, start_login};
-use respond::{json_error, respond_step, text, unauthenticated};
+use respond::{forbidden, json_error, respond_step, text, unauthenticated};
 use std::rc::Rc;
+
+/// Bounds of the per-VM caches (each Envoy worker has its own VM): opened sessions and
+/// verified bearer tokens. A chunked session with 150 groups weighs about 40 KB here.
+pub const SESSION_CACHE_ENTRIES: usize = 1024;
+pub const SESSION_CACHE_BYTES: usize = 8 << 20;
+pub const BEARER_CACHE_ENTRIES: usize = 1024;
+pub const BEARER_CACHE_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -29,7 +39,8 @@ pub struct Response {
     pub body: String,
 }
 
-/// An HTTP request to the identity provider, sent to the `idp_cluster`.
+/// An HTTP request to an identity provider, sent to the cluster `Config::cluster_for` its
+/// authority names.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Callout {
     pub method: &'static str,
@@ -57,6 +68,8 @@ pub enum Pending {
     Token(Box<Callback>),
     /// Token received, signed with a key we did not know: waiting for a fresh JWKS.
     Keys(Box<Callback>, TokenResponse),
+    /// A bearer token signed with a key we did not know: decide again with fresh keys.
+    Bearer(Box<Request>),
 }
 
 /// The facts about a callback request that outlive the request headers.
@@ -86,12 +99,12 @@ pub enum Decision {
     },
     /// Answer locally.
     Respond(Response),
-    /// Discovery and keys are not loaded yet: wait for them, then decide again.
-    NeedProvider,
+    /// This issuer's discovery and keys are not loaded yet: wait for them, then decide again.
+    NeedProvider(usize),
     /// Call the identity provider, then [`resume`] with the answer.
     Call(Callout, PendingBox),
-    /// Fetch the provider's keys again (a token named an unknown `kid`), then [`resume_keys`].
-    RefreshKeys(PendingBox),
+    /// Fetch this issuer's keys again (a token named an unknown `kid`), then [`resume_keys`].
+    RefreshKeys(usize, PendingBox),
 }
 
 /// `Pending` compared by identity only, so `Decision` can derive `PartialEq` for tests.
@@ -123,50 +136,75 @@ pub struct Step {
 /// Everything a decision reads besides the request.
 pub struct Context<'a> {
     pub config: &'a Config,
-    pub provider: Option<&'a Provider>,
-    pub sessions: &'a mut SessionCache<Admitted>,
+    pub providers: &'a Providers,
+    pub sessions: &'a mut Cache<Admitted>,
+    pub bearers: &'a mut Cache<Admitted>,
 }
 
-/// A session as the hot path uses it: opened once, and its headers for the app built once,
-/// so a request with a cached session only looks it up and copies the headers out.
+impl<'a> Context<'a> {
+    /// The login issuer's metadata, when loaded.
+    fn provider(&self) -> Option<&'a Provider> {
+        self.providers.get(MAIN)
+    }
+}
+
+/// A session (from a cookie or a bearer token) as the hot path uses it: opened or verified
+/// once, its headers for the app built once and the access rules applied once, so a
+/// request with a cached credential only looks it up and copies the headers out.
 #[derive(Debug)]
 pub struct Admitted {
     pub session: Session,
     pub upstream: Vec<(&'static str, String)>,
+    pub verdict: Result<(), Denied>,
 }
 
 impl Admitted {
     pub fn new(config: &Config, session: Session) -> Admitted {
         Admitted {
             upstream: headers::for_upstream(config, &session),
+            verdict: policy::admit(&config.rules, &session),
             session,
         }
     }
 }
 
-impl Expiring for Admitted {
+impl Cached for Admitted {
     fn expires_at(&self) -> u64 {
         self.session.expires_at
+    }
+
+    fn weight(&self) -> usize {
+        let headers: usize = self.upstream.iter().map(|(_, v)| v.len() + 40).sum();
+        self.session.weight() + headers
     }
 }
 
 pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
+    decide_request(cx, req, env, false)
+}
+
+/// `keys_refreshed`: this request already waited for a fresh JWKS, so an unknown `kid` now
+/// means the token is not from its issuer.
+fn decide_request(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: bool) -> Step {
     let config = cx.config;
     let prefix = config.proxy_prefix.as_str();
     let path = req.path_only();
     let cookies = cookie::parse(req.all("cookie"));
 
-    if path == "/ping" || path == "/ready" {
+    if path == config.ping_path || path == config.ready_path || is_ping_agent(config, req) {
         return respond_step(text(200, "OK"), None);
     }
     if let Some(endpoint) = path.strip_prefix(prefix).and_then(|p| p.strip_prefix('/')) {
+        let rd = req.query("rd");
+        let now = env.now;
+        let who = |cx: &mut Context| identify(cx, req, &cookies, now, keys_refreshed);
         return match endpoint {
-            "start" => start_login(cx, req, &cookies, env, req.query("rd").as_deref()),
+            "start" => start_login(cx, req, &cookies, env, rd.as_deref()),
             "sign_in" => sign_in(cx, req, &cookies, env),
             "callback" => callback(cx, req, &cookies, env),
             "sign_out" => sign_out(cx, req, &cookies, env),
-            "userinfo" => userinfo(cx, req, &cookies, env),
-            "auth" => auth(cx, req, &cookies, env),
+            "userinfo" => userinfo(req, who(cx)),
+            "auth" => auth(cx.config, req, who(cx)),
             _ => respond_step(text(404, "Not Found"), None),
         };
     }
@@ -175,29 +213,112 @@ pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
         &config.skip_auth_routes,
         config.skip_auth_preflight,
         req.method(),
-        path,
+        req.path(),
     ) {
+        // As oauth2-proxy: a skipped route still gets the identity of a valid session, if
+        // the request carries one and the rules admit it; otherwise only the stripping.
+        let identity = current_session(cx, &cookies, env.now).filter(|a| a.verdict.is_ok());
+        let set = identity.as_ref().map_or(&[][..], |a| &a.upstream[..]);
         return Step {
-            decision: upstream_edits(config, req, &[], &cookies),
+            decision: upstream_edits(config, req, set, &cookies),
             log: None,
         };
     }
 
-    match current_session(cx, &cookies, env.now) {
+    match identify(cx, req, &cookies, env.now, keys_refreshed) {
         // The hot path: no log line (Envoy's access log has the request), no cryptography.
-        Some(a) => Step {
-            decision: upstream_edits(config, req, &a.upstream, &cookies),
+        Who::Known(a) => admitted(config, req, &cookies, &a),
+        Who::Pause(step) => *step,
+        Who::Nobody(bad) if bad.is_none() || config.bearer_token_login_fallback => {
+            if req.is_browser() && !routes::is_api(&config.api_routes, path) {
+                let rd = if matches!(req.method(), "GET" | "HEAD") {
+                    req.header("x-auth-request-redirect")
+                        .unwrap_or_else(|| req.uri(config.reverse_proxy))
+                } else {
+                    "/"
+                };
+                return start_login(cx, req, &cookies, env, Some(rd));
+            }
+            match bad {
+                Some(e) => bearer::refused(req, e),
+                None => unauthenticated(
+                    req,
+                    bearer::challenge(config, json_error(401, "unauthorized")),
+                ),
+            }
+        }
+        Who::Nobody(bad) => bearer::refused(req, bad.unwrap_or(oidc::JwtError::Malformed)),
+    }
+}
+
+/// Who a request is: a bearer token (when `skip_jwt_bearer_tokens` is on) or else the
+/// session cookie.
+enum Who {
+    Known(Rc<Admitted>),
+    /// Metadata or keys must be fetched first; the step says so.
+    Pause(Box<Step>),
+    /// No valid credential; the error when a bearer token was presented and refused.
+    Nobody(Option<oidc::JwtError>),
+}
+
+fn identify(
+    cx: &mut Context,
+    req: &Request,
+    cookies: &[(&str, &str)],
+    now: u64,
+    keys_refreshed: bool,
+) -> Who {
+    let mut refused = None;
+    if let Some(token) = req
+        .bearer_token()
+        .filter(|_| cx.config.skip_jwt_bearer_tokens)
+    {
+        match bearer::verify(cx, token, now, keys_refreshed) {
+            bearer::Outcome::Admitted(a) => return Who::Known(a),
+            bearer::Outcome::NeedProvider(issuer) => {
+                return Who::Pause(Box::new(pause(Decision::NeedProvider(issuer))));
+            }
+            bearer::Outcome::NeedKeys(issuer) => {
+                let pending = PendingBox(Pending::Bearer(Box::new(req.clone())));
+                return Who::Pause(Box::new(pause(Decision::RefreshKeys(issuer, pending))));
+            }
+            // With `bearer_token_login_fallback` (the default) a session cookie still counts.
+            bearer::Outcome::Invalid(e) if cx.config.bearer_token_login_fallback => {
+                refused = Some(e);
+            }
+            bearer::Outcome::Invalid(e) => return Who::Nobody(Some(e)),
+        }
+    }
+    match current_session(cx, cookies, now) {
+        Some(a) => Who::Known(a),
+        None => Who::Nobody(refused),
+    }
+}
+
+fn pause(decision: Decision) -> Step {
+    Step {
+        decision,
+        log: None,
+    }
+}
+
+/// oauth2-proxy's `ping_user_agent`: health checkers that cannot choose a path.
+fn is_ping_agent(config: &Config, req: &Request) -> bool {
+    config
+        .ping_user_agent
+        .as_deref()
+        .is_some_and(|ua| req.header("user-agent") == Some(ua))
+}
+
+/// A request with a valid credential: on to the app with its identity when the access
+/// rules admit the user, a 403 otherwise.
+fn admitted(config: &Config, req: &Request, cookies: &[(&str, &str)], a: &Admitted) -> Step {
+    match a.verdict {
+        Ok(()) => Step {
+            decision: upstream_edits(config, req, &a.upstream, cookies),
             log: None,
         },
-        None if req.is_browser() => {
-            let rd = if matches!(req.method(), "GET" | "HEAD") {
-                req.path()
-            } else {
-                "/"
-            };
-            start_login(cx, req, &cookies, env, Some(rd))
-        }
-        None => unauthenticated(req, json_error(401, "unauthorized")),
+        Err(denied) => forbidden(config, req, denied, &a.session.email),
     }
 }
 
@@ -232,13 +353,16 @@ pub fn resume(
             }
         }
         Pending::Keys(cb, tokens) => finish_login(cx, *cb, tokens, true, env),
+        Pending::Bearer(req) => decide_request(cx, &req, env, true),
     }
 }
 
-/// Continues a login that waited for a JWKS refresh (`cx.provider` now holds the new keys).
+/// Continues a login or a bearer request that waited for a JWKS refresh (`cx.providers`
+/// now holds the new keys, or the old ones if the refresh failed).
 pub fn resume_keys(cx: &mut Context, pending: Pending, env: &mut Env) -> Step {
     match pending {
         Pending::Keys(cb, tokens) => finish_login(cx, *cb, tokens, true, env),
+        Pending::Bearer(req) => decide_request(cx, &req, env, true),
         Pending::Token(cb) => fail(
             cx.config,
             &cb.target(env.now),
@@ -249,12 +373,9 @@ pub fn resume_keys(cx: &mut Context, pending: Pending, env: &mut Env) -> Step {
     }
 }
 
-/// The header edits for a request going to the app: client copies of identity headers
-/// removed (whatever their case or count), ours set, and the `Cookie` header rebuilt
-/// without our cookies. Other cookies are left byte-for-byte alone unless ours must be cut
-/// out of the same header.
-/// What goes to the app: client copies of every identity header and our cookies removed,
-/// `identity` (the session's headers; none on a skipped route) set.
+/// What goes to the app: client copies of every identity header (whatever their case,
+/// count or spelling) and our cookies removed, `identity` set. Other cookies are left
+/// byte-for-byte alone unless ours must be cut out of the same header.
 fn upstream_edits(
     config: &Config,
     req: &Request,
@@ -320,7 +441,7 @@ fn current_session(cx: &mut Context, cookies: &[(&str, &str)], now: u64) -> Opti
     }
     let s = session::open(&config.session_key, &config.cookie.name, &value, now)?;
     let a = Rc::new(Admitted::new(config, s));
-    cx.sessions.insert(value.into_owned(), Rc::clone(&a));
+    cx.sessions.insert(&value, Rc::clone(&a));
     Some(a)
 }
 

@@ -43,14 +43,28 @@ impl Request {
             .map(|(_, v)| v.into_owned())
     }
 
-    pub(super) fn authority(&self) -> &str {
-        self.header(":authority")
+    /// The first value of an `X-Forwarded-*` header, when `reverse_proxy` says a proxy in
+    /// front of us sets it; otherwise nothing is decided from such client-controlled headers.
+    fn forwarded(&self, name: &str, trusted: bool) -> Option<&str> {
+        if !trusted {
+            return None;
+        }
+        self.header(name)
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `host[:port]` the client asked for (`X-Forwarded-Host` behind a trusted proxy).
+    pub(super) fn authority(&self, trusted: bool) -> &str {
+        self.forwarded("x-forwarded-host", trusted)
+            .or_else(|| self.header(":authority"))
             .or_else(|| self.header("host"))
             .unwrap_or("")
     }
 
-    pub(super) fn host(&self) -> &str {
-        let a = self.authority();
+    pub(super) fn host(&self, trusted: bool) -> &str {
+        let a = self.authority(trusted);
         if a.starts_with('[') {
             return a
                 .split_once(']')
@@ -59,10 +73,32 @@ impl Request {
         a.rsplit_once(':').map_or(a, |(h, _)| h)
     }
 
-    pub(super) fn scheme(&self) -> &str {
-        self.header("x-forwarded-proto")
+    pub(super) fn scheme(&self, trusted: bool) -> &str {
+        self.forwarded("x-forwarded-proto", trusted)
             .or_else(|| self.header(":scheme"))
             .unwrap_or("http")
+    }
+
+    /// Path and query the client asked for (`X-Forwarded-Uri` behind a trusted proxy).
+    pub(super) fn uri(&self, trusted: bool) -> &str {
+        self.forwarded("x-forwarded-uri", trusted)
+            .unwrap_or_else(|| self.path())
+    }
+
+    /// The token of the request's `Authorization: Bearer` header. `Some("")` when there is
+    /// more than one `Authorization` header (ambiguous, so never valid) or the token is empty.
+    pub(super) fn bearer_token(&self) -> Option<&str> {
+        let mut all = self.all("authorization");
+        let first = all.next()?;
+        let (scheme, token) = first.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        Some(if all.next().is_some() {
+            ""
+        } else {
+            token.trim()
+        })
     }
 
     /// Browsers get redirected to log in; API clients get a 401 they can act on.

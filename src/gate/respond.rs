@@ -1,7 +1,9 @@
 //! Building local responses and the structured log lines that go with decisions.
 
 use super::{Decision, Level, Request, Response, Step};
+use crate::config::Config;
 use crate::pages;
+use crate::policy::Denied;
 
 pub(super) fn log_line(event: &str, req_path: &str, fields: &[(&str, &str)]) -> String {
     let mut m = serde_json::Map::new();
@@ -53,6 +55,31 @@ pub(super) fn unauthenticated(req: &Request, response: Response) -> Step {
         Some((
             Level::Info,
             log_line("unauthenticated", req.path_only(), &[]),
+        )),
+    )
+}
+
+/// Authenticated, but the access rules do not admit the user: a page for browsers, a bare
+/// 403 for API clients.
+pub(super) fn forbidden(config: &Config, req: &Request, denied: Denied, email: &str) -> Step {
+    let response = if req.is_browser() {
+        error_page(
+            &config.proxy_prefix,
+            403,
+            "You are not allowed to access this application.",
+        )
+    } else {
+        json_error(403, "forbidden")
+    };
+    respond_step(
+        response,
+        Some((
+            Level::Info,
+            log_line(
+                "forbidden",
+                req.path_only(),
+                &[("reason", denied.reason()), ("email", email)],
+            ),
         )),
     )
 }

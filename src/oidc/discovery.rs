@@ -95,7 +95,7 @@ impl Discovery {
 }
 
 /// Exact match, except that configs commonly differ from the provider by a trailing slash.
-fn issuer_matches(actual: &str, expected: &str) -> bool {
+pub fn issuer_matches(actual: &str, expected: &str) -> bool {
     actual == expected
         || actual.strip_suffix('/') == Some(expected)
         || expected.strip_suffix('/') == Some(actual)

@@ -1,6 +1,6 @@
-//! ID token validation (OIDC Core 1.0, 3.1.3.7) on top of JWS verification.
+//! ID token and bearer JWT validation (OIDC Core 1.0, 3.1.3.7; RFC 9068 for access tokens)
+//! on top of JWS verification. What the claims say about the user is read in `claims`.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::jwks::Jwks;
@@ -9,71 +9,74 @@ use super::{ct_eq, jwt, JwtError};
 /// Clock skew tolerated between us and the provider.
 pub const DEFAULT_SKEW: u64 = 60;
 
-/// What an ID token must satisfy for this login attempt.
+/// What a token must satisfy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdTokenRules<'a> {
     /// The provider's issuer as published in discovery; compared exactly.
     pub issuer: &'a str,
-    pub client_id: &'a str,
-    /// The nonce bound to this login attempt; `None` skips the check (e.g. refresh).
+    /// `aud` must name one of these. The first is our client id: with several audiences an
+    /// ID token's `azp` must name it.
+    pub audiences: &'a [String],
+    /// The nonce bound to this login attempt; `None` skips the check (bearer tokens).
     pub nonce: Option<&'a str>,
     /// Unix seconds.
     pub now: u64,
     pub skew: u64,
-    /// Claim holding group names; a dotted path (`realm_access.roles`) is followed when no
-    /// top-level claim has that exact name.
-    pub groups_claim: &'a str,
-    pub email_claim: &'a str,
+    /// An ID token from our own login (`iat` and the `azp` rule required), or a bearer JWT
+    /// a machine client presents (RFC 9068 access tokens need neither).
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    IdToken,
+    Bearer,
 }
 
 impl<'a> IdTokenRules<'a> {
-    /// Rules with the usual defaults: no nonce, [`DEFAULT_SKEW`], `groups`, `email`.
-    pub fn new(issuer: &'a str, client_id: &'a str, now: u64) -> Self {
+    /// Rules for an ID token with the usual defaults: no nonce, [`DEFAULT_SKEW`].
+    pub fn new(issuer: &'a str, audiences: &'a [String], now: u64) -> Self {
         IdTokenRules {
             issuer,
-            client_id,
+            audiences,
             nonce: None,
             now,
             skew: DEFAULT_SKEW,
-            groups_claim: "groups",
-            email_claim: "email",
+            kind: Kind::IdToken,
         }
     }
 }
 
-/// The identity facts the gate uses, plus every claim for header mapping.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IdClaims {
+/// A token whose signature and registered claims checked out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
     pub sub: String,
-    pub email: Option<String>,
-    pub email_verified: Option<bool>,
-    pub preferred_username: Option<String>,
-    pub name: Option<String>,
-    pub groups: Vec<String>,
     pub exp: u64,
-    pub iat: u64,
-    pub all: Map<String, Value>,
+    pub claims: Map<String, Value>,
 }
 
 pub fn validate_id_token(
     token: &str,
     jwks: &Jwks,
     rules: &IdTokenRules,
-) -> Result<IdClaims, JwtError> {
+) -> Result<Verified, JwtError> {
     let all = jwt::verify(token, jwks)?;
 
     let iss = required_str(&all, "iss")?;
     if iss != rules.issuer {
         return Err(JwtError::BadIssuer);
     }
-    check_audience(&all, rules.client_id)?;
+    check_audience(&all, rules)?;
 
     let exp = required_time(&all, "exp")?;
-    let iat = required_time(&all, "iat")?;
     if exp.saturating_add(rules.skew) <= rules.now {
         return Err(JwtError::Expired);
     }
-    if iat > rules.now.saturating_add(rules.skew) {
+    let iat = match (rules.kind, all.contains_key("iat")) {
+        (Kind::Bearer, false) => None,
+        _ => Some(required_time(&all, "iat")?),
+    };
+    if iat.is_some_and(|iat| iat > rules.now.saturating_add(rules.skew)) {
         return Err(JwtError::IssuedInFuture);
     }
     if all.contains_key("nbf") {
@@ -97,25 +100,14 @@ pub fn validate_id_token(
     if sub.is_empty() {
         return Err(JwtError::InvalidClaim("sub"));
     }
-
-    Ok(IdClaims {
+    Ok(Verified {
         sub: sub.to_owned(),
-        email: claim(&all, rules.email_claim)
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        email_verified: all.get("email_verified").and_then(loose_bool),
-        preferred_username: optional_str(&all, "preferred_username"),
-        name: optional_str(&all, "name"),
-        groups: claim(&all, rules.groups_claim)
-            .map(string_list)
-            .unwrap_or_default(),
         exp,
-        iat,
-        all,
+        claims: all,
     })
 }
 
-fn check_audience(all: &Map<String, Value>, client_id: &str) -> Result<(), JwtError> {
+fn check_audience(all: &Map<String, Value>, rules: &IdTokenRules) -> Result<(), JwtError> {
     let audiences: Vec<&str> = match all.get("aud") {
         None => return Err(JwtError::MissingClaim("aud")),
         Some(Value::String(s)) => vec![s.as_str()],
@@ -125,10 +117,17 @@ fn check_audience(all: &Map<String, Value>, client_id: &str) -> Result<(), JwtEr
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(JwtError::InvalidClaim("aud")),
     };
-    if !audiences.contains(&client_id) {
+    if !audiences
+        .iter()
+        .any(|a| rules.audiences.iter().any(|ours| ours == a))
+    {
         return Err(JwtError::BadAudience);
     }
+    if rules.kind == Kind::Bearer {
+        return Ok(());
+    }
     // With several audiences, azp is what says the token was issued *to us* (3.1.3.7 #4-5).
+    let client_id = rules.audiences.first().map_or("", String::as_str);
     match all.get("azp") {
         Some(azp) if azp.as_str() != Some(client_id) => Err(JwtError::BadAzp),
         None if audiences.len() > 1 => Err(JwtError::BadAzp),
@@ -143,10 +142,6 @@ fn required_str<'m>(all: &'m Map<String, Value>, name: &'static str) -> Result<&
     }
 }
 
-fn optional_str(all: &Map<String, Value>, name: &str) -> Option<String> {
-    all.get(name).and_then(Value::as_str).map(str::to_owned)
-}
-
 /// NumericDate may legally be fractional (RFC 7519 2); sub-second precision is irrelevant.
 fn required_time(all: &Map<String, Value>, name: &'static str) -> Result<u64, JwtError> {
     let v = all.get(name).ok_or(JwtError::MissingClaim(name))?;
@@ -159,39 +154,6 @@ fn required_time(all: &Map<String, Value>, name: &'static str) -> Result<u64, Jw
     }
 }
 
-/// Claim names may themselves contain dots (namespaced URIs), so exact names win.
-fn claim<'m>(all: &'m Map<String, Value>, name: &str) -> Option<&'m Value> {
-    if let Some(v) = all.get(name) {
-        return Some(v);
-    }
-    let mut parts = name.split('.');
-    let first = all.get(parts.next()?)?;
-    parts.try_fold(first, |v, part| v.get(part))
-}
-
-/// Some providers (e.g. Cognito) send booleans as strings.
-fn loose_bool(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
-        _ => None,
-    }
-}
-
-/// Non-string entries are dropped: groups only ever grant access, so ignoring is safe.
-fn string_list(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(items) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,16 +162,30 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000;
 
+    fn ours() -> &'static [String] {
+        static AUD: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        AUD.get_or_init(|| vec![CLIENT_ID.to_string(), "extra-aud".to_string()])
+    }
+
     fn rules() -> IdTokenRules<'static> {
         IdTokenRules {
             nonce: Some(NONCE),
-            ..IdTokenRules::new(ISSUER, CLIENT_ID, NOW)
+            ..IdTokenRules::new(ISSUER, ours(), NOW)
         }
     }
 
-    fn check(claims: &Value) -> Result<IdClaims, JwtError> {
+    fn check(claims: &Value) -> Result<Verified, JwtError> {
         let token = testkeys::sign_rs256(Some("rsa1"), claims);
         validate_id_token(&token, &testkeys::jwks(), &rules())
+    }
+
+    fn check_bearer(claims: &Value) -> Result<Verified, JwtError> {
+        let token = testkeys::sign_rs256(Some("rsa1"), claims);
+        let r = IdTokenRules {
+            kind: Kind::Bearer,
+            ..IdTokenRules::new(ISSUER, ours(), NOW)
+        };
+        validate_id_token(&token, &testkeys::jwks(), &r)
     }
 
     fn with(changes: Value) -> Value {
@@ -234,13 +210,8 @@ mod tests {
         ] {
             let got = validate_id_token(&token, &testkeys::jwks(), &rules()).unwrap();
             assert_eq!(got.sub, "user-123");
-            assert_eq!(got.email.as_deref(), Some("alice@example.com"));
-            assert_eq!(got.email_verified, Some(true));
-            assert_eq!(got.preferred_username.as_deref(), Some("alice"));
-            assert_eq!(got.name.as_deref(), Some("Alice Example"));
-            assert_eq!(got.groups, vec!["admins", "devs"]);
-            assert_eq!((got.iat, got.exp), (NOW, NOW + 300));
-            assert_eq!(got.all.get("iss"), Some(&json!(ISSUER)));
+            assert_eq!(got.exp, NOW + 300);
+            assert_eq!(got.claims.get("iss"), Some(&json!(ISSUER)));
         }
     }
 
@@ -286,6 +257,39 @@ mod tests {
             Err(JwtError::InvalidClaim("aud"))
         );
         assert!(check(&with(json!({"aud": [CLIENT_ID]}))).is_ok());
+        // oidc_extra_audiences: another audience we accept, issued to us (azp).
+        assert!(check(&with(json!({"aud": "extra-aud"}))).is_ok());
+        assert_eq!(
+            check(&with(json!({"aud": "extra-aud", "azp": "extra-aud"}))),
+            Err(JwtError::BadAzp)
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_need_no_iat_nonce_or_azp() {
+        let claims = with(json!({"iat": null, "nonce": null, "azp": "machine"}));
+        assert!(check_bearer(&claims).is_ok());
+        assert_eq!(check(&claims), Err(JwtError::BadAzp));
+        let claims = with(json!({"iat": null}));
+        assert_eq!(check(&claims), Err(JwtError::MissingClaim("iat")));
+        for (change, expected) in [
+            (json!({"aud": "someone-else"}), JwtError::BadAudience),
+            (
+                json!({"iss": "https://evil.example.com"}),
+                JwtError::BadIssuer,
+            ),
+            (json!({"exp": NOW - 61}), JwtError::Expired),
+            (json!({"exp": null}), JwtError::MissingClaim("exp")),
+            (json!({"nbf": NOW + 120}), JwtError::NotYetValid),
+            (json!({"iat": NOW + 120}), JwtError::IssuedInFuture),
+            (json!({"sub": ""}), JwtError::InvalidClaim("sub")),
+        ] {
+            assert_eq!(
+                check_bearer(&with(change.clone())),
+                Err(expected),
+                "{change}"
+            );
+        }
     }
 
     #[test]
@@ -364,7 +368,7 @@ mod tests {
         );
         assert_eq!(check(&with(json!({"nonce": 1}))), Err(JwtError::BadNonce));
         let token = testkeys::sign_rs256(Some("rsa1"), &with(json!({"nonce": null})));
-        let no_nonce = IdTokenRules::new(ISSUER, CLIENT_ID, NOW);
+        let no_nonce = IdTokenRules::new(ISSUER, ours(), NOW);
         assert!(validate_id_token(&token, &testkeys::jwks(), &no_nonce).is_ok());
     }
 
@@ -377,41 +381,6 @@ mod tests {
         assert_eq!(
             check(&with(json!({"sub": ""}))),
             Err(JwtError::InvalidClaim("sub"))
-        );
-    }
-
-    #[test]
-    fn configurable_groups_and_email_claims() {
-        let claims = with(json!({
-            "groups": null,
-            "roles": "solo",
-            "upn": "alice@corp",
-            "realm_access": {"roles": ["r1", 2, "r2"]},
-            "https://ns.example/groups": ["ns"],
-            "email_verified": "false",
-        }));
-        let token = testkeys::sign_rs256(Some("rsa1"), &claims);
-        let jwks = testkeys::jwks();
-        let mut r = rules();
-        let got = validate_id_token(&token, &jwks, &r).unwrap();
-        assert!(got.groups.is_empty());
-        assert_eq!(got.email_verified, Some(false));
-
-        r.groups_claim = "roles";
-        r.email_claim = "upn";
-        let got = validate_id_token(&token, &jwks, &r).unwrap();
-        assert_eq!(got.groups, vec!["solo"]);
-        assert_eq!(got.email.as_deref(), Some("alice@corp"));
-
-        r.groups_claim = "realm_access.roles";
-        assert_eq!(
-            validate_id_token(&token, &jwks, &r).unwrap().groups,
-            vec!["r1", "r2"]
-        );
-        r.groups_claim = "https://ns.example/groups";
-        assert_eq!(
-            validate_id_token(&token, &jwks, &r).unwrap().groups,
-            vec!["ns"]
         );
     }
 }

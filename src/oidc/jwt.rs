@@ -121,6 +121,25 @@ pub fn verify(token: &str, jwks: &Jwks) -> Result<Map<String, Value>, JwtError> 
     decode_object(payload_b64)
 }
 
+/// The `iss` a token claims, read WITHOUT verifying anything: only to pick which issuer's
+/// keys to verify it with. Nothing else may be decided from it.
+pub fn unverified_issuer(token: &str) -> Result<String, JwtError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(JwtError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Malformed);
+    };
+    decode_object(payload)?
+        .get("iss")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or(JwtError::MissingClaim("iss"))
+}
+
 fn select_keys<'a>(jwks: &'a Jwks, kid: Option<&str>, alg: Alg) -> Result<Vec<&'a Jwk>, JwtError> {
     let allows = |k: &&Jwk| alg.fits(&k.key) && k.alg.is_none_or(|a| a == alg);
     match kid {
@@ -361,6 +380,23 @@ mod tests {
     fn unknown_kid() {
         let token = testkeys::sign_rs256(Some("rotated"), &claims());
         assert_eq!(verify(&token, &jwks()), Err(JwtError::UnknownKid));
+    }
+
+    #[test]
+    fn unverified_issuer_is_only_read() {
+        let token = testkeys::sign_rs256(Some("rsa1"), &claims());
+        assert_eq!(
+            unverified_issuer(&token).unwrap(),
+            "https://idp.example.com"
+        );
+        let no_iss = testkeys::sign_rs256(Some("rsa1"), &json!({"sub": "a"}));
+        assert_eq!(
+            unverified_issuer(&no_iss),
+            Err(JwtError::MissingClaim("iss"))
+        );
+        for bad in ["", "a.b", "a.b.c.d", "x.!!!.y", "x.W10.y"] {
+            assert!(unverified_issuer(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+pub mod claims;
 pub mod discovery;
 pub mod id_token;
 pub mod jwks;
@@ -14,10 +15,11 @@ pub mod token;
 #[cfg(test)]
 pub(crate) mod testkeys;
 
-pub use discovery::{discovery_url, target, well_known_path, Discovery, Target};
-pub use id_token::{validate_id_token, IdClaims, IdTokenRules};
+pub use claims::{identity, ClaimNames, Identity};
+pub use discovery::{discovery_url, issuer_matches, target, well_known_path, Discovery, Target};
+pub use id_token::{validate_id_token, IdTokenRules, Kind, Verified};
 pub use jwks::Jwks;
-pub use jwt::{verify, Alg};
+pub use jwt::{unverified_issuer, verify, Alg};
 pub use token::{code_exchange, parse_token_response, ClientAuth, TokenRequest, TokenResponse};
 
 /// Upper bound for discovery / JWKS / token-endpoint bodies; real ones are a few KiB, so

@@ -1,0 +1,106 @@
+//! oauth2-proxy's `skip_jwt_bearer_tokens`: a machine client's `Authorization: Bearer <jwt>`
+//! signed by the login issuer or one of `extra_jwt_issuers` stands in for a session, after
+//! the same checks as an ID token (signature with the issuer's keys, `iss`, `aud`, expiry)
+//! and the same access rules. A verified token is cached by its exact value until it
+//! expires, so a repeated token never pays for the signature again.
+
+use super::respond::{json, log_line, respond_step};
+use super::{Admitted, Context, Request, Response, Step};
+use crate::config::Config;
+use crate::oidc::{self, ClaimNames, IdTokenRules, JwtError, Kind};
+use crate::session::Session;
+use std::rc::Rc;
+
+pub(super) enum Outcome {
+    Admitted(Rc<Admitted>),
+    /// The token names this issuer, whose metadata is not loaded yet.
+    NeedProvider(usize),
+    /// Signed with a key this issuer's JWKS does not have (yet).
+    NeedKeys(usize),
+    Invalid(JwtError),
+}
+
+pub(super) fn verify(cx: &mut Context, token: &str, now: u64, keys_refreshed: bool) -> Outcome {
+    if let Some(hit) = cx.bearers.get(token, now) {
+        return Outcome::Admitted(hit);
+    }
+    let config = cx.config;
+    let issuer = match oidc::unverified_issuer(token) {
+        Ok(iss) => iss,
+        Err(e) => return Outcome::Invalid(e),
+    };
+    let Some(id) = config
+        .issuers
+        .iter()
+        .position(|i| oidc::issuer_matches(&issuer, &i.url))
+    else {
+        return Outcome::Invalid(JwtError::BadIssuer);
+    };
+    let (Some(provider), Some(configured)) = (cx.providers.get(id), config.issuers.get(id)) else {
+        return Outcome::NeedProvider(id);
+    };
+    let rules = IdTokenRules {
+        kind: Kind::Bearer,
+        ..IdTokenRules::new(&provider.discovery.issuer, &configured.audiences, now)
+    };
+    let verified = match oidc::validate_id_token(token, &provider.jwks, &rules) {
+        Ok(v) => v,
+        Err(JwtError::UnknownKid) if !keys_refreshed => return Outcome::NeedKeys(id),
+        Err(e) => return Outcome::Invalid(e),
+    };
+    let who = oidc::identity(
+        &verified,
+        &ClaimNames {
+            user: &config.user_id_claim,
+            email: &config.email_claim,
+            groups: &config.groups_claim,
+        },
+    );
+    let session = Session {
+        user: who.user,
+        email: who.email.unwrap_or_default(),
+        preferred_username: who.preferred_username.unwrap_or_default(),
+        email_verified: who.email_verified,
+        groups: who.groups,
+        roles: who.roles,
+        // As oauth2-proxy: the token itself is what the app receives as either token.
+        access_token: token.to_string(),
+        id_token: token.to_string(),
+        refresh_token: String::new(),
+        created_at: now,
+        expires_at: verified.exp,
+    };
+    let admitted = Rc::new(Admitted::new(config, session));
+    if verified.exp > now {
+        cx.bearers.insert(token, Rc::clone(&admitted));
+    }
+    Outcome::Admitted(admitted)
+}
+
+/// RFC 6750 3.1: a token that did not verify gets a 401 that says so.
+pub(super) fn refused(req: &Request, e: JwtError) -> Step {
+    let mut r = json(
+        401,
+        &serde_json::json!({"error": "invalid_token", "error_description": e.to_string()}),
+    );
+    r.headers.push((
+        "www-authenticate".into(),
+        "Bearer error=\"invalid_token\"".into(),
+    ));
+    let reason = e.to_string();
+    respond_step(
+        r,
+        Some((
+            super::Level::Info,
+            log_line("bearer_rejected", req.path_only(), &[("reason", &reason)]),
+        )),
+    )
+}
+
+/// A 401 without credentials tells a machine client that a bearer token would do.
+pub(super) fn challenge(config: &Config, mut r: Response) -> Response {
+    if config.skip_jwt_bearer_tokens {
+        r.headers.push(("www-authenticate".into(), "Bearer".into()));
+    }
+    r
+}
