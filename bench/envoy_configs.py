@@ -56,6 +56,8 @@ def bootstrap(port: int, admin: int, app_port: int, idp_port: int,
         "merge_slashes": True,
         # Chunked session cookies (several 4 KB cookies) must fit.
         "max_request_headers_kb": 96,
+        # As every config in the repo: underscore spellings of headers are refused.
+        "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
         "route_config": {
             "name": "local_route",
             "virtual_hosts": [{

@@ -39,6 +39,8 @@ pub struct StackBuilder {
     cookie_secret: String,
     secrets_via_env: bool,
     idp_env: Vec<(String, String)>,
+    envoy_defaults: bool,
+    extra_clusters: Vec<(String, u16)>,
 }
 
 pub struct Stack {
@@ -58,7 +60,22 @@ pub struct Stack {
     pub plugin_config: Value,
     pub envoy_yaml: PathBuf,
     pub dir: TempDir,
+    /// See [`StackBuilder::envoy_defaults`].
+    pub envoy_defaults: bool,
+    /// Extra plain-HTTP clusters on 127.0.0.1: (name, port).
+    pub extra_clusters: Vec<(String, u16)>,
 }
+
+/// The lines of `envoy/local.yaml.tmpl` that harden Envoy in front of the filter
+/// (path normalization, underscore headers refused). `envoy_defaults()` removes them, each
+/// by exact text, so a test shows what the filter holds on its own.
+const HARDENING_LINES: &[&str] = &[
+    "          normalize_path: true\n",
+    "          merge_slashes: true\n",
+    "          path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT\n",
+    "          common_http_protocol_options:\n",
+    "            headers_with_underscores_action: REJECT_REQUEST\n",
+];
 
 impl StackBuilder {
     /// Plugin config override; `Value::Null` removes a default key.
@@ -90,6 +107,19 @@ impl StackBuilder {
     }
     pub fn inline_secrets(mut self) -> Self {
         self.secrets_via_env = false;
+        self
+    }
+    /// Run Envoy with its own defaults instead of the template's hardening: no
+    /// `normalize_path`, no `merge_slashes`, escaped slashes kept, headers with underscores
+    /// allowed (as Istio's sidecars run). The filter must hold on its own.
+    pub fn envoy_defaults(mut self) -> Self {
+        self.envoy_defaults = true;
+        self
+    }
+    /// One more plain-HTTP cluster `name` to 127.0.0.1:`port` (e.g. an extra JWT issuer
+    /// named in the plugin's `idp_clusters`).
+    pub fn extra_cluster(mut self, name: &str, port: u16) -> Self {
+        self.extra_clusters.push((name.to_string(), port));
         self
     }
 
@@ -127,6 +157,8 @@ impl StackBuilder {
             plugin_config: Value::Null,
             envoy_yaml: PathBuf::new(),
             dir,
+            envoy_defaults: self.envoy_defaults,
+            extra_clusters: self.extra_clusters.clone(),
         };
 
         if let Idp::Node = self.idp {
@@ -235,6 +267,8 @@ impl Stack {
             cookie_secret: super::random_cookie_secret(),
             secrets_via_env: true,
             idp_env: Vec::new(),
+            envoy_defaults: false,
+            extra_clusters: Vec::new(),
         }
     }
 
@@ -264,7 +298,7 @@ impl Stack {
             .unwrap_or_else(|e| panic!("read {}: {e}", tmpl_path.display()));
         let q = |s: String| s.replace('\'', "''");
         let wasm = std::fs::canonicalize(&self.env.wasm).unwrap_or(self.env.wasm.clone());
-        render_template(
+        let mut yaml = render_template(
             &tmpl,
             &[
                 ("LISTEN_PORT", self.listen_port.to_string()),
@@ -277,7 +311,26 @@ impl Stack {
                     q(serde_json::to_string(&self.plugin_config).expect("json")),
                 ),
             ],
-        )
+        );
+        if self.envoy_defaults {
+            for line in HARDENING_LINES {
+                assert!(
+                    yaml.contains(line),
+                    "envoy/local.yaml.tmpl no longer has {line:?}: update HARDENING_LINES"
+                );
+                yaml = yaml.replacen(line, "", 1);
+            }
+        }
+        // The template ends with the clusters list.
+        for (name, port) in &self.extra_clusters {
+            yaml.push_str(&format!(
+                "  - name: {name}\n    type: STATIC\n    connect_timeout: 2s\n    \
+                 load_assignment:\n      cluster_name: {name}\n      endpoints:\n      \
+                 - lb_endpoints:\n        - endpoint:\n            address:\n              \
+                 socket_address: {{ address: 127.0.0.1, port_value: {port} }}\n"
+            ));
+        }
+        yaml
     }
 
     /// Spawn Envoy (without waiting).
