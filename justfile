@@ -103,10 +103,17 @@ lint:
     cargo clippy --all-targets -- -D warnings
     cargo clippy --lib --target wasm32-wasip1 --release -- -D warnings
 
-# Unit tests of the library, and the Istio resources in wasmplugin/ against Istio's CRD.
+# Unit tests of the library, the property-based fuzz targets (briefly), and the Istio
+# resources in wasmplugin/ against Istio's CRD.
 unit:
     cargo test --lib
+    cargo test --test properties
     cargo test --test manifests
+
+# Property-based fuzzing (stable Rust): every target in tests/properties.rs with fresh seeds
+# until SECONDS (default 600, shared between the targets) are spent. `just fuzz 3600`.
+fuzz SECONDS="600":
+    FUZZ_SECONDS={{SECONDS}} cargo test --release --test properties -- --nocapture --test-threads 2
 
 # Validate every Envoy config in envoy/ with `envoy --mode validate` and the real filter
 # (the sidecar files as written, the demo template rendered with demo/config.json).
@@ -118,7 +125,7 @@ check-envoy: setup build
 # sidecar configs in envoy/ (TLS IdP, remote .wasm).
 e2e: setup build
     WOP_ENVOY="{{root}}/{{envoy}}" WOP_WASM="{{root}}/{{wasm}}" WOP_ROOT="{{root}}" \
-        cargo test --test e2e --test sidecar -- --test-threads 2
+        cargo test --test e2e --test sidecar --test redirects -- --test-threads 2
 
 # Everything CI runs: setup, lint, unit, build, check-envoy, e2e, the OCI registry round
 # trip and the reproducible-build check (prints the time).

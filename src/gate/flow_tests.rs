@@ -571,3 +571,5 @@ fn skip_auth_routes_pass_without_a_session_but_never_with_spoofed_identity() {
         Decision::Continue { .. }
     ));
 }
+
+mod access;

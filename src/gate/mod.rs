@@ -195,7 +195,7 @@ fn decide_request(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed
         return respond_step(text(200, "OK"), None);
     }
     if let Some(endpoint) = path.strip_prefix(prefix).and_then(|p| p.strip_prefix('/')) {
-        let rd = req.query("rd");
+        let rd = login::requested_return(req);
         let now = env.now;
         let who = |cx: &mut Context| identify(cx, req, &cookies, now, keys_refreshed);
         return match endpoint {

@@ -89,8 +89,8 @@ impl Request {
     /// more than one `Authorization` header (ambiguous, so never valid) or the token is empty.
     pub(super) fn bearer_token(&self) -> Option<&str> {
         let mut all = self.all("authorization");
-        let first = all.next()?;
-        let (scheme, token) = first.trim().split_once(' ')?;
+        let first = all.next()?.trim();
+        let (scheme, token) = first.split_once(' ').unwrap_or((first, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
             return None;
         }
