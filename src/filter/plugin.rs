@@ -25,6 +25,10 @@ use std::time::Duration;
 const IDLE_TICK: Duration = Duration::from_secs(5);
 /// Ticks while a load is wanted right away.
 const EAGER_TICK: Duration = Duration::from_millis(1);
+/// Bounds on the requests parked while an issuer's metadata or keys load: a flood of tokens
+/// naming an unknown `kid` (each holding up to a whole header map) must not grow the VM.
+const MAX_PARKED: usize = 1024;
+const MAX_PARKED_BYTES: usize = 8 << 20;
 
 enum Load {
     Idle,
@@ -60,9 +64,29 @@ struct Plugin {
     bearers: Cache<Admitted>,
 }
 
+impl Wait {
+    fn weight(&self) -> usize {
+        match self {
+            Wait::Decide(req) => req.weight(),
+            Wait::Keys(pending) => pending.weight(),
+        }
+    }
+}
+
 impl Plugin {
     fn loading(&mut self, issuer: usize) -> Option<&mut Loading> {
         self.loading.get_mut(issuer)
+    }
+
+    /// Parks `stream` until `issuer` loads; `false` (nothing parked) when the bounds are hit.
+    fn park(&mut self, stream: u32, issuer: usize, wait: Wait) -> bool {
+        let held: usize = self.waiters.iter().map(|(_, _, w)| w.weight()).sum();
+        if self.waiters.len() >= MAX_PARKED || held + wait.weight() > MAX_PARKED_BYTES {
+            return false;
+        }
+        self.waiters.push((stream, issuer, wait));
+        host::set_tick(EAGER_TICK);
+        true
     }
 
     fn issuer_url(&self, issuer: usize) -> Option<String> {
@@ -308,15 +332,15 @@ fn carry_out(
                 .loading(issuer)
                 .and_then(|l| l.failed_at)
                 .is_some_and(|t| now.saturating_sub(t) < RETRY_SECS);
-            match req {
+            let parked = match req {
                 Some(req) if !recently_failed && plugin.loading(issuer).is_some() => {
-                    plugin.waiters.push((stream, issuer, Wait::Decide(req)));
-                    host::set_tick(EAGER_TICK);
+                    plugin.park(stream, issuer, Wait::Decide(req))
                 }
-                _ => {
-                    host::log(Level::Warn, "{\"event\":\"provider_unavailable\"}");
-                    host::send_response(&unavailable(503));
-                }
+                _ => false,
+            };
+            if !parked {
+                host::log(Level::Warn, "{\"event\":\"provider_unavailable\"}");
+                host::send_response(&unavailable(503));
             }
             Action::Pause
         }
@@ -353,8 +377,10 @@ fn carry_out(
                 let step = resume_with(plugin, pending.0, None, true);
                 return carry_out(vm, root, stream, step, None, false, resumed);
             }
-            plugin.waiters.push((stream, issuer, Wait::Keys(pending.0)));
-            host::set_tick(EAGER_TICK);
+            if !plugin.park(stream, issuer, Wait::Keys(pending.0)) {
+                host::log(Level::Warn, "{\"event\":\"provider_unavailable\"}");
+                host::send_response(&unavailable(503));
+            }
             Action::Pause
         }
     }

@@ -72,6 +72,21 @@ pub enum Pending {
     Bearer(Box<Request>),
 }
 
+impl Pending {
+    /// Bytes held, for bounding what waits while keys are fetched.
+    pub fn weight(&self) -> usize {
+        match self {
+            Pending::Token(_) => 1024,
+            Pending::Keys(_, t) => {
+                1024 + t.access_token.len()
+                    + t.id_token.len()
+                    + t.refresh_token.as_ref().map_or(0, String::len)
+            }
+            Pending::Bearer(req) => req.weight(),
+        }
+    }
+}
+
 /// The facts about a callback request that outlive the request headers.
 #[derive(Debug, Clone)]
 pub struct Callback {

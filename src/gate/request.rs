@@ -8,6 +8,14 @@ pub struct Request {
 }
 
 impl Request {
+    /// Bytes held, for bounding the requests parked while metadata loads.
+    pub fn weight(&self) -> usize {
+        self.headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 48)
+            .sum()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
