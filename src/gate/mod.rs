@@ -32,6 +32,9 @@ pub const SESSION_CACHE_BYTES: usize = 8 << 20;
 pub const BEARER_CACHE_ENTRIES: usize = 1024;
 pub const BEARER_CACHE_BYTES: usize = 4 << 20;
 
+/// No clock that works reads earlier than 2020-01-01.
+const SANE_TIME: u64 = 1_577_836_800;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
@@ -202,6 +205,11 @@ pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
 /// means the token is not from its issuer.
 fn decide_request(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: bool) -> Step {
     let config = cx.config;
+    // What a failed host call looks like, should an adapter ever pass it on: a clock at 0
+    // would make every session unexpired, an empty header map an anonymous `GET /`.
+    if env.now < SANE_TIME || req.header(":method").is_none() || req.header(":path").is_none() {
+        return login::internal_error(config, req.path_only(), "host_failure");
+    }
     let prefix = config.proxy_prefix.as_str();
     let path = req.path_only();
     let cookies = cookie::parse(req.all("cookie"));

@@ -424,3 +424,22 @@ fn a_chunk_flood_is_ignored_and_not_echoed() {
         .count();
     assert_eq!(cleared, crate::cookie::MAX_CHUNKS);
 }
+
+#[test]
+fn a_failed_clock_or_header_read_is_a_500_never_a_pass() {
+    let mut w = World::new();
+    let jar = logged_in(&mut w);
+    w.config.skip_auth_routes = vec![crate::routes::SkipRoute::parse("^/").unwrap()];
+    w.now = 0;
+    let r = respond(w.decide(&get("/x", &[("cookie", &jar)])));
+    assert_eq!(
+        r.status, 500,
+        "a clock at 0 must not make the session valid"
+    );
+    w.now = NOW;
+    assert_eq!(respond(w.decide(&Request::default())).status, 500);
+    let no_path = Request {
+        headers: vec![(":method".into(), "GET".into())],
+    };
+    assert_eq!(respond(w.decide(&no_path)).status, 500);
+}
