@@ -21,10 +21,21 @@
 // Clients: $IDP_CLIENT_ID (client_secret_basic) and $IDP_CLIENT_ID-post
 // (client_secret_post), same secret and redirect URIs.
 //
-// Users (login / password): john/john, jane/jane, bigjohn/bigjohn (150
-// groups, so its session must be split into several cookies), groups50/groups50
-// (exactly 50 groups: the benchmark's "cookie size with 50 groups") and
-// unverified/unverified (email_verified false).
+// Users (login / password, which is always the login):
+//   john        john@example.com, groups developers
+//   jane        jane@other.org, groups staff, realm role auditor
+//   bigjohn     bigjohn@example.com, 150 groups (its session must be split into
+//               several cookies)
+//   groups50    groups50@example.com, exactly 50 groups (the benchmark's "cookie
+//               size with 50 groups")
+//   unverified  unverified@example.com with email_verified false, groups developers
+//   alice       alice@example.com, groups staff, client role viewer
+//   bob         bob@example.com, groups staff, no roles
+//   mallory     mallory@evil.org, groups developers
+//   twoat       evil@evil.org@example.com (two `@`), groups developers
+// Roles are Keycloak-shaped claims in the ID token, present only for users that
+// have some: realm_access: {roles: [...]} and resource_access: {$IDP_CLIENT_ID:
+// {roles: [...]}}.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -93,6 +104,7 @@ const USERS = new Map(
       name: 'Jane Roe',
       preferred_username: 'jane',
       groups: ['staff'],
+      realmRoles: ['auditor'],
     },
     {
       sub: 'bigjohn',
@@ -121,6 +133,43 @@ const USERS = new Map(
       preferred_username: 'unverified',
       groups: ['developers'],
     },
+    {
+      sub: 'alice',
+      password: 'alice',
+      email: 'alice@example.com',
+      email_verified: true,
+      name: 'Alice Liddell',
+      preferred_username: 'alice',
+      groups: ['staff'],
+      clientRoles: ['viewer'],
+    },
+    {
+      sub: 'bob',
+      password: 'bob',
+      email: 'bob@example.com',
+      email_verified: true,
+      name: 'Bob Builder',
+      preferred_username: 'bob',
+      groups: ['staff'],
+    },
+    {
+      sub: 'mallory',
+      password: 'mallory',
+      email: 'mallory@evil.org',
+      email_verified: true,
+      name: 'Mallory Malice',
+      preferred_username: 'mallory',
+      groups: ['developers'],
+    },
+    {
+      sub: 'twoat',
+      password: 'twoat',
+      email: 'evil@evil.org@example.com',
+      email_verified: true,
+      name: 'Two At',
+      preferred_username: 'twoat',
+      groups: ['developers'],
+    },
   ].map((u) => [u.sub, u]),
 );
 
@@ -145,8 +194,14 @@ async function findAccount(_ctx, id) {
     accountId: id,
     // eslint-disable-next-line no-unused-vars
     async claims(_use, _scope, _claims, _rejected) {
-      const { password, ...claims } = user;
-      return { ...claims, groups: [...user.groups] };
+      const {
+        password, realmRoles = [], clientRoles = [], ...claims
+      } = user;
+      // Keycloak's shape; left out for users without roles, so their tokens stay as they were.
+      const roles = {};
+      if (realmRoles.length) roles.realm_access = { roles: [...realmRoles] };
+      if (clientRoles.length) roles.resource_access = { [CLIENT_ID]: { roles: [...clientRoles] } };
+      return { ...claims, groups: [...user.groups], ...roles };
     },
   };
 }
@@ -193,7 +248,7 @@ const configuration = {
   jwks: { keys: signingKeys() },
   findAccount,
   claims: {
-    openid: ['sub', 'groups'],
+    openid: ['sub', 'groups', 'realm_access', 'resource_access'],
     email: ['email', 'email_verified'],
     profile: ['name', 'preferred_username'],
     groups: ['groups'],
@@ -326,7 +381,7 @@ ${error ? `<p class="error" id="error">${esc(error)}</p>` : ''}
 <form method="post" action="/interaction/${esc(uid)}/abort">
 <button type="submit">Cancel</button>
 </form>
-<p class="muted">Demo users: john / john, jane / jane, bigjohn / bigjohn</p>`);
+<p class="muted">Demo users: john / john, jane / jane, bigjohn / bigjohn, alice / alice, bob / bob</p>`);
 }
 
 function consentPage(uid, { clientId, accountId, scopes, claims }) {

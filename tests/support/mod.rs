@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod bad_op;
+pub mod checks;
 pub mod html;
 pub mod http;
 pub mod jwt;
