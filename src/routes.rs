@@ -40,6 +40,14 @@ impl SkipRoute {
         })
     }
 
+    /// An entry of oauth2-proxy's older `skip_auth_regex`: a path regex for any method.
+    pub fn any_method(pattern: &str) -> Result<SkipRoute, String> {
+        Ok(SkipRoute {
+            method: Method::Any,
+            path: regex(pattern)?,
+        })
+    }
+
     fn matches(&self, method: &str, path: &str) -> bool {
         let method_ok = match &self.method {
             Method::Any => true,
@@ -149,6 +157,12 @@ mod tests {
         ] {
             assert!(!skips(&r, false, "GET", p), "{p}");
         }
+    }
+
+    #[test]
+    fn skip_auth_regex_entries_are_paths_only() {
+        let r = vec![SkipRoute::any_method("^/GET=x$").unwrap()];
+        assert!(skips(&r, false, "POST", "/GET=x"));
     }
 
     #[test]

@@ -53,6 +53,7 @@ const KNOWN_KEYS: &[&str] = &[
     "insecure_oidc_allow_unverified_email",
     "token_endpoint_auth_method",
     "skip_auth_routes",
+    "skip_auth_regex",
     "skip_auth_preflight",
     "skip_auth_strip_headers",
     "api_routes",
@@ -288,8 +289,13 @@ impl Config {
             email_claim: r.string_or("oidc_email_claim", "email")?,
             groups_claim: r.string_or("oidc_groups_claim", "groups")?,
             user_id_claim: r.string_or("user_id_claim", "email")?,
-            // JSON lists only: regexes may hold commas.
-            skip_auth_routes: r.parsed_list("skip_auth_routes", SkipRoute::parse)?,
+            // JSON lists only: regexes may hold commas. oauth2-proxy's older
+            // `skip_auth_regex` (paths, any method) adds to them.
+            skip_auth_routes: [
+                r.parsed_list("skip_auth_routes", SkipRoute::parse)?,
+                r.parsed_list("skip_auth_regex", SkipRoute::any_method)?,
+            ]
+            .concat(),
             skip_auth_preflight: r.bool("skip_auth_preflight", false)?,
             api_routes: r.parsed_list("api_routes", ApiRoute::parse)?,
             reverse_proxy: r.bool("reverse_proxy", false)?,
@@ -492,6 +498,7 @@ mod tests {
             ("skip_auth_routes", serde_json::json!([7])),
             ("skip_auth_preflight", serde_json::json!("yes")),
             ("skip_auth_routes", serde_json::json!(["GET!="])),
+            ("skip_auth_regex", serde_json::json!(["("])),
             ("api_routes", serde_json::json!(["("])),
             ("api_routes", serde_json::json!("^/api/")),
             ("skip_auth_strip_headers", serde_json::json!(false)),
@@ -554,6 +561,7 @@ mod tests {
                 "skip_auth_routes",
                 serde_json::json!(["GET=^/public/", "POST!=^/hook$", "^/a,b$"]),
             ),
+            ("skip_auth_regex", serde_json::json!(["^/legacy/"])),
             ("skip_auth_preflight", serde_json::json!(true)),
             ("skip_auth_strip_headers", serde_json::json!(true)),
             ("api_routes", serde_json::json!(["^/api/"])),
@@ -585,7 +593,7 @@ mod tests {
         );
         assert_eq!(c.rules.authenticated_emails, ["jane@other.org"]);
         assert_eq!(c.rules.allowed_groups, ["developers", "ops"]);
-        assert_eq!(c.skip_auth_routes.len(), 3);
+        assert_eq!(c.skip_auth_routes.len(), 4);
         assert_eq!(c.issuers.len(), 3);
         assert_eq!(c.issuers[0].audiences, ["app", "aud2"]);
         assert_eq!(c.issuers[1].url, "https://machines.example/realms/x");
