@@ -125,7 +125,7 @@ check-envoy: setup build
 # sidecar configs in envoy/ (TLS IdP, remote .wasm).
 e2e: setup build
     WOP_ENVOY="{{root}}/{{envoy}}" WOP_WASM="{{root}}/{{wasm}}" WOP_ROOT="{{root}}" \
-        cargo test --test e2e --test sidecar --test redirects --test policy --test hardening -- --test-threads 2
+        cargo test --test e2e --test sidecar --test redirects --test policy --test hardening --test bearer -- --test-threads 2
 
 # Everything CI runs: setup, lint, unit, build, check-envoy, e2e, the OCI registry round
 # trip and the reproducible-build check (prints the time).
@@ -230,3 +230,10 @@ bench-trivial:
 bench: bench-setup build bench-trivial
     cargo bench --bench core
     python3 -m bench.run --command "just bench"
+
+# One Envoy with the filter under 100,000-request phases (sign-out churn, forged cookies,
+# forged and valid bearer tokens); fails when its RSS grows more than the cache bounds + 8 MB.
+# Flags go to `python3 -m bench.soak`, e.g. `--before-wasm PATH` (phase (a) on another build).
+# Memory soak, writes bench/results/soak-memory.md (about 5 minutes).
+soak-memory *FLAGS: bench-setup build
+    python3 -m bench.soak --command "just soak-memory {{FLAGS}}" {{FLAGS}}

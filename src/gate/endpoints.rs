@@ -32,7 +32,7 @@ pub(super) fn sign_out(
 }
 
 /// oauth2-proxy's `/oauth2/userinfo`: who the session (or bearer token) is, as JSON.
-pub(super) fn userinfo(req: &Request, who: Who) -> Step {
+pub(super) fn userinfo(config: &Config, req: &Request, who: Who) -> Step {
     match who {
         Who::Known(a) => match a.verdict {
             Ok(()) => respond_step(
@@ -50,7 +50,11 @@ pub(super) fn userinfo(req: &Request, who: Who) -> Step {
             Err(_) => respond_step(json_error(403, "forbidden"), None),
         },
         Who::Pause(step) => *step,
-        Who::Nobody(_) => unauthenticated(req, json_error(401, "unauthorized")),
+        Who::Nobody(Some(e)) => bearer::refused(req, e),
+        Who::Nobody(None) => unauthenticated(
+            req,
+            bearer::challenge(config, json_error(401, "unauthorized")),
+        ),
     }
 }
 
@@ -86,6 +90,9 @@ pub(super) fn auth(config: &Config, req: &Request, who: Who) -> Step {
             }
         }
         Who::Pause(step) => *step,
-        Who::Nobody(_) => unauthenticated(req, text(401, "Unauthorized")),
+        Who::Nobody(Some(e)) => bearer::refused(req, e),
+        Who::Nobody(None) => {
+            unauthenticated(req, bearer::challenge(config, text(401, "Unauthorized")))
+        }
     }
 }

@@ -226,7 +226,7 @@ fn decide_request(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed
             "sign_in" => sign_in(cx, req, &cookies, env),
             "callback" => callback(cx, req, &cookies, env),
             "sign_out" => sign_out(cx, req, &cookies, env),
-            "userinfo" => userinfo(req, who(cx)),
+            "userinfo" => userinfo(config, req, who(cx)),
             "auth" => auth(cx.config, req, who(cx)),
             _ => respond_step(text(404, "Not Found"), None),
         };

@@ -135,6 +135,9 @@ impl StackBuilder {
     pub fn start_no_envoy(self) -> Stack {
         let env = Env::get();
         let dir = TempDir::new("stack");
+        // The Recorder binds its port first: ports picked after it can never be its port
+        // (free_ports releases what it found, and the OS could hand one to the Recorder).
+        let recorder = matches!(self.app, App::Recorder).then(Recorder::start);
         let ports = free_ports(4);
         let (listen_port, admin_port, app_port) = (ports[0], ports[1], ports[2]);
         let idp_port = match self.idp {
@@ -206,9 +209,10 @@ impl StackBuilder {
                 }
             }
             App::Recorder => {
-                let rec = Recorder::start();
-                st.app_port = rec.port();
-                st.recorder = Some(rec);
+                if let Some(rec) = recorder {
+                    st.app_port = rec.port();
+                    st.recorder = Some(rec);
+                }
             }
         }
 

@@ -305,6 +305,17 @@ fn bad_bearer_tokens_get_invalid_token() {
             Some("Bearer error=\"invalid_token\"")
         );
     }
+    // The endpoints say so too.
+    for path in ["/oauth2/auth", "/oauth2/userinfo"] {
+        let r = respond(w.decide(&api(path, &[("authorization", "Bearer x.y.z")])));
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("Bearer error=\"invalid_token\"")
+        );
+        let r = respond(w.decide(&api(path, &[])));
+        assert_eq!(header(&r, "www-authenticate"), Some("Bearer"), "{path}");
+    }
     // Two Authorization headers are ambiguous: never a credential.
     let r = respond(w.decide(&api(
         "/x",
