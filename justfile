@@ -103,11 +103,11 @@ lint:
     cargo clippy --all-targets -- -D warnings
     cargo clippy --lib --target wasm32-wasip1 --release -- -D warnings
 
-# Unit tests of the library, the property-based fuzz targets (briefly), and the Istio
-# resources in wasmplugin/ against Istio's CRD.
+# Unit tests of the library, the attack corpora, the property-based fuzz targets (briefly),
+# and the Istio resources in wasmplugin/ against Istio's CRD.
 unit:
     cargo test --lib
-    cargo test --test properties
+    cargo test --test corpora --test properties
     cargo test --test manifests
 
 # Property-based fuzzing (stable Rust): every target in tests/properties.rs with fresh seeds

@@ -178,34 +178,22 @@ mod tests {
         assert!(!is_owned("x-request-id"));
     }
 
-    /// Every spelling an app server might fold into an owned name, from the shared corpus
-    /// the end-to-end test also sends through Envoy.
     #[test]
-    fn every_spelling_of_an_owned_name_is_owned() {
-        let corpus = include_str!("../tests/corpora/identity-header-spellings.txt");
-        let mut n = 0;
-        for name in corpus
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
+    fn separators_are_read_as_dashes() {
+        for name in [
+            "X_Forwarded_Email",
+            "x.forwarded.email",
+            "GAP~AUTH",
+            "Authorization",
+        ] {
             assert!(is_owned(name), "{name}");
-            n += 1;
         }
-        assert!(n >= 60, "corpus too small: {n}");
-        for other in [
+        for name in [
             "x-forwarded-for",
-            "x-forwarded-proto",
-            "x-forwarded-host",
-            "x-auth-request-redirect",
-            "x-forwarded-users",
-            "x-forwarded-emai",
-            "xforwarded-email",
-            "x-forwarded-email ",
-            "authorizations",
+            "x_forwarded_emails",
             "proxy-authorization",
         ] {
-            assert!(!is_owned(other), "{other}");
+            assert!(!is_owned(name), "{name}");
         }
     }
 

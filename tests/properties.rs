@@ -5,11 +5,14 @@
 //! of cases; `FUZZ_SECONDS=600 cargo test --release --test properties` (`just fuzz`) shares
 //! that many seconds between the targets, drawing fresh random seeds until time is up.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use serde_json::{json, Value};
+use support::corpus::{app_view, decode_once, lines};
 use url::Url;
 use wasm_oauth2_proxy::cache::Cache;
 use wasm_oauth2_proxy::config::{Config, CookieSettings, SameSite};
@@ -83,61 +86,6 @@ fn tricky(max: usize) -> impl Strategy<Value = String> {
     proptest::collection::vec(atoms, 0..max).prop_map(|v| v.concat())
 }
 
-/// A deliberately aggressive reading of a path, as the most lenient app server would:
-/// percent-decoding until stable, `\` as `/`, `;params` dropped, dot segments removed
-/// (with Windows' trailing dots and spaces stripped first).
-fn app_reading(p: &str) -> String {
-    let mut s = p.to_string();
-    for _ in 0..4 {
-        let d = percent_decode(&s);
-        if d == s {
-            break;
-        }
-        s = d;
-    }
-    let s = s.replace('\\', "/");
-    let mut out: Vec<&str> = Vec::new();
-    for seg in s.split('/') {
-        let seg = seg.split(';').next().unwrap_or("");
-        let windows = seg.trim_end_matches([' ', '.']);
-        if seg.is_empty() || seg == "." {
-            continue;
-        }
-        if seg == ".." || (windows.is_empty() && seg.contains("..")) {
-            out.pop();
-            continue;
-        }
-        out.push(seg);
-    }
-    let trailing = if s.ends_with('/') && !out.is_empty() {
-        "/"
-    } else {
-        ""
-    };
-    format!("/{}{trailing}", out.join("/"))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if let (b'%', Some(Some(h)), Some(Some(l))) = (
-            b[i],
-            b.get(i + 1).map(|c| hex(*c)),
-            b.get(i + 2).map(|c| hex(*c)),
-        ) {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[test]
 fn path_skippable_means_every_reading_agrees() {
     fuzz("path", tricky(12).prop_map(|s| format!("/{s}")), |raw| {
@@ -148,7 +96,7 @@ fn path_skippable_means_every_reading_agrees() {
         }
         if let Some(p) = path::skippable(&raw) {
             // The path that matched is the one every app reads.
-            prop_assert_eq!(app_reading(p), percent_decode(p), "{:?}", raw);
+            prop_assert_eq!(app_view(p), decode_once(p), "{:?}", raw);
             prop_assert!(!p.contains("//") && !p.contains("/./") && !p.contains("/../"));
         }
         Ok(())
@@ -390,12 +338,8 @@ fn gate_strips_every_spelling_and_admits_no_one_without_a_session() {
         &|_| None,
     )
     .unwrap();
-    let owned: Vec<&str> = include_str!("corpora/identity-header-spellings.txt")
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
     let name = prop_oneof![
-        proptest::sample::select(owned).prop_map(str::to_string),
+        proptest::sample::select(lines("identity-header-spellings.txt")),
         "[a-zA-Z_.~-]{1,30}",
         Just("cookie".to_string()),
         Just("authorization".to_string()),

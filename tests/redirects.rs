@@ -12,34 +12,12 @@ use url::Url;
 use support::http::{origin_of, Browser};
 use support::stack::{App, Stack};
 
-/// The corpus lines, `\xHH` escapes decoded, with our host for `app.example.com`.
+/// The corpus, with our origin for `app.example.com`.
 fn corpus(origin: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpora/open-redirects.txt"),
-    )
-    .expect("corpus");
-    text.lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| unescape(l).replace("app.example.com", origin))
+    support::corpus::lines("open-redirects.txt")
+        .into_iter()
+        .map(|l| l.replace("app.example.com", origin))
         .collect()
-}
-
-fn unescape(line: &str) -> String {
-    let b = line.as_bytes();
-    let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if let (b'\\', Some(b'x'), Some(h), Some(l)) = (b[i], b.get(i + 1), hex(i + 2), hex(i + 3))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 pub mod bad_op;
 pub mod checks;
+pub mod corpus;
 pub mod html;
 pub mod http;
 pub mod jwt;
