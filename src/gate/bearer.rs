@@ -5,9 +5,9 @@
 //! expires, so a repeated token never pays for the signature again.
 
 use super::respond::{json, log_line, respond_step};
-use super::{Admitted, Context, Request, Response, Step};
+use super::{session_from, Admitted, Context, Request, Response, Step};
 use crate::config::Config;
-use crate::oidc::{self, ClaimNames, IdTokenRules, JwtError, Kind};
+use crate::oidc::{self, IdTokenRules, JwtError, Kind};
 use crate::session::Session;
 use std::rc::Rc;
 
@@ -48,27 +48,11 @@ pub(super) fn verify(cx: &mut Context, token: &str, now: u64, keys_refreshed: bo
         Err(JwtError::UnknownKid) if !keys_refreshed => return Outcome::NeedKeys(id),
         Err(e) => return Outcome::Invalid(e),
     };
-    let who = oidc::identity(
-        &verified,
-        &ClaimNames {
-            user: &config.user_id_claim,
-            email: &config.email_claim,
-            groups: &config.groups_claim,
-        },
-    );
     let session = Session {
-        user: who.user,
-        email: who.email.unwrap_or_default(),
-        preferred_username: who.preferred_username.unwrap_or_default(),
-        email_verified: who.email_verified,
-        groups: who.groups,
-        roles: who.roles,
         // As oauth2-proxy: the token itself is what the app receives as either token.
         access_token: token.to_string(),
         id_token: token.to_string(),
-        refresh_token: String::new(),
-        created_at: now,
-        expires_at: verified.exp,
+        ..session_from(config, &verified, now, verified.exp)
     };
     let admitted = Rc::new(Admitted::new(config, session));
     if verified.exp > now {

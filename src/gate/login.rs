@@ -5,7 +5,7 @@ use super::respond::{error_page, html, log_line, redirect_to, respond_step};
 use super::*;
 use crate::cookie::Target;
 use crate::csrf;
-use crate::oidc::{self, ClaimNames, Discovery, IdTokenRules, JwtError};
+use crate::oidc::{self, Discovery, IdTokenRules, JwtError};
 use crate::{pages, pkce, redirect};
 
 pub(super) fn target<'a>(config: &Config, req: &'a Request, now: u64) -> Target<'a> {
@@ -329,26 +329,16 @@ pub(super) fn finish_login(
             );
         }
     };
-    let who = oidc::identity(
-        &verified,
-        &ClaimNames {
-            user: &config.user_id_claim,
-            email: &config.email_claim,
-            groups: &config.groups_claim,
-        },
-    );
     let session = Session {
-        user: who.user,
-        email: who.email.unwrap_or_default(),
-        preferred_username: who.preferred_username.unwrap_or_default(),
-        email_verified: who.email_verified,
-        groups: who.groups,
-        roles: who.roles,
         access_token: tokens.access_token.clone(),
         id_token: tokens.id_token.clone(),
         refresh_token: tokens.refresh_token.clone().unwrap_or_default(),
-        created_at: env.now,
-        expires_at: env.now.saturating_add(config.cookie.expire),
+        ..session_from(
+            config,
+            &verified,
+            env.now,
+            env.now.saturating_add(config.cookie.expire),
+        )
     };
     let admitted = Admitted::new(config, session);
     if let Err(denied) = admitted.verdict {

@@ -197,6 +197,32 @@ impl Cached for Admitted {
     }
 }
 
+/// A session of what a verified token says about its user, read with the configured claim
+/// names; its tokens are the caller's to fill in.
+fn session_from(config: &Config, verified: &oidc::Verified, now: u64, expires_at: u64) -> Session {
+    let who = oidc::identity(
+        verified,
+        &oidc::ClaimNames {
+            user: &config.user_id_claim,
+            email: &config.email_claim,
+            groups: &config.groups_claim,
+        },
+    );
+    Session {
+        user: who.user,
+        email: who.email.unwrap_or_default(),
+        preferred_username: who.preferred_username.unwrap_or_default(),
+        email_verified: who.email_verified,
+        groups: who.groups,
+        roles: who.roles,
+        access_token: String::new(),
+        id_token: String::new(),
+        refresh_token: String::new(),
+        created_at: now,
+        expires_at,
+    }
+}
+
 pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
     decide_request(cx, req, env, false)
 }
