@@ -368,11 +368,14 @@ fn carry_out(
         }
         Decision::RefreshKeys(issuer, pending) => {
             let now = host::now().unwrap_or(0);
-            let fetched_moments_ago = plugin.loading(issuer).is_none_or(|l| {
-                now.saturating_sub(l.keys_fetched_at) < KEY_REFETCH_MIN_SECS
-                    && matches!(l.load, Load::Idle)
+            let recent = |t: u64| now.saturating_sub(t) < KEY_REFETCH_MIN_SECS;
+            // Tried moments ago, whether it worked or not: forged tokens naming unknown kids
+            // must not make us call an IdP (up or down) more than once per interval.
+            let tried_moments_ago = plugin.loading(issuer).is_none_or(|l| {
+                matches!(l.load, Load::Idle)
+                    && (recent(l.keys_fetched_at) || l.failed_at.is_some_and(recent))
             });
-            if fetched_moments_ago {
+            if tried_moments_ago {
                 // The kid is simply unknown. Finish (and fail) now.
                 let step = resume_with(plugin, pending.0, None, true);
                 return carry_out(vm, root, stream, step, None, false, resumed);
@@ -435,13 +438,15 @@ fn tick_issuer(vm: &mut Vm, root: u32, issuer: usize, now: u64) {
             .any(|(_, i, w)| *i == issuer && matches!(w, Wait::Keys(_)) == keys)
     };
     let (decide_waiters, key_waiters) = (waiting(false), waiting(true));
+    // After a failure nothing is fetched again before RETRY_SECS, whoever is waiting: an
+    // IdP that is down must not be called once per batch of parked requests.
     let need_full = match plugin.providers.get(issuer) {
-        None => decide_waiters || retry_due,
-        Some(p) => p.is_stale(now),
+        None => true,
+        Some(p) => p.is_stale(now) || key_waiters,
     };
-    if need_full || key_waiters {
+    if need_full && retry_due {
         start_discovery(vm, root, issuer, now);
-    } else if decide_waiters {
+    } else if decide_waiters || key_waiters {
         wake(vm, root, issuer);
     }
 }
