@@ -231,9 +231,9 @@ bench: bench-setup build bench-trivial
     cargo bench --bench core
     python3 -m bench.run --command "just bench"
 
-# One Envoy with the filter under 100,000-request phases (sign-out churn, forged cookies,
-# forged and valid bearer tokens); fails when its RSS grows more than the cache bounds + 8 MB.
-# Flags go to `python3 -m bench.soak`, e.g. `--before-wasm PATH` (phase (a) on another build).
-# Memory soak, writes bench/results/soak-memory.md (about 5 minutes).
+# Memory soak: one Envoy with the filter under 100,000-request phases (sign-out churn, forged
+# cookies, forged and valid bearer tokens); fails when its RSS grows more than the cache
+# bounds + 8 MB. Writes bench/results/soak-memory.md (about 4 minutes). Flags go to
+# `python3 -m bench.soak`, e.g. `--before-wasm PATH` (the sign-out phase on another build).
 soak-memory *FLAGS: bench-setup build
     python3 -m bench.soak --command "just soak-memory {{FLAGS}}" {{FLAGS}}

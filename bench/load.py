@@ -28,7 +28,8 @@ class Case:
     upstream saw an authenticated request."""
 
     def __init__(self, key: str, title: str, envoy: Envoy, headers: dict[str, str],
-                 expect: dict[str, str] | None = None, path: str = "/", baseline: str = "base"):
+                 expect: dict[str, str | tuple[str, ...]] | None = None, path: str = "/",
+                 baseline: str = "base"):
         self.key = key
         self.title = title
         self.envoy = envoy
@@ -59,7 +60,8 @@ def verify(case: Case) -> None:
                          f"(x-upstream={headers.get('x-upstream')!r}), not 200 from the upstream")
     for name, want in case.expect.items():
         got = headers.get(name, "")
-        if want == "*" and got or got == want:
+        # "*": any non-empty value; a tuple: any one of these values.
+        if want == "*" and got or got == want or isinstance(want, tuple) and got in want:
             continue
         raise BenchError(f"{case.key}: upstream saw {name}={got!r}, expected {want!r}")
 

@@ -144,7 +144,8 @@ def start_idp(procs: Procs, port: int, redirect_uris: list[str], client_secret: 
 class Envoy:
     """One Envoy, one worker, on core 0, with its own admin port."""
 
-    def __init__(self, procs: Procs, name: str, bootstrap: dict, port: int, admin: int, env: dict | None = None):
+    def __init__(self, procs: Procs, name: str, bootstrap: dict, port: int, admin: int,
+                 env: dict | None = None, args: list[str] | None = None):
         self.name = name
         self.port = port
         self.admin = admin
@@ -154,10 +155,11 @@ class Envoy:
             f"envoy-{name}",
             ENVOY_CORE,
             [str(ENVOY), "-c", str(path), "--concurrency", "1", "--disable-hot-restart",
-             "--log-level", "warn"],
+             "--log-level", "warn", *(args or [])],
             env=env,
         )
         self.pid = self.proc.pid
+        self.log_name = f"envoy-{name}"
 
     def wait_ready(self) -> None:
         wait_port(self.port, self.proc, f"envoy-{self.name}")

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from . import envoy_configs as ec
+from . import tokens
 from .procs import ROOT, Envoy, Procs, free_ports, start_idp, start_nginx
 
 CLIENT_ID = "demo-app"
@@ -52,7 +53,13 @@ class Stack:
             "email_domains": ["*"],
             "cookie_secure": False,
             "skip_auth_routes": ["GET=^/public/"],
+            # Row 5: a verified ID token in `Authorization: Bearer` stands in for a session.
+            "skip_jwt_bearer_tokens": True,
         })
+        # Builds from before bearer support refuse the option as unknown; their rows (3′,
+        # 4′) carry no bearer token, so they run without it.
+        plugin_before = json.dumps({k: v for k, v in json.loads(plugin).items()
+                                    if k != "skip_jwt_bearer_tokens"})
         filters = {
             "base": ([], None),
             "trivial": (ec.trivial_filter(str(trivial_wasm)), None),
@@ -68,7 +75,7 @@ class Stack:
         }
         if before_wasm is not None:
             # Another build of the filter with the same secrets, so the same cookies work.
-            filters["gate_before"] = (ec.gate_filter(str(before_wasm), plugin), None)
+            filters["gate_before"] = (ec.gate_filter(str(before_wasm), plugin_before), None)
         gate_env = {"OAUTH2_CLIENT_SECRET": self.client_secret, "OAUTH2_COOKIE_SECRET": cookie_secret}
         self.envoys: dict[str, Envoy] = {}
         for name, (filt, secrets) in filters.items():
@@ -78,6 +85,14 @@ class Stack:
                                       env=gate_env if name.startswith("gate") else None)
         for e in self.envoys.values():
             e.wait_ready()
+
+    def id_token(self, user: str) -> str:
+        """A real ID token for `user`, straight from the IdP: the authorization-code flow
+        with the gate's own client and redirect URI, stopped before the redirect reaches
+        the gate, and the code exchanged at the token endpoint."""
+        t = tokens.authorization_code(self.idp_port, CLIENT_ID, self.client_secret,
+                                      self.redirect_uris[0], user, user)
+        return t["id_token"]
 
     def url(self, envoy: str, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.envoys[envoy].port}{path}"

@@ -52,7 +52,7 @@ impl HttpContext for Stream {
             .map(|(n, v)| (n.as_str(), v.as_slice()))
             .collect();
         out.extend([
-            ("x-forwarded-user", &b"john"[..]),
+            ("x-forwarded-user", &b"john@example.com"[..]),
             ("x-forwarded-email", &b"john@example.com"[..]),
             ("x-forwarded-preferred-username", &b"john"[..]),
             ("x-forwarded-groups", &b"developers"[..]),
