@@ -8,6 +8,7 @@ use reader::{check_url, decode_cookie_secret, derive_key, is_cookie_name_byte, R
 use serde_json::Value;
 use std::fmt;
 
+use crate::oidc;
 pub use crate::oidc::ClientAuth;
 use crate::policy::Rules;
 use crate::routes::{ApiRoute, SkipRoute};
@@ -186,13 +187,23 @@ impl Config {
         self.issuers.first().map_or("", |i| i.url.as_str())
     }
 
-    /// The Envoy cluster that reaches `authority` (`host` or `host:port`).
-    pub fn cluster_for(&self, authority: &str) -> &str {
+    /// The Envoy cluster for a call to `authority` (`host` or `host:port`) on behalf of
+    /// issuer `issuer`: the one `idp_clusters` names for it, else `idp_cluster` for the login
+    /// issuer (any host, as before `idp_clusters` existed) or for an extra issuer on the login
+    /// issuer's own host. `None` for any other host of an extra issuer: sending it to the
+    /// login IdP's cluster would ask the wrong server.
+    pub fn cluster_for(&self, issuer: usize, authority: &str) -> Option<&str> {
         let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-        self.idp_clusters
+        let named = self
+            .idp_clusters
             .iter()
-            .find(|(h, _)| h.eq_ignore_ascii_case(authority) || h.eq_ignore_ascii_case(host))
-            .map_or(self.idp_cluster.as_str(), |(_, c)| c.as_str())
+            .find(|(h, _)| h.eq_ignore_ascii_case(authority) || h.eq_ignore_ascii_case(host));
+        if let Some((_, cluster)) = named {
+            return Some(cluster);
+        }
+        let login_host = oidc::target(self.issuer()).ok().map(|t| t.authority);
+        let same_host = login_host.is_some_and(|a| a.eq_ignore_ascii_case(authority));
+        (issuer == 0 || same_host).then_some(self.idp_cluster.as_str())
     }
 
     /// Parses the JSON configuration. `env` looks up environment variables of the Envoy
@@ -262,9 +273,8 @@ impl Config {
         }];
         issuers.extend(r.parsed_list("extra_jwt_issuers", parse_extra_issuer)?);
         let idp_clusters = r.string_map("idp_clusters")?;
-        check_issuer_clusters(&issuers, &idp_clusters)?;
 
-        Ok(Config {
+        let config = Config {
             issuers,
             idp_cluster,
             idp_clusters,
@@ -304,7 +314,22 @@ impl Config {
             ping_user_agent: r.string("ping_user_agent")?.filter(|s| !s.is_empty()),
             skip_jwt_bearer_tokens: r.bool("skip_jwt_bearer_tokens", false)?,
             bearer_token_login_fallback: r.bool("bearer_token_login_fallback", true)?,
-        })
+        };
+        // Each extra issuer must be reachable through a cluster the configuration names.
+        for (id, extra) in config.issuers.iter().enumerate().skip(1) {
+            let target =
+                oidc::target(&extra.url).map_err(|_| err("extra_jwt_issuers", "bad URL"))?;
+            if config.cluster_for(id, &target.authority).is_none() {
+                return Err(err(
+                    "extra_jwt_issuers",
+                    format!(
+                        "no Envoy cluster for `{}`: add it to `idp_clusters`",
+                        target.authority
+                    ),
+                ));
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -410,39 +435,6 @@ fn parse_extra_issuer(entry: &str) -> Result<Issuer, String> {
         url: url.to_string(),
         audiences: vec![audience.to_string()],
     })
-}
-
-/// Each extra issuer must be reachable through a cluster the configuration names for its
-/// host: sending its discovery to the login IdP's cluster would ask the wrong server.
-fn check_issuer_clusters(
-    issuers: &[Issuer],
-    clusters: &[(String, String)],
-) -> Result<(), ConfigError> {
-    let authority = |u: &str| {
-        url::Url::parse(u).ok().map(|u| {
-            let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
-            (host.clone(), u.port().map(|p| format!("{host}:{p}")))
-        })
-    };
-    let main = issuers.first().and_then(|i| authority(&i.url));
-    for extra in issuers.iter().skip(1) {
-        let Some((host, with_port)) = authority(&extra.url) else {
-            continue;
-        };
-        let same_as_main = main
-            .as_ref()
-            .is_some_and(|(h, p)| *h == host && *p == with_port);
-        let named = clusters.iter().any(|(h, _)| {
-            h.eq_ignore_ascii_case(&host) || with_port.as_deref().is_some_and(|p| h == p)
-        });
-        if !same_as_main && !named {
-            return Err(err(
-                "extra_jwt_issuers",
-                format!("no Envoy cluster for `{host}`: add it to `idp_clusters`"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -151,15 +151,25 @@ fn a_full_oauth2_proxy_style_config_is_accepted() {
     assert_eq!(c.issuers[0].audiences, ["app", "aud2"]);
     assert_eq!(c.issuers[1].url, "https://machines.example/realms/x");
     assert_eq!(c.issuers[1].audiences, ["api"]);
+    let machines = Some("outbound|443||machines.example");
+    assert_eq!(c.cluster_for(1, "machines.example"), machines);
+    assert_eq!(c.cluster_for(1, "machines.example:443"), machines);
+    assert_eq!(c.cluster_for(0, "idp.example.com"), Some("idp"));
     assert_eq!(
-        c.cluster_for("machines.example"),
-        "outbound|443||machines.example"
+        c.cluster_for(2, "idp.example.com"),
+        Some("idp"),
+        "the login issuer's host"
     );
     assert_eq!(
-        c.cluster_for("machines.example:443"),
-        "outbound|443||machines.example"
+        c.cluster_for(0, "keys.example.net"),
+        Some("idp"),
+        "login IdP: any host"
     );
-    assert_eq!(c.cluster_for("idp.example.com"), "idp");
+    assert_eq!(
+        c.cluster_for(1, "keys.example.net"),
+        None,
+        "not the login IdP's cluster"
+    );
     assert_eq!(
         (c.user_id_claim.as_str(), c.email_claim.as_str()),
         ("sub", "mail")

@@ -15,7 +15,7 @@ use crate::gate::{
 };
 use crate::oidc::{Discovery, MAX_DOCUMENT_BYTES};
 use crate::pages;
-use crate::provider::{self, Provider, Providers, KEY_REFETCH_MIN_SECS, RETRY_SECS};
+use crate::provider::{self, Provider, Providers, KEY_REFETCH_MIN_SECS, MAIN, RETRY_SECS};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -133,9 +133,10 @@ fn with_vm<R>(fallback: impl FnOnce() -> R, f: impl FnOnce(&mut Vm) -> R) -> R {
     })
 }
 
-/// Sends a callout to the cluster that serves its host.
-fn dispatch(config: &Config, callout: &Callout) -> Option<u32> {
-    let cluster = config.cluster_for(&callout.authority);
+/// Sends a callout on behalf of `issuer` to the cluster that serves its host; `None` when
+/// no cluster does or the host refused the dispatch.
+fn dispatch(config: &Config, issuer: usize, callout: &Callout) -> Option<u32> {
+    let cluster = config.cluster_for(issuer, &callout.authority)?;
     host::dispatch(cluster, callout, config.idp_timeout_ms)
 }
 
@@ -345,7 +346,7 @@ fn carry_out(
             Action::Pause
         }
         Decision::Call(callout, pending) => {
-            match dispatch(&plugin.config, &callout) {
+            match dispatch(&plugin.config, MAIN, &callout) {
                 Some(token) => {
                     vm.callouts.insert(
                         token,
@@ -484,7 +485,7 @@ fn start_discovery(vm: &mut Vm, root: u32, issuer: usize, now: u64) {
     let token = plugin
         .issuer_url(issuer)
         .and_then(|url| provider::discovery_request(&url).ok())
-        .and_then(|c| dispatch(&config, &c));
+        .and_then(|c| dispatch(&config, issuer, &c));
     match (token, plugin.loading(issuer)) {
         (Some(token), Some(loading)) => {
             loading.load = Load::InFlight { since: now };
@@ -543,7 +544,9 @@ fn on_discovery(vm: &mut Vm, root: u32, issuer: usize, answer: Option<(u16, &[u8
         .map_err(|e| e.to_string())
         .and_then(|d| {
             let callout = provider::jwks_request(&d).map_err(|e| e.to_string())?;
-            let token = dispatch(&config, &callout).ok_or_else(|| "dispatch".to_string())?;
+            let token = dispatch(&config, issuer, &callout).ok_or_else(|| {
+                format!("no cluster for `{}` or dispatch failed", callout.authority)
+            })?;
             Ok((token, d))
         });
     match next {
