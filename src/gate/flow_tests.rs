@@ -573,3 +573,5 @@ fn skip_auth_routes_pass_without_a_session_but_never_with_spoofed_identity() {
 }
 
 mod access;
+
+mod protocols;

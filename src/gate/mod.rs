@@ -4,6 +4,7 @@
 
 mod bearer;
 mod endpoints;
+mod grpc;
 mod login;
 mod request;
 mod respond;
@@ -228,8 +229,17 @@ pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
 }
 
 /// `keys_refreshed`: this request already waited for a fresh JWKS, so an unknown `kid` now
-/// means the token is not from its issuer.
+/// means the token is not from its issuer. gRPC clients get errors in gRPC's own form.
 fn decide_request(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: bool) -> Step {
+    let step = decide_http(cx, req, env, keys_refreshed);
+    if grpc::is_grpc(req) {
+        grpc::answer(step)
+    } else {
+        step
+    }
+}
+
+fn decide_http(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: bool) -> Step {
     let config = cx.config;
     // What a failed host call looks like, should an adapter ever pass it on: a clock at 0
     // would make every session unexpired, an empty header map an anonymous `GET /`.

@@ -109,9 +109,12 @@ impl Request {
         })
     }
 
-    /// Browsers get redirected to log in; API clients get a 401 they can act on.
+    /// Browsers get redirected to log in; API clients get a 401 they can act on. A WebSocket
+    /// upgrade or a gRPC call is never a page navigation, whatever it accepts.
     pub(super) fn is_browser(&self) -> bool {
         self.header("x-requested-with").is_none()
+            && self.header("upgrade").is_none()
+            && !super::grpc::is_grpc(self)
             && self.all("accept").any(|a| a.contains("text/html"))
     }
 }

@@ -41,6 +41,7 @@ pub struct StackBuilder {
     idp_env: Vec<(String, String)>,
     envoy_defaults: bool,
     extra_clusters: Vec<(String, u16)>,
+    app_h2: bool,
 }
 
 pub struct Stack {
@@ -64,6 +65,8 @@ pub struct Stack {
     pub envoy_defaults: bool,
     /// Extra plain-HTTP clusters on 127.0.0.1: (name, port).
     pub extra_clusters: Vec<(String, u16)>,
+    /// See [`StackBuilder::app_h2`].
+    pub app_h2: bool,
 }
 
 /// The lines of `envoy/local.yaml.tmpl` that harden Envoy in front of the filter
@@ -116,6 +119,11 @@ impl StackBuilder {
         self.envoy_defaults = true;
         self
     }
+    /// Envoy speaks HTTP/2 (h2c) to the app, as a gRPC app needs.
+    pub fn app_h2(mut self) -> Self {
+        self.app_h2 = true;
+        self
+    }
     /// One more plain-HTTP cluster `name` to 127.0.0.1:`port` (e.g. an extra JWT issuer
     /// named in the plugin's `idp_clusters`).
     pub fn extra_cluster(mut self, name: &str, port: u16) -> Self {
@@ -162,6 +170,7 @@ impl StackBuilder {
             dir,
             envoy_defaults: self.envoy_defaults,
             extra_clusters: self.extra_clusters.clone(),
+            app_h2: self.app_h2,
         };
 
         if let Idp::Node = self.idp {
@@ -273,6 +282,7 @@ impl Stack {
             idp_env: Vec::new(),
             envoy_defaults: false,
             extra_clusters: Vec::new(),
+            app_h2: false,
         }
     }
 
@@ -324,6 +334,23 @@ impl Stack {
                 );
                 yaml = yaml.replacen(line, "", 1);
             }
+        }
+        if self.app_h2 {
+            let app = "  - name: app\n    type: STATIC\n    connect_timeout: 2s\n";
+            assert!(
+                yaml.contains(app),
+                "envoy/local.yaml.tmpl: the app cluster changed"
+            );
+            yaml = yaml.replacen(
+                app,
+                &format!(
+                    "{app}    typed_extension_protocol_options:\n      \
+                     envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \
+                     \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        \
+                     explicit_http_config:\n          http2_protocol_options: {{}}\n"
+                ),
+                1,
+            );
         }
         // The template ends with the clusters list.
         for (name, port) in &self.extra_clusters {
