@@ -10,11 +10,10 @@ use super::host;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::gate::{
-    self, Admitted, Callout, Context, Decision, Env, Level, Pending, Request, Response, Step,
+    self, Admitted, Callout, Context, Decision, Env, Level, Pending, Request, Step,
     BEARER_CACHE_BYTES, BEARER_CACHE_ENTRIES, SESSION_CACHE_BYTES, SESSION_CACHE_ENTRIES,
 };
 use crate::oidc::{Discovery, MAX_DOCUMENT_BYTES};
-use crate::pages;
 use crate::provider::{self, Provider, Providers, KEY_REFETCH_MIN_SECS, MAIN, RETRY_SECS};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
@@ -224,7 +223,7 @@ fn apply_edits(exact: Option<&Request>, remove: &[String], set: &[(String, Strin
 /// and a header we could not strip or set must not reach the app.
 fn continued(ok: bool, resumed: bool) -> Action {
     if !ok {
-        host::send_response(&unavailable(500));
+        host::send_response(&gate::unavailable(500, None));
         return Action::Pause;
     }
     if resumed {
@@ -235,23 +234,8 @@ fn continued(ok: bool, resumed: bool) -> Action {
 
 /// Answers with a 500 when the VM is not in a state to decide: never pass the request on.
 fn refuse() -> Action {
-    host::send_response(&unavailable(500));
+    host::send_response(&gate::unavailable(500, None));
     Action::Pause
-}
-
-fn unavailable(status: u16) -> Response {
-    Response {
-        status,
-        headers: vec![
-            ("content-type".into(), "text/html; charset=utf-8".into()),
-            ("cache-control".into(), "no-store".into()),
-        ],
-        body: pages::error(
-            status,
-            "The login service is temporarily unavailable. Please try again shortly.",
-            "/",
-        ),
-    }
 }
 
 /// Runs one gate entry point with this plugin's configuration, metadata, caches, the host's
@@ -260,7 +244,7 @@ fn unavailable(status: u16) -> Response {
 fn with_gate(plugin: &mut Plugin, f: impl FnOnce(&mut Context, &mut Env) -> Step) -> Step {
     let Some(now) = host::now() else {
         return Step {
-            decision: Decision::Respond(unavailable(500)),
+            decision: Decision::Respond(gate::unavailable(500, None)),
             log: Some((
                 Level::Warn,
                 "{\"event\":\"error\",\"reason\":\"clock\"}".into(),
@@ -315,7 +299,7 @@ fn carry_out(
 ) -> Action {
     log_step(&step);
     let Some(plugin) = vm.plugins.get_mut(&root) else {
-        host::send_response(&unavailable(500));
+        host::send_response(&gate::unavailable(500, None));
         return Action::Pause;
     };
     match step.decision {
@@ -333,6 +317,7 @@ fn carry_out(
                 .loading(issuer)
                 .and_then(|l| l.failed_at)
                 .is_some_and(|t| now.saturating_sub(t) < RETRY_SECS);
+            let reply = gate::unavailable(503, req.as_ref());
             let parked = match req {
                 Some(req) if !recently_failed && plugin.loading(issuer).is_some() => {
                     plugin.park(stream, issuer, Wait::Decide(req))
@@ -341,7 +326,7 @@ fn carry_out(
             };
             if !parked {
                 host::log(Level::Warn, "{\"event\":\"provider_unavailable\"}");
-                host::send_response(&unavailable(503));
+                host::send_response(&reply);
             }
             Action::Pause
         }
@@ -362,7 +347,7 @@ fn carry_out(
                         Level::Warn,
                         "{\"event\":\"callout_failed\",\"reason\":\"dispatch\"}",
                     );
-                    host::send_response(&unavailable(502));
+                    host::send_response(&gate::unavailable(502, None));
                 }
             }
             Action::Pause
@@ -383,7 +368,7 @@ fn carry_out(
             }
             if !plugin.park(stream, issuer, Wait::Keys(pending.0)) {
                 host::log(Level::Warn, "{\"event\":\"provider_unavailable\"}");
-                host::send_response(&unavailable(503));
+                host::send_response(&gate::unavailable(503, None));
             }
             Action::Pause
         }
@@ -634,9 +619,9 @@ fn wake(vm: &mut Vm, root: u32, issuer: usize) {
         };
         let step = match wait {
             Wait::Decide(req) if plugin.providers.get(issuer).is_some() => decide(plugin, &req),
-            Wait::Decide(_) => {
+            Wait::Decide(req) => {
                 host::log(Level::Warn, "{\"event\":\"provider_unavailable\"}");
-                host::send_response(&unavailable(503));
+                host::send_response(&gate::unavailable(503, Some(&req)));
                 continue;
             }
             Wait::Keys(pending) => resume_with(plugin, pending, None, true),

@@ -17,14 +17,22 @@ pub(super) fn is_grpc(req: &Request) -> bool {
 
 /// The gRPC form of a local error answer; anything else is left as it is.
 pub(super) fn answer(step: Step) -> Step {
-    let Decision::Respond(r) = step.decision else {
-        return step;
-    };
-    if (200..300).contains(&r.status) {
-        return Step {
-            decision: Decision::Respond(r),
+    match step.decision {
+        Decision::Respond(r) => Step {
+            decision: Decision::Respond(response(r)),
             log: step.log,
-        };
+        },
+        decision => Step {
+            decision,
+            log: step.log,
+        },
+    }
+}
+
+/// A local answer in gRPC's form: errors as trailers-only answers, successes untouched.
+pub(super) fn response(r: Response) -> Response {
+    if (200..300).contains(&r.status) {
+        return r;
     }
     let (code, message) = status_for(&r);
     let headers = vec![
@@ -39,13 +47,10 @@ pub(super) fn answer(step: Step) -> Step {
             .filter(|(n, _)| n.eq_ignore_ascii_case("www-authenticate")),
     )
     .collect();
-    Step {
-        decision: Decision::Respond(Response {
-            status: 200,
-            headers,
-            body: String::new(),
-        }),
-        log: step.log,
+    Response {
+        status: 200,
+        headers,
+        body: String::new(),
     }
 }
 

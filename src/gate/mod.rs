@@ -224,6 +224,17 @@ fn session_from(config: &Config, verified: &oidc::Verified, now: u64, expires_at
     }
 }
 
+/// The answer when the filter cannot decide at all (the IdP unreachable, a host failure), in
+/// the request's own protocol when the request is known.
+pub fn unavailable(status: u16, req: Option<&Request>) -> Response {
+    let message = "The login service is temporarily unavailable. Please try again shortly.";
+    let page = respond::html(status, crate::pages::error(status, message, "/"));
+    match req {
+        Some(r) if grpc::is_grpc(r) => grpc::response(page),
+        _ => page,
+    }
+}
+
 pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
     decide_request(cx, req, env, false)
 }
