@@ -125,7 +125,7 @@ check-envoy: setup build
 # sidecar configs in envoy/ (TLS IdP, remote .wasm).
 e2e: setup build
     WOP_ENVOY="{{root}}/{{envoy}}" WOP_WASM="{{root}}/{{wasm}}" WOP_ROOT="{{root}}" \
-        cargo test --test e2e --test sidecar --test redirects --test policy --test hardening --test bearer -- --test-threads 2
+        cargo test --test e2e --test sidecar --test redirects --test policy --test hardening --test bearer --test protocols -- --test-threads 2
 
 # Everything CI runs: setup, lint, unit, build, check-envoy, e2e, the OCI registry round
 # trip and the reproducible-build check (prints the time).

@@ -330,6 +330,76 @@ pub fn raw_request_target(
     parse_response(&buf, url_for_record, method)
 }
 
+/// One request over HTTP/2 without TLS, with prior knowledge (h2c, RFC 9113 section 3.3), on
+/// a fresh connection driven by a current-thread tokio runtime. Headers keep their order and
+/// duplicates (names go lowercase: HTTP/2 has no other case); `Host` and the
+/// connection-specific headers HTTP/2 forbids are left out (the URL's authority becomes
+/// `:authority`).
+pub fn h2c_request(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> std::io::Result<Response> {
+    use http_body_util::{BodyExt, Full};
+    let err = |e: &dyn std::fmt::Display| std::io::Error::other(format!("h2c {method} {url}: {e}"));
+    let u = Url::parse(url).map_err(|e| err(&e))?;
+    let host = match u.host_str() {
+        Some("localhost") | None => "127.0.0.1",
+        Some(h) => h,
+    };
+    let addr = format!("{host}:{}", u.port_or_known_default().unwrap_or(80));
+    const CONNECTION_SPECIFIC: &[&str] = &[
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        if !CONNECTION_SPECIFIC.contains(&k.to_ascii_lowercase().as_str()) {
+            req = req.header(k.as_str(), v.as_str());
+        }
+    }
+    let body = bytes::Bytes::copy_from_slice(body.unwrap_or_default());
+    let req = req.body(Full::new(body)).map_err(|e| err(&e))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(&addr).await?;
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .map_err(|e| err(&e))?;
+        tokio::spawn(conn);
+        let resp = send.send_request(req).await.map_err(|e| err(&e))?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| err(&e))?.to_bytes();
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.as_str().to_string(), v)
+            })
+            .collect();
+        Ok(Response {
+            url: url.to_string(),
+            status: parts.status.as_u16(),
+            headers,
+            body: body.to_vec(),
+        })
+    };
+    rt.block_on(async { tokio::time::timeout(timeout, exchange).await })
+        .map_err(|_| err(&format!("no answer within {timeout:?}")))?
+}
+
 fn find_header_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
@@ -486,6 +556,11 @@ pub struct Browser {
     pub timeout_secs: u64,
     /// `follow` stops (returning the redirect) before requesting a URL containing this.
     pub pause_before: Option<String>,
+    /// Origins (`127.0.0.1:port`) this browser reaches over HTTP/2 without TLS (h2c with
+    /// prior knowledge, [`h2c_request`]); every other origin over HTTP/1.1.
+    pub h2c_origins: Vec<String>,
+    /// How many requests went over h2c.
+    pub h2c_sent: usize,
 }
 
 impl Browser {
@@ -495,6 +570,8 @@ impl Browser {
             history: Vec::new(),
             timeout_secs: 30,
             pause_before: None,
+            h2c_origins: Vec::new(),
+            h2c_sent: 0,
         }
     }
 
@@ -610,13 +687,13 @@ impl Browser {
         for (k, v) in headers {
             hs.push((k.to_string(), v.to_string()));
         }
-        let resp = raw_request(
-            method,
-            url,
-            &hs,
-            body,
-            Duration::from_secs(self.timeout_secs),
-        )
+        let timeout = Duration::from_secs(self.timeout_secs);
+        let resp = if self.h2c_origins.contains(&origin_of(&u)) {
+            self.h2c_sent += 1;
+            h2c_request(method, url, &hs, body, timeout)
+        } else {
+            raw_request(method, url, &hs, body, timeout)
+        }
         .unwrap_or_else(|e| panic!("request {method} {url} failed: {e}"));
         self.store(&u, &resp);
         self.history.push(Hop {

@@ -29,6 +29,9 @@ pub enum App {
     Node,
     /// The Rust `Recorder` (records every request it receives).
     Recorder,
+    /// A server the test runs itself, already listening on 127.0.0.1:`port` (bind it before
+    /// building the stack, so the stack's free ports can never be its port).
+    External { port: u16 },
 }
 
 pub struct StackBuilder {
@@ -223,6 +226,7 @@ impl StackBuilder {
                     st.recorder = Some(rec);
                 }
             }
+            App::External { port } => st.app_port = port,
         }
 
         // Plugin configuration.
