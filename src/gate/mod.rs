@@ -243,7 +243,7 @@ pub fn decide(cx: &mut Context, req: &Request, env: &mut Env) -> Step {
 /// means the token is not from its issuer. gRPC clients get errors in gRPC's own form.
 fn decide_request(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: bool) -> Step {
     let step = decide_http(cx, req, env, keys_refreshed);
-    if grpc::is_grpc(req) {
+    if matches!(step.decision, Decision::Respond(_)) && grpc::is_grpc(req) {
         grpc::answer(step)
     } else {
         step
