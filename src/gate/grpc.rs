@@ -11,7 +11,8 @@ pub(super) fn is_grpc(req: &Request) -> bool {
         // Compared in place: no allocation for a check on ordinary requests.
         let ct = ct.trim().as_bytes();
         let base = b"application/grpc";
-        ct.get(..base.len()).is_some_and(|h| h.eq_ignore_ascii_case(base))
+        ct.get(..base.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(base))
             && matches!(ct.get(base.len()), None | Some(b'+') | Some(b';'))
     })
 }
