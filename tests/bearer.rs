@@ -1262,21 +1262,7 @@ fn t07_extra_issuer_without_a_cluster_is_refused_at_start() {
         .plugin("idp_clusters", json!({ "127.0.0.1:1": "extra" }))
         .extra_cluster("extra", op.port())
         .start_no_envoy();
-    st.spawn_envoy();
-    let t0 = Instant::now();
-    let mut outcome = None;
-    while t0.elapsed() < Duration::from_secs(30) {
-        if let Some(status) = st.envoy.as_mut().and_then(|p| p.exited()) {
-            outcome = Some(Err(status));
-            break;
-        }
-        if st.envoy_ready() && support::proc::tcp_open(st.listen_port) {
-            outcome = Some(Ok(()));
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    match outcome {
+    match st.spawn_envoy_and_wait(Duration::from_secs(30)) {
         None => st.fail("envoy neither exited nor became ready within 30 s"),
         Some(Err(status)) => {
             eprintln!("t07: envoy refused to start ({status})");

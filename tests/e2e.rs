@@ -1132,21 +1132,7 @@ fn a10_bad_cookie_secret_is_refused() {
         .inline_secrets()
         .cookie_secret(bad)
         .start_no_envoy();
-    st.spawn_envoy();
-    let start = std::time::Instant::now();
-    let mut outcome = None;
-    while start.elapsed() < Duration::from_secs(60) {
-        if let Some(status) = st.envoy.as_mut().and_then(|p| p.exited()) {
-            outcome = Some(Err(status));
-            break;
-        }
-        if st.envoy_ready() && support::proc::tcp_open(st.listen_port) {
-            outcome = Some(Ok(()));
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    match outcome {
+    match st.spawn_envoy_and_wait(Duration::from_secs(60)) {
         None => {
             st.fail("envoy neither exited nor became ready within 60s with a bad cookie_secret")
         }

@@ -368,6 +368,26 @@ impl Stack {
         yaml
     }
 
+    /// Spawns Envoy and waits until it either exits (`Some(Err(status))`, e.g. a refused
+    /// plugin configuration) or serves (`Some(Ok(()))`); `None` when neither happens in time.
+    pub fn spawn_envoy_and_wait(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<Result<(), std::process::ExitStatus>> {
+        self.spawn_envoy();
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.envoy.as_mut().and_then(|p| p.exited()) {
+                return Some(Err(status));
+            }
+            if self.envoy_ready() && super::proc::tcp_open(self.listen_port) {
+                return Some(Ok(()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
     /// Spawn Envoy (without waiting).
     pub fn spawn_envoy(&mut self) {
         let mut cmd = Command::new(&self.env.envoy);
