@@ -105,6 +105,19 @@ class Browser:
         self.conns.clear()
 
 
+
+def submit_interaction(url: str, hop, user: str, password: str) -> tuple[str, str, bytes]:
+    """The IdP's login or consent page answered as a user would: its form, with the
+    credentials filled in when it asks for them. Returns the next (url, method, body)."""
+    form = FormParser()
+    form.feed(hop.body.decode(errors="replace"))
+    if form.action is None:
+        raise RuntimeError(f"no form on {url}")
+    data = dict(form.fields)
+    if "login" in data or "password" in data:
+        data.update(login=user, password=password)
+    return urllib.parse.urljoin(url, form.action), "POST", urllib.parse.urlencode(data).encode()
+
 def login(b: Browser, start_url: str, app_port: int, user: str, password: str) -> tuple[Hop, list[Hop]]:
     """Runs one login starting at `start_url` (which must redirect to the IdP) and returns
     the hop that came back to the app's port with the code (the callback) and every hop."""
@@ -121,15 +134,7 @@ def login(b: Browser, start_url: str, app_port: int, user: str, password: str) -
             url, method, body = urllib.parse.urljoin(url, hop.header("location") or ""), "GET", None
             continue
         if "/interaction/" in url and hop.status == 200:
-            form = FormParser()
-            form.feed(hop.body.decode(errors="replace"))
-            if form.action is None:
-                raise RuntimeError(f"no form on {url}")
-            data = dict(form.fields)
-            if "login" in data or "password" in data:
-                data.update(login=user, password=password)
-            url, method = urllib.parse.urljoin(url, form.action), "POST"
-            body = urllib.parse.urlencode(data).encode()
+            url, method, body = submit_interaction(url, hop, user, password)
             continue
         break
     if callback is None:

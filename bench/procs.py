@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -72,6 +73,14 @@ class Procs:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def report_failure(self, what: str, error: Exception, lines: int = 10) -> None:
+        """Prints why a run failed and the last log lines of every process it started."""
+        print(f"{what}: FAILED: {error}", file=sys.stderr)
+        for name, _ in self.children:
+            tail = self.log_tail(name, lines)
+            if tail.strip():
+                print(f"--- {name} ---\n{tail}", file=sys.stderr)
 
     def stop(self) -> None:
         for _, proc in reversed(self.children):

@@ -123,11 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return run(args, procs, machine, started)
         except (BenchError, RuntimeError) as e:
-            print(f"bench: FAILED: {e}", file=sys.stderr)
-            for name, _ in procs.children:
-                tail = procs.log_tail(name, 10)
-                if tail.strip():
-                    print(f"--- {name} ---\n{tail}", file=sys.stderr)
+            procs.report_failure("bench", e)
             return 1
         finally:
             procs.stop()

@@ -501,11 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             say("starting nginx and the IdP")
             res = soak(args, Soak(procs), started)
         except (BenchError, RuntimeError, tokens.TokenError) as e:
-            print(f"soak: FAILED: {e}", file=sys.stderr)
-            for name, _ in procs.children:
-                tail = procs.log_tail(name, 10)
-                if tail.strip():
-                    print(f"--- {name} ---\n{tail}", file=sys.stderr)
+            procs.report_failure("soak", e)
             return 1
         finally:
             procs.stop()

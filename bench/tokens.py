@@ -13,7 +13,7 @@ import json
 import os
 import urllib.parse
 
-from .browser import Browser, FormParser
+from .browser import Browser, submit_interaction
 
 
 class TokenError(RuntimeError):
@@ -58,15 +58,10 @@ def authorization_code(idp_port: int, client_id: str, secret: str, redirect_uri:
                 url, method, body = nxt, "GET", None
                 continue
             if "/interaction/" in url and hop.status == 200:
-                form = FormParser()
-                form.feed(hop.body.decode(errors="replace"))
-                if form.action is None:
-                    raise TokenError(f"no form on {url}")
-                data = dict(form.fields)
-                if "login" in data or "password" in data:
-                    data.update(login=user, password=password)
-                url, method = urllib.parse.urljoin(url, form.action), "POST"
-                body = urllib.parse.urlencode(data).encode()
+                try:
+                    url, method, body = submit_interaction(url, hop, user, password)
+                except RuntimeError as e:
+                    raise TokenError(str(e)) from e
                 continue
             raise TokenError(f"IdP answered {hop.status} at {url.split('?')[0]}")
     finally:

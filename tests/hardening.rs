@@ -43,6 +43,15 @@ fn is_envoy_refusal(r: &Response) -> bool {
     (400..500).contains(&r.status) && r.header("cache-control").is_none() && !is_gate_401(r)
 }
 
+/// Envoy with its own defaults in front of the filter, `GET=^/public/` as the skip route.
+fn public_skip_stack() -> Stack {
+    Stack::builder()
+        .envoy_defaults()
+        .app(App::Recorder)
+        .plugin("skip_auth_routes", json!(["GET=^/public/"]))
+        .start()
+}
+
 // ================================================================ route normalization
 
 /// Every line of the bypass corpus, as the raw request-target of an API client without a
@@ -52,11 +61,7 @@ fn is_envoy_refusal(r: &Response) -> bool {
 /// the test would only be testing Envoy's parser.
 #[test]
 fn h01_skip_routes_only_on_canonical_paths() {
-    let st = Stack::builder()
-        .envoy_defaults()
-        .app(App::Recorder)
-        .plugin("skip_auth_routes", json!(["GET=^/public/"]))
-        .start();
+    let st = public_skip_stack();
     let rec = recorder(&st);
     let started = Instant::now();
 
@@ -209,11 +214,7 @@ const NAMES_PER_REQUEST: usize = 40;
 /// Then the second wall: with the template's Envoy settings, an underscore header is a 400.
 #[test]
 fn h02_identity_headers_in_every_spelling() {
-    let st = Stack::builder()
-        .envoy_defaults()
-        .app(App::Recorder)
-        .plugin("skip_auth_routes", json!(["GET=^/public/"]))
-        .start();
+    let st = public_skip_stack();
     let rec = recorder(&st);
     let names = lines("identity-header-spellings.txt");
     let names: Vec<&str> = names.iter().map(|n| n.trim()).collect();
