@@ -12,14 +12,58 @@
 //   IDP_CLIENT_SECRET   its secret                       (default demo-app-secret-change-me)
 //   IDP_REDIRECT_URIS   comma-separated redirect URIs    (default http://127.0.0.1:4180/oauth2/callback)
 //   IDP_ID_TOKEN_ALG    id_token signing alg, RS256|ES256 (default RS256)
-//   IDP_TOKEN_TTL       access token and ID token lifetime in seconds (default 3600)
+//   IDP_TOKEN_TTL       ID token lifetime in seconds, and the access token
+//                       lifetime unless IDP_ACCESS_TOKEN_TTL is set (default 3600)
+//   IDP_ACCESS_TOKEN_TTL access token lifetime in seconds, also of token-exchange
+//                       tokens; the token responses' expires_in (default $IDP_TOKEN_TTL)
+//   IDP_ROTATE_REFRESH  1 = every refresh_token grant returns a new refresh token
+//                       and consumes the old one (presenting a consumed one is
+//                       invalid_grant and revokes the whole grant), 0 = never
+//                       rotate, the same refresh token stays valid (default 1)
+//   IDP_POST_LOGOUT_URIS comma-separated extra post_logout_redirect_uris for both
+//                       clients (always registered: <origin>/ and
+//                       <origin>/signed-out of every redirect URI)
+//   IDP_EXCHANGE_AUDIENCES comma-separated audiences (and resource values) a token
+//                       exchange may target (default demo-upstream)
 //   IDP_AUTO_CONSENT    1 = grant consent without a page for the demo clients,
 //                       0 = always show the consent form  (default 1)
 //   IDP_TLS_CERT        PEM certificate chain file: serve HTTPS instead of HTTP
 //   IDP_TLS_KEY         its PEM private key file (both or neither)
 //
 // Clients: $IDP_CLIENT_ID (client_secret_basic) and $IDP_CLIENT_ID-post
-// (client_secret_post), same secret and redirect URIs.
+// (client_secret_post), same secret and redirect URIs, grant types
+// authorization_code, refresh_token and token exchange.
+//
+// Endpoints besides discovery (/.well-known/openid-configuration), /auth,
+// /token, /jwks, /me (userinfo):
+//   /token grant_type=refresh_token  refresh tokens are issued on the code grant
+//       (without needing offline_access) and on refresh; the refresh answer has
+//       a fresh id_token when the scope has openid.
+//   /token grant_type=urn:ietf:params:oauth:grant-type:token-exchange (RFC 8693)
+//       subject_token (an unexpired access token of this OP issued to the same
+//       client), subject_token_type=urn:ietf:params:oauth:token-type:access_token,
+//       audience (one of $IDP_EXCHANGE_AUDIENCES), optional scope (a subset of
+//       the subject token's), resource (also one of $IDP_EXCHANGE_AUDIENCES),
+//       requested_token_type (access_token only). Answers an RS256 JWT access
+//       token (typ at+jwt, kid of the /jwks RSA key) with iss, sub, aud,
+//       client_id, scope, iat, exp, jti. Errors: invalid_grant (bad subject
+//       token or type), invalid_target (audience/resource), invalid_scope.
+//   /token/revocation (RFC 7009)  revoking a refresh or access token revokes
+//       the tokens of its whole grant, so later refreshes are invalid_grant.
+//   /session/end  RP-initiated logout (id_token_hint, client_id,
+//       post_logout_redirect_uri, state). With an IdP session it shows a page
+//       whose form (id op.logoutForm) POSTs to /session/end/confirm the hidden
+//       xsrf value plus the button's logout=yes; that ends the IdP session,
+//       revokes every grant of the session (also offline_access ones) and
+//       redirects (303) to the post_logout_redirect_uri (with state) or to
+//       /session/end/success, a page with id="signed-out".
+//   /healthz  plain "ok".
+//   /test/counters  for tests only: GET answers JSON counts since start (or the
+//       last reset) of refresh (successful refresh_token grants),
+//       refresh_failed (refresh_token grants that ended in an error), code
+//       (successful authorization_code grants), exchange (successful token
+//       exchanges), revocation (requests to /token/revocation), end_session
+//       (successful logouts); POST /test/counters/reset zeroes them.
 //
 // Users (login / password, which is always the login):
 //   john        john@example.com, groups developers
@@ -43,6 +87,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { URLSearchParams } from 'node:url';
 
+import { SignJWT } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 
 // ---------------------------------------------------------------- settings
@@ -59,13 +104,34 @@ const REDIRECT_URIS = (env.IDP_REDIRECT_URIS || 'http://127.0.0.1:4180/oauth2/ca
   .filter(Boolean);
 const ID_TOKEN_ALG = env.IDP_ID_TOKEN_ALG || 'RS256';
 const TOKEN_TTL = Number.parseInt(env.IDP_TOKEN_TTL || '3600', 10);
-const AUTO_CONSENT = !['0', 'false', 'no'].includes(String(env.IDP_AUTO_CONSENT ?? '1').toLowerCase());
+const ACCESS_TOKEN_TTL = env.IDP_ACCESS_TOKEN_TTL
+  ? Number.parseInt(env.IDP_ACCESS_TOKEN_TTL, 10)
+  : TOKEN_TTL;
+const flag = (value, dflt) => !['0', 'false', 'no'].includes(String(value ?? dflt).toLowerCase());
+const AUTO_CONSENT = flag(env.IDP_AUTO_CONSENT, '1');
+const ROTATE_REFRESH = flag(env.IDP_ROTATE_REFRESH, '1');
+const list = (value) => String(value || '')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
+const POST_LOGOUT_URIS = list(env.IDP_POST_LOGOUT_URIS);
+const EXCHANGE_AUDIENCES = new Set(list(env.IDP_EXCHANGE_AUDIENCES || 'demo-upstream'));
 
 if (!Number.isInteger(PORT) || PORT <= 0 || PORT > 65535) {
   throw new Error(`invalid IDP_PORT: ${env.IDP_PORT}`);
 }
 if (!Number.isInteger(TOKEN_TTL) || TOKEN_TTL <= 0) {
   throw new Error(`invalid IDP_TOKEN_TTL: ${env.IDP_TOKEN_TTL}`);
+}
+if (!Number.isInteger(ACCESS_TOKEN_TTL) || ACCESS_TOKEN_TTL <= 0) {
+  throw new Error(`invalid IDP_ACCESS_TOKEN_TTL: ${env.IDP_ACCESS_TOKEN_TTL}`);
+}
+for (const uri of POST_LOGOUT_URIS) {
+  try {
+    new URL(uri); // eslint-disable-line no-new
+  } catch {
+    throw new Error(`invalid IDP_POST_LOGOUT_URIS entry: ${uri}`);
+  }
 }
 const TLS_CERT = env.IDP_TLS_CERT || '';
 const TLS_KEY = env.IDP_TLS_KEY || '';
@@ -226,13 +292,27 @@ function signingKeys() {
 
 // ---------------------------------------------------------------- provider
 
-const postLogoutRedirectUris = [...new Set(REDIRECT_URIS.map((u) => `${new URL(u).origin}/`))];
+const JWKS = signingKeys();
+// Token exchange signs its JWT access tokens with the RS256 key of /jwks.
+const EXCHANGE_JWK = JWKS.find((k) => k.kty === 'RSA');
+const EXCHANGE_KEY = crypto.createPrivateKey({ key: EXCHANGE_JWK, format: 'jwk' });
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+
+const postLogoutRedirectUris = [...new Set([
+  ...REDIRECT_URIS.flatMap((u) => {
+    const { origin } = new URL(u);
+    return [`${origin}/`, `${origin}/signed-out`];
+  }),
+  ...POST_LOGOUT_URIS,
+])];
 
 const clientDefaults = {
   client_secret: CLIENT_SECRET,
   redirect_uris: REDIRECT_URIS,
   post_logout_redirect_uris: postLogoutRedirectUris,
-  grant_types: ['authorization_code', 'refresh_token'],
+  grant_types: ['authorization_code', 'refresh_token', TOKEN_EXCHANGE],
   response_types: ['code'],
   id_token_signed_response_alg: ID_TOKEN_ALG,
 };
@@ -245,7 +325,7 @@ const FIRST_PARTY = new Set(CLIENTS.map((c) => c.client_id));
 
 const configuration = {
   clients: CLIENTS,
-  jwks: { keys: signingKeys() },
+  jwks: { keys: JWKS },
   findAccount,
   claims: {
     openid: ['sub', 'groups', 'realm_access', 'resource_access'],
@@ -265,13 +345,47 @@ const configuration = {
   // Refresh tokens for every client allowed the refresh_token grant, without
   // needing the offline_access scope (oauth2-proxy-style sessions keep one).
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // IDP_ROTATE_REFRESH: always or never (the library's default rotates only
+  // late in the refresh token's life).
+  rotateRefreshToken: ROTATE_REFRESH,
   cookies: {
     keys: [crypto.randomBytes(32).toString('base64url')],
   },
   features: {
     devInteractions: { enabled: false },
     userinfo: { enabled: true },
-    rpInitiatedLogout: { enabled: true },
+    rpInitiatedLogout: {
+      enabled: true,
+      // The confirmation page: oidc-provider's form (id op.logoutForm, action
+      // /session/end/confirm, hidden xsrf) with our sign-out button inside.
+      async logoutSource(ctx, form) {
+        const button = '<button type="submit" name="logout" value="yes" id="logout-yes" autofocus>Sign out</button>';
+        if (!form.includes('</form>')) throw new Error('unexpected logout form');
+        const clientId = ctx.oidc.client?.clientId;
+        ctx.type = 'html';
+        ctx.body = page('Sign out', `<h1>Sign out</h1>
+<p>Signed in as <strong>${esc(ctx.oidc.session?.accountId || '')}</strong> at ${esc(ISSUER)}${
+  clientId ? ` (from <strong>${esc(clientId)}</strong>)` : ''}.</p>
+<p>Do you want to sign out?</p>
+${form.replace('</form>', `${button}</form>`)}`);
+      },
+      async postLogoutSuccessSource(ctx) {
+        ctx.type = 'html';
+        ctx.body = page('Signed out', `<h1 id="signed-out">Signed out</h1>
+<p>You have been signed out of ${esc(ISSUER)}.</p>`);
+      },
+    },
+    revocation: {
+      enabled: true,
+      // The library's default policy (a client may revoke only its own tokens),
+      // restated so that it does not warn about it.
+      async allowedPolicy(_ctx, client, token) {
+        if (token.clientId !== client.clientId) {
+          throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+        }
+        return true;
+      },
+    },
   },
   interactions: {
     url(_ctx, interaction) {
@@ -300,7 +414,7 @@ const configuration = {
     return undefined;
   },
   ttl: {
-    AccessToken: TOKEN_TTL,
+    AccessToken: ACCESS_TOKEN_TTL,
     IdToken: TOKEN_TTL,
     AuthorizationCode: 60,
     RefreshToken: 14 * 24 * 3600,
@@ -332,9 +446,145 @@ function pinToIssuer(req) {
   req.headers['x-forwarded-proto'] = ISSUER_URL.protocol.replace(':', '');
 }
 
-provider.on('server_error', (_ctx, err) => {
+// ------------------------------------------------------------ test counters
+
+const COUNTER_NAMES = ['refresh', 'refresh_failed', 'code', 'exchange', 'revocation', 'end_session'];
+const counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0]));
+function resetCounters() {
+  for (const n of COUNTER_NAMES) counters[n] = 0;
+}
+
+const grantTypeOf = (ctx) => ctx.oidc?.params?.grant_type;
+
+provider.on('grant.success', (ctx) => {
+  switch (grantTypeOf(ctx)) {
+    case 'refresh_token': counters.refresh += 1; break;
+    case 'authorization_code': counters.code += 1; break;
+    case TOKEN_EXCHANGE: counters.exchange += 1; break;
+    default: break;
+  }
+});
+provider.on('grant.error', (ctx) => {
+  if (grantTypeOf(ctx) === 'refresh_token') counters.refresh_failed += 1;
+});
+provider.on('end_session.success', () => {
+  counters.end_session += 1;
+});
+
+provider.on('server_error', (ctx, err) => {
+  if (ctx?.oidc?.route === 'token' && grantTypeOf(ctx) === 'refresh_token') {
+    counters.refresh_failed += 1;
+  }
   console.error('idp server_error:', err);
 });
+
+// ---------------------------------------------------------- logout: grants
+
+// At /session/end/confirm with logout=yes oidc-provider revokes the session's
+// grants except those of clients whose tokens outlive the session (requested
+// offline_access). Sign-out in this demo ends them all, so that every refresh
+// token of the signed-out user stops working. Runs before the response goes out.
+async function revokeGrant(grantId) {
+  await Promise.all([
+    provider.AccessToken.revokeByGrantId(grantId),
+    provider.RefreshToken.revokeByGrantId(grantId),
+    provider.AuthorizationCode.revokeByGrantId(grantId),
+    provider.Grant.adapter.destroy(grantId),
+  ]);
+}
+
+provider.use(async (ctx, next) => {
+  await next();
+  const oidc = ctx.oidc; // only set for the provider's own routes
+  if (oidc?.route !== 'end_session_confirm' || ctx.status !== 303 || !oidc.params?.logout) return;
+  const session = oidc.entities?.Session;
+  if (!session?.destroyed || !session.authorizations) return;
+  await Promise.all(Object.values(session.authorizations)
+    .map(({ grantId }) => (grantId ? revokeGrant(grantId) : undefined)));
+});
+
+// --------------------------------------------------- token exchange (8693)
+
+function requireParam(params, name) {
+  if (!params[name]) throw new errors.InvalidRequest(`missing required parameter '${name}'`);
+  return params[name];
+}
+
+async function tokenExchange(ctx) {
+  const { params, client } = ctx.oidc;
+
+  const subjectToken = requireParam(params, 'subject_token');
+  const subjectTokenType = requireParam(params, 'subject_token_type');
+  if (subjectTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
+    throw new errors.InvalidGrant(`unsupported subject_token_type, only ${TOKEN_TYPE_ACCESS_TOKEN}`);
+  }
+  if (params.requested_token_type && params.requested_token_type !== TOKEN_TYPE_ACCESS_TOKEN) {
+    throw new errors.InvalidRequest(`unsupported requested_token_type, only ${TOKEN_TYPE_ACCESS_TOKEN}`);
+  }
+
+  const subject = await provider.AccessToken.find(subjectToken);
+  if (!subject || subject.isExpired) {
+    throw new errors.InvalidGrant('subject_token invalid, expired or revoked');
+  }
+  if (subject.clientId !== client.clientId) {
+    throw new errors.InvalidGrant('subject_token was issued to another client');
+  }
+  const account = await findAccount(ctx, subject.accountId);
+  if (!account) {
+    throw new errors.InvalidGrant('subject_token account not found');
+  }
+
+  if (!params.audience) {
+    throw new errors.InvalidTarget('audience is required');
+  }
+  if (!EXCHANGE_AUDIENCES.has(params.audience)) {
+    throw new errors.InvalidTarget(`unknown audience ${params.audience}`);
+  }
+  if (params.resource !== undefined && !EXCHANGE_AUDIENCES.has(params.resource)) {
+    throw new errors.InvalidTarget(`unknown resource ${params.resource}`);
+  }
+  const aud = [...new Set([params.audience, params.resource].filter(Boolean))];
+
+  const granted = [...subject.scopes];
+  let scope = granted;
+  if (params.scope) {
+    const requested = [...new Set(params.scope.split(' ').filter(Boolean))];
+    const missing = requested.filter((x) => !subject.scopes.has(x));
+    if (missing.length) {
+      throw new errors.InvalidScope('subject_token missing requested scope', missing.join(' '));
+    }
+    scope = requested;
+  }
+
+  const now = Math.floor(Date.now() / 1000);
+  const accessToken = await new SignJWT({ client_id: client.clientId, scope: scope.join(' ') })
+    .setProtectedHeader({ alg: 'RS256', kid: EXCHANGE_JWK.kid, typ: 'at+jwt' })
+    .setIssuer(ISSUER)
+    .setSubject(subject.accountId)
+    .setAudience(aud.length === 1 ? aud[0] : aud)
+    .setIssuedAt(now)
+    .setExpirationTime(now + ACCESS_TOKEN_TTL)
+    .setJti(crypto.randomBytes(16).toString('base64url'))
+    .sign(EXCHANGE_KEY);
+
+  // Cache-Control: no-store comes from the token endpoint's own middleware.
+  ctx.body = {
+    access_token: accessToken,
+    issued_token_type: TOKEN_TYPE_ACCESS_TOKEN,
+    token_type: 'Bearer',
+    expires_in: ACCESS_TOKEN_TTL,
+    scope: scope.join(' '),
+  };
+}
+
+provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, [
+  'subject_token',
+  'subject_token_type',
+  'audience',
+  'scope',
+  'resource',
+  'requested_token_type',
+]);
 
 // ------------------------------------------------------------ interactions
 
@@ -564,6 +814,7 @@ async function enforceClientAuthMethod(req, res) {
   const registered = AUTH_METHOD.get(clientId);
   const used = viaHeader !== undefined ? 'client_secret_basic' : viaBody ? 'client_secret_post' : undefined;
   if (registered && used && used !== registered) {
+    if (form.get('grant_type') === 'refresh_token') counters.refresh_failed += 1;
     res.statusCode = 401;
     res.setHeader('Content-Type', 'application/json; charset=utf-8');
     res.setHeader('Cache-Control', 'no-store');
@@ -602,6 +853,22 @@ function handle(req, res) {
     res.end('ok\n');
     return;
   }
+  if (path === '/test/counters' || path === '/test/counters/reset') {
+    const reset = path.endsWith('/reset');
+    const method = reset ? 'POST' : 'GET';
+    if (req.method !== method) {
+      res.statusCode = 405;
+      res.setHeader('Allow', method);
+      res.end();
+      return;
+    }
+    if (reset) resetCounters();
+    res.setHeader('Content-Type', 'application/json');
+    res.setHeader('Cache-Control', 'no-store');
+    res.end(`${JSON.stringify(counters)}\n`);
+    return;
+  }
+  if (req.method === 'POST' && path === '/token/revocation') counters.revocation += 1;
   if (req.method === 'POST' && CLIENT_AUTH_PATHS.has(path)
       && /^application\/x-www-form-urlencoded/i.test(req.headers['content-type'] || '')) {
     enforceClientAuthMethod(req, res).then((ok) => {
