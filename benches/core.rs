@@ -63,6 +63,10 @@ fn session(groups: usize) -> Session {
         refresh_token: "r".repeat(43),
         created_at: NOW,
         expires_at: NOW + 3600,
+        id: "b".repeat(22),
+        sub: "john".into(),
+        access_expires_at: NOW + 300,
+        generation: 0,
     }
 }
 
@@ -233,6 +237,7 @@ fn decide(cr: &mut Criterion) {
     let bearer = format!("Bearer {}", tokens.first().map_or("", |(_, t)| t.as_str()));
     let mut sessions = Cache::new(1024, 8 << 20);
     let mut bearers = Cache::new(1024, 4 << 20);
+    let mut exchanged = Cache::new(1024, 4 << 20);
     let mut random = |b: &mut [u8]| {
         b.fill(9);
         true
@@ -247,6 +252,7 @@ fn decide(cr: &mut Criterion) {
             providers: &providers,
             sessions: &mut sessions,
             bearers: &mut bearers,
+            exchanged: &mut exchanged,
         };
         gate::decide(&mut cx, req, &mut env).decision
     };

@@ -63,6 +63,27 @@ function sendHtml(res, status, html) {
   res.end(html);
 }
 
+/** The claims of a JWT, read without checking it (display only: the filter checked it). */
+function jwtClaims(token) {
+  try {
+    const payload = String(token || '').split('.')[1];
+    return payload ? JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** When the token the filter passed in Authorization was issued and expires. */
+function tokenLifetime(headers) {
+  const claims = jwtClaims((headers.authorization || '').replace(/^Bearer\s+/i, ''));
+  if (!claims || !Number.isFinite(claims.exp)) return '';
+  const now = Math.floor(Date.now() / 1000);
+  const at = (t) => new Date(t * 1000).toISOString().slice(11, 19);
+  return `<p id="token">The token in <code>Authorization</code> was issued at <code>${esc(at(claims.iat))}</code>
+and expires at <code>${esc(at(claims.exp))}</code> UTC (in ${esc(claims.exp - now)} s).
+Reload after it expires: the filter refreshes the session first, so the app never sees an expired token.</p>`;
+}
+
 function helloPage(headers) {
   const email = headers['x-auth-request-email'];
   const user = headers['x-auth-request-preferred-username'] || headers['x-auth-request-user'];
@@ -80,6 +101,7 @@ function helloPage(headers) {
 <h1>Hello, ${who}</h1>
 ${user ? `<p>User: <code>${esc(user)}</code></p>` : ''}
 ${groups ? `<p>Groups: <code>${esc(groups)}</code></p>` : ''}
+${tokenLifetime(headers)}
 <p>This page is served by the demo app; the wasm-oauth2-proxy filter in Envoy logged you in and passed your identity in <code>X-Auth-Request-*</code> headers.</p>
 <ul>
 <li><a href="/headers">Request headers the app received</a></li>

@@ -195,6 +195,9 @@ def main() -> int:
                 "IDP_CLIENT_ID": "demo-app",
                 "IDP_CLIENT_SECRET": CLIENT_SECRET,
                 "IDP_REDIRECT_URIS": f"http://127.0.0.1:{LISTEN_PORT}/oauth2/callback",
+                # Short-lived tokens, so the demo shows the filter refreshing them.
+                "IDP_TOKEN_TTL": "60",
+                "IDP_ACCESS_TOKEN_TTL": "60",
             })
             children.append(idp)
             wait_ready(

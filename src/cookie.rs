@@ -70,14 +70,31 @@ pub fn read_joined<'a>(cookies: &[(&'a str, &'a str)], name: &str) -> Option<Cow
 }
 
 /// True when the cookie is one of ours and must not reach the app: the session (whole or
-/// any numbered chunk, even one we would never write) or the login-attempt cookie.
+/// any numbered chunk, even one we would never write) or a login-attempt cookie.
 pub fn is_ours(settings: &CookieSettings, name: &str) -> bool {
     // Runs for every cookie of every request: no allocation.
     match name.strip_prefix(settings.name.as_str()) {
         Some("") | Some("_csrf") => true,
+        Some(rest) if rest.starts_with("_csrf_") => true,
         Some(_) => chunk_digits(&settings.name, name).is_some(),
         None => false,
     }
+}
+
+/// Login-attempt cookies the browser sent: the shared one and every per-request one.
+pub fn csrf_cookies<'a>(
+    settings: &CookieSettings,
+    cookies: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let shared = settings.csrf_name();
+    cookies
+        .iter()
+        .filter(|(n, _)| {
+            n.strip_prefix(shared.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+        })
+        .copied()
+        .collect()
 }
 
 /// The `Cookie` header the app should see: ours removed, everything else untouched.

@@ -40,6 +40,12 @@ pub fn seal(
     seal::seal(key, &aad(cookie_name), nonce, &json)
 }
 
+/// What a login-attempt cookie holds, if authentic (expired or not).
+pub fn open(key: &[u8; 32], cookie_name: &str, cookie: &str) -> Option<LoginState> {
+    let json = seal::open(key, &aad(cookie_name), cookie)?;
+    serde_json::from_slice(&json).ok()
+}
+
 /// The login this browser started, if the cookie is authentic, unexpired and was issued
 /// for exactly this `state`.
 pub fn verify(
@@ -49,8 +55,7 @@ pub fn verify(
     state: &str,
     now: u64,
 ) -> Option<LoginState> {
-    let json = seal::open(key, &aad(cookie_name), cookie)?;
-    let login: LoginState = serde_json::from_slice(&json).ok()?;
+    let login = open(key, cookie_name, cookie)?;
     (login.expires_at > now && constant_time_eq(login.state.as_bytes(), state.as_bytes()))
         .then_some(login)
 }

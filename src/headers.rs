@@ -158,6 +158,7 @@ mod tests {
             refresh_token: String::new(),
             created_at: 0,
             expires_at: 1,
+            ..Default::default()
         }
     }
 

@@ -31,6 +31,7 @@ pub mod pkce;
 pub mod policy;
 pub mod provider;
 pub mod redirect;
+pub mod refresh;
 pub mod routes;
 pub mod seal;
 pub mod session;

@@ -6,7 +6,7 @@
 use crate::seal;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     #[serde(rename = "u")]
     pub user: String,
@@ -28,10 +28,28 @@ pub struct Session {
     pub id_token: String,
     #[serde(rename = "r", default)]
     pub refresh_token: String,
+    /// When the tokens were last obtained (login or refresh): oauth2-proxy's `CreatedAt`,
+    /// which `cookie_refresh` counts from.
     #[serde(rename = "c")]
     pub created_at: u64,
     #[serde(rename = "x")]
     pub expires_at: u64,
+    /// Random id fixed at login, kept across refreshes: the key that coalesces refreshes.
+    #[serde(rename = "d", default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The ID token's `sub`, which a refreshed ID token must repeat.
+    #[serde(rename = "s", default, skip_serializing_if = "String::is_empty")]
+    pub sub: String,
+    /// When the access token expires; 0 when the IdP did not say.
+    #[serde(rename = "t", default, skip_serializing_if = "is_zero")]
+    pub access_expires_at: u64,
+    /// Refreshes so far; a refresh publishes generation + 1 for parallel requests.
+    #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn aad(cookie_name: &str) -> Vec<u8> {
@@ -53,6 +71,22 @@ pub fn open(key: &[u8; 32], cookie_name: &str, value: &str, now: u64) -> Option<
     let json = seal::open(key, &aad(cookie_name), value)?;
     let session: Session = serde_json::from_slice(&json).ok()?;
     (session.expires_at > now).then_some(session)
+}
+
+/// [`open`] with the current key, then with each previous one (`cookie_secret_previous`);
+/// `true` alongside a session that an old key opened, so it gets sealed again.
+pub fn open_any<'k>(
+    current: &[u8; 32],
+    previous: impl Iterator<Item = &'k [u8; 32]>,
+    cookie_name: &str,
+    value: &str,
+    now: u64,
+) -> Option<(Session, bool)> {
+    if let Some(s) = open(current, cookie_name, value, now) {
+        return Some((s, false));
+    }
+    let mut previous = previous;
+    previous.find_map(|k| open(k, cookie_name, value, now).map(|s| (s, true)))
 }
 
 impl Session {
@@ -87,7 +121,22 @@ mod tests {
             refresh_token: String::new(),
             created_at: 100,
             expires_at: 200,
+            id: "sid".into(),
+            sub: "john".into(),
+            access_expires_at: 150,
+            generation: 2,
         }
+    }
+
+    #[test]
+    fn previous_keys_open_and_say_so() {
+        let v = seal(&[1; 32], "_oauth2_proxy", &sample(), [3; 12]).unwrap();
+        let opened = |cur: &[u8; 32], prev: &[[u8; 32]]| {
+            open_any(cur, prev.iter(), "_oauth2_proxy", &v, 150).map(|(_, old)| old)
+        };
+        assert_eq!(opened(&[1; 32], &[]), Some(false));
+        assert_eq!(opened(&[2; 32], &[[5; 32], [1; 32]]), Some(true));
+        assert_eq!(opened(&[2; 32], &[[5; 32]]), None);
     }
 
     #[test]

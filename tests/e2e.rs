@@ -571,7 +571,10 @@ fn a03_tampered_or_foreign_cookies_are_no_session() {
 /// A4: sign_out ends the session and only follows safe rd values.
 #[test]
 fn a04_sign_out() {
-    let st = Stack::builder().start();
+    // The `rd` rule on its own; RP-initiated logout is tests/lifecycle.rs's.
+    let st = Stack::builder()
+        .plugin("oidc_rp_initiated_logout", json!(false))
+        .start();
     let authz = authz_endpoint(&st);
     let mut b = Browser::new();
     st.login_ok(&mut b, "/", "john");
@@ -1183,8 +1186,10 @@ fn a10_bad_cookie_secret_is_refused() {
 /// A11: open-redirect attempts through `rd` end on our own origin.
 #[test]
 fn a11_open_redirects_are_neutralised() {
+    // `rd` on its own: RP-initiated logout would send sign-out to the IdP first.
     let st = Stack::builder()
         .plugin("whitelist_domains", json!(["trusted.example"]))
+        .plugin("oidc_rp_initiated_logout", json!(false))
         .start();
     let mut b = Browser::new();
     st.login_ok(&mut b, "/", "john"); // IdP session for the rest

@@ -18,9 +18,10 @@ use wasm_oauth2_proxy::cache::Cache;
 use wasm_oauth2_proxy::config::{Config, CookieSettings, SameSite};
 use wasm_oauth2_proxy::gate::{self, edited_headers, Context, Decision, Env, Request};
 use wasm_oauth2_proxy::provider::Providers;
+use wasm_oauth2_proxy::refresh::{self, Entry, Plan, State};
 use wasm_oauth2_proxy::{cookie, headers, oidc, path, redirect};
 
-const TARGETS: u32 = 7;
+const TARGETS: u32 = 8;
 
 /// Runs `test` on values from `strategy`: a fixed number of cases, or (with FUZZ_SECONDS) fresh
 /// seeds until this target's share of the time is spent. A failure panics with the shrunk input.
@@ -362,11 +363,13 @@ fn gate_strips_every_spelling_and_admits_no_one_without_a_session() {
         let providers = Providers::new(1);
         let mut sessions = Cache::new(16, 1 << 20);
         let mut bearers = Cache::new(16, 1 << 20);
+        let mut exchanged = Cache::new(16, 1 << 20);
         let mut cx = Context {
             config: &config,
             providers: &providers,
             sessions: &mut sessions,
             bearers: &mut bearers,
+            exchanged: &mut exchanged,
         };
         let mut random = |b: &mut [u8]| {
             b.fill(7);
@@ -376,7 +379,9 @@ fn gate_strips_every_spelling_and_admits_no_one_without_a_session() {
             now: 1_700_000_000,
             random: &mut random,
         };
-        if let Decision::Continue { remove, set } = gate::decide(&mut cx, &req, &mut env).decision {
+        if let Decision::Continue { remove, set, .. } =
+            gate::decide(&mut cx, &req, &mut env).decision
+        {
             // No keys are loaded, so no session or token can be valid: only a skip route.
             let path = req.headers[1].1.as_str();
             let skipped = path::skippable(path).is_some_and(|p| p.starts_with("/public/"));
@@ -389,6 +394,118 @@ fn gate_strips_every_spelling_and_admits_no_one_without_a_session() {
             for (n, _) in edited_headers(&req.headers, &remove, &set) {
                 prop_assert!(!headers::is_owned(n), "{} reached the app", n);
             }
+        }
+        Ok(())
+    });
+}
+
+/// What one worker does next with the shared refresh slot of one session.
+#[derive(Debug, Clone)]
+enum SlotOp {
+    /// Read the slot and decide (`refresh::plan`), remembering the compare-and-swap token.
+    Read(usize),
+    /// Carry out the remembered claim: compare-and-swap.
+    Write(usize),
+    /// A worker holding the claim publishes its outcome (0 done, 1 ended, 2 unavailable).
+    Finish(usize, u8),
+    /// Time passes.
+    Tick(u64),
+    /// Junk in the slot (another filter version, a torn write).
+    Junk(Vec<u8>),
+}
+
+#[test]
+fn refresh_slots_give_one_claim_at_a_time() {
+    const WORKERS: usize = 4;
+    const TIMEOUT: u64 = 3;
+    let op = prop_oneof![
+        (0..WORKERS).prop_map(SlotOp::Read),
+        (0..WORKERS).prop_map(SlotOp::Write),
+        (0..WORKERS, 0u8..3).prop_map(|(w, o)| SlotOp::Finish(w, o)),
+        (0u64..4).prop_map(SlotOp::Tick),
+        proptest::collection::vec(any::<u8>(), 0..24).prop_map(SlotOp::Junk),
+    ];
+    fuzz("refresh", proptest::collection::vec(op, 1..60), |ops| {
+        // The slot as Envoy's shared data holds it: bytes and a version bumped on each write.
+        let (mut slot, mut version): (Option<Vec<u8>>, u32) = (None, 0);
+        let mut now = 1_000u64;
+        // Each worker: the session generation it knows, a plan read, and a claim held since.
+        let mut generation = [0u64; WORKERS];
+        // The claim's timestamp is the time of the read that planned it.
+        let mut read: [Option<(Plan, u32, u64)>; WORKERS] = Default::default();
+        let mut held: [Option<u64>; WORKERS] = [None; WORKERS];
+        let mut claims: [Option<Vec<u8>>; WORKERS] = Default::default();
+        for op in ops {
+            match op {
+                SlotOp::Read(w) => {
+                    let plan = refresh::plan(slot.as_deref(), "s", generation[w], now, TIMEOUT);
+                    if let Plan::Adopt(cookie) = &plan {
+                        let g = cookie
+                            .parse::<u64>()
+                            .map_err(|_| TestCaseError::fail("cookie"))?;
+                        prop_assert!(g > generation[w], "adopted an older session");
+                        generation[w] = g;
+                    }
+                    read[w] = Some((plan, version, now));
+                }
+                SlotOp::Write(w) => {
+                    if let Some((Plan::Claim(bytes), seen, at)) = read[w].take() {
+                        if seen == version && held[w].is_none() {
+                            claims[w] = Some(bytes.clone());
+                            slot = Some(bytes);
+                            version += 1;
+                            held[w] = Some(at);
+                        }
+                    }
+                }
+                SlotOp::Finish(w, outcome) => {
+                    let claim = claims[w].take();
+                    let ours = claim
+                        .as_deref()
+                        .is_some_and(|c| refresh::still_claimed(slot.as_deref(), c));
+                    if held[w].take().is_some() && ours {
+                        let state = match outcome {
+                            0 => {
+                                generation[w] += 1;
+                                State::Done(generation[w].to_string())
+                            }
+                            1 => State::Ended,
+                            _ => State::Unavailable,
+                        };
+                        let g = generation[w] - u64::from(outcome == 0);
+                        let entry = Entry {
+                            session: "s".into(),
+                            generation: if outcome == 0 { g + 1 } else { g },
+                            at: now,
+                            state,
+                        };
+                        slot = Some(entry.encode());
+                        version += 1;
+                    }
+                }
+                SlotOp::Tick(secs) => now += secs,
+                // Only the filter writes the slot, and only as a claim holder or to create it:
+                // junk can precede claims, never overwrite one.
+                SlotOp::Junk(bytes) if held.iter().all(Option::is_none) => {
+                    prop_assert!(
+                        matches!(
+                            refresh::plan(Some(&bytes), "s", 0, now, TIMEOUT),
+                            Plan::Claim(_)
+                        ) || Entry::decode(&bytes).is_some()
+                    );
+                    slot = Some(bytes);
+                    version += 1;
+                }
+                SlotOp::Junk(_) => {}
+            }
+            // Never two live claims: a claim older than the timeout and grace may be taken
+            // over (its worker is presumed dead), a younger one never.
+            let live = held
+                .iter()
+                .flatten()
+                .filter(|since| now - **since <= TIMEOUT + refresh::GRACE_SECS)
+                .count();
+            prop_assert!(live <= 1, "{} live claims", live);
         }
         Ok(())
     });

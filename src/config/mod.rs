@@ -1,10 +1,12 @@
 //! The filter's JSON configuration: oauth2-proxy option names, strict parsing, and
 //! errors that name the key, so a typo fails the deployment instead of weakening it.
 
+mod lifecycle;
 mod reader;
 
+pub use lifecycle::{Lifecycle, TokenExchange, MAX_CSRF_COOKIES};
 pub use reader::parse_duration_ms;
-use reader::{check_url, decode_cookie_secret, derive_key, is_cookie_name_byte, Reader};
+use reader::{check_url, decode_cookie_secret, is_cookie_name_byte, Reader};
 use serde_json::Value;
 use std::fmt;
 
@@ -65,6 +67,15 @@ const KNOWN_KEYS: &[&str] = &[
     "skip_jwt_bearer_tokens",
     "extra_jwt_issuers",
     "bearer_token_login_fallback",
+    "cookie_refresh",
+    "session_cookie_minimal",
+    "cookie_csrf_per_request",
+    "cookie_csrf_per_request_limit",
+    "backend_logout_url",
+    "oidc_rp_initiated_logout",
+    "cookie_secret_previous",
+    "cookie_secret_previous_env",
+    "upstream_token_exchange",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +122,18 @@ pub struct CookieSettings {
 impl CookieSettings {
     pub fn csrf_name(&self) -> String {
         format!("{}_csrf", self.name)
+    }
+
+    /// `cookie_csrf_per_request`'s cookie for one login attempt, named from its `state`
+    /// so parallel logins in several tabs each find their own.
+    pub fn csrf_name_for(&self, state: &str) -> String {
+        // Our states are base64url; anything else a client sends must not reach a header.
+        let tag: String = state
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .take(16)
+            .collect();
+        format!("{}_csrf_{tag}", self.name)
     }
 }
 
@@ -163,6 +186,7 @@ pub struct Config {
     pub ping_user_agent: Option<String>,
     pub skip_jwt_bearer_tokens: bool,
     pub bearer_token_login_fallback: bool,
+    pub lifecycle: Lifecycle,
 }
 
 // Secrets stay out of Debug output so a stray `{:?}` can never log them.
@@ -180,6 +204,15 @@ impl fmt::Debug for Config {
 impl Config {
     pub fn callback_path(&self) -> String {
         format!("{}/callback", self.proxy_prefix)
+    }
+
+    /// How the filter authenticates to the IdP's token and revocation endpoints.
+    pub fn client(&self) -> oidc::Client<'_> {
+        oidc::Client {
+            id: &self.client_id,
+            secret: &self.client_secret,
+            auth: self.client_auth,
+        }
     }
 
     /// The login issuer's URL.
@@ -245,6 +278,8 @@ impl Config {
 
         let cookie = cookie_settings(&r)?;
         let rules = rules(&r)?;
+        let (session_key, csrf_key) = lifecycle::keys_of(&secret_bytes);
+        let lifecycle = lifecycle::lifecycle(&r, env, cookie.expire)?;
 
         let client_auth = match r.string("token_endpoint_auth_method")?.as_deref() {
             None | Some("client_secret_basic") => ClientAuth::Basic,
@@ -282,8 +317,8 @@ impl Config {
             client_id,
             client_secret,
             client_auth,
-            session_key: derive_key(&secret_bytes, b"wasm-oauth2-proxy session v1"),
-            csrf_key: derive_key(&secret_bytes, b"wasm-oauth2-proxy csrf v1"),
+            session_key,
+            csrf_key,
             redirect_url,
             proxy_prefix,
             scope: r.string_or("scope", "openid email profile")?,
@@ -314,7 +349,23 @@ impl Config {
             ping_user_agent: r.string("ping_user_agent")?.filter(|s| !s.is_empty()),
             skip_jwt_bearer_tokens: r.bool("skip_jwt_bearer_tokens", false)?,
             bearer_token_login_fallback: r.bool("bearer_token_login_fallback", true)?,
+            lifecycle,
         };
+        config.check_minimal()?;
+        // `backend_logout_url` is called like the IdP: through a cluster that serves its host.
+        if let Some(url) = &config.lifecycle.backend_logout_url {
+            let target = oidc::target(&url.replace("{id_token}", "x"))
+                .map_err(|_| err("backend_logout_url", "bad URL"))?;
+            if config.cluster_for(1, &target.authority).is_none() {
+                return Err(err(
+                    "backend_logout_url",
+                    format!(
+                        "no Envoy cluster for `{}`: add it to `idp_clusters`",
+                        target.authority
+                    ),
+                ));
+            }
+        }
         // Each extra issuer must be reachable through a cluster the configuration names.
         for (id, extra) in config.issuers.iter().enumerate().skip(1) {
             let target =
@@ -330,6 +381,32 @@ impl Config {
             }
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// oauth2-proxy refuses options that need tokens a minimal cookie does not keep.
+    fn check_minimal(&self) -> Result<(), ConfigError> {
+        if !self.lifecycle.session_cookie_minimal {
+            return Ok(());
+        }
+        let needs_tokens = [
+            ("pass_access_token", self.pass_access_token),
+            ("pass_authorization_header", self.pass_authorization_header),
+            ("set_authorization_header", self.set_authorization_header),
+            ("cookie_refresh", self.lifecycle.cookie_refresh > 0),
+            (
+                "upstream_token_exchange",
+                self.lifecycle.token_exchange.is_some(),
+            ),
+        ];
+        match needs_tokens.iter().find(|(_, on)| *on) {
+            Some((key, _)) => Err(err(
+                key,
+                "needs tokens in the session, which `session_cookie_minimal` leaves out",
+            )),
+            None => Ok(()),
+        }
     }
 }
 

@@ -116,6 +116,19 @@ impl Reader<'_> {
         Ok(ms)
     }
 
+    /// A duration where `0` (or absent) means "off".
+    pub(super) fn duration_or_zero(&self, key: &str) -> Result<u64, ConfigError> {
+        match self.string(key)? {
+            None => Ok(0),
+            Some(s) => parse_duration_ms(&s).map(|ms| ms / 1000).ok_or_else(|| {
+                err(
+                    key,
+                    format!("`{s}` is not a duration like `1h`, `5m` or `0s`"),
+                )
+            }),
+        }
+    }
+
     pub(super) fn duration(&self, key: &str, default_secs: u64) -> Result<u64, ConfigError> {
         let secs = self.duration_ms(key, default_secs.saturating_mul(1000))? / 1000;
         if secs == 0 {

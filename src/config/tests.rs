@@ -265,3 +265,100 @@ fn debug_hides_secrets() {
     assert!(!s.contains("s3cret"));
     assert!(!s.contains("0123456789abcdef"));
 }
+
+#[test]
+fn session_lifecycle_options() {
+    let c = parse(&base()).unwrap();
+    let l = &c.lifecycle;
+    assert_eq!(l.cookie_refresh, 0);
+    assert!(!l.session_cookie_minimal && !l.csrf_per_request && l.rp_initiated_logout);
+    assert_eq!(l.csrf_per_request_limit, MAX_CSRF_COOKIES);
+    assert!(l.previous_keys.is_empty() && l.token_exchange.is_none());
+
+    let mut v = base();
+    v["cookie_refresh"] = "5m".into();
+    v["cookie_csrf_per_request"] = true.into();
+    v["cookie_csrf_per_request_limit"] = 3.into();
+    v["backend_logout_url"] = "https://idp.example.com/logout?id_token_hint={id_token}".into();
+    v["oidc_rp_initiated_logout"] = false.into();
+    v["cookie_secret_previous"] = serde_json::json!(["fedcba9876543210fedcba9876543210"]);
+    v["cookie_secret_previous_env"] = "OLD1".into();
+    v["upstream_token_exchange"] = serde_json::json!({"audience": "api", "scope": "read"});
+    let env = |k: &str| (k == "OLD1").then(|| "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb".to_string());
+    let c = Config::parse(v.to_string().as_bytes(), &env).unwrap();
+    let l = &c.lifecycle;
+    assert_eq!(l.cookie_refresh, 300);
+    assert!(l.csrf_per_request && !l.rp_initiated_logout);
+    assert_eq!(l.csrf_per_request_limit, 3);
+    assert_eq!(l.previous_keys.len(), 3);
+    assert!(l.previous_keys.iter().all(|(s, _)| *s != c.session_key));
+    assert_eq!(
+        l.token_exchange,
+        Some(TokenExchange {
+            audience: "api".into(),
+            scope: Some("read".into()),
+            resource: None
+        })
+    );
+    assert_eq!(
+        c.cookie.csrf_name_for("abcdefghijklmnopqrstuvwxyz"),
+        "_oauth2_proxy_csrf_abcdefghijklmnop"
+    );
+    // A client's `state` is attacker input: nothing but base64url reaches a cookie name.
+    assert_eq!(
+        c.cookie.csrf_name_for("a;b\r\nc=d e"),
+        "_oauth2_proxy_csrf_abcde"
+    );
+}
+
+#[test]
+fn session_lifecycle_errors_name_their_key() {
+    for (key, value) in [
+        ("cookie_refresh", serde_json::json!("soon")),
+        ("cookie_refresh", serde_json::json!("168h")),
+        ("cookie_csrf_per_request_limit", serde_json::json!("3")),
+        ("cookie_csrf_per_request_limit", serde_json::json!(-1)),
+        ("backend_logout_url", serde_json::json!("not a url")),
+        (
+            "backend_logout_url",
+            serde_json::json!("https://other.example/logout"),
+        ),
+        ("cookie_secret_previous", serde_json::json!(["short"])),
+        ("cookie_secret_previous_env", serde_json::json!("UNSET")),
+        ("upstream_token_exchange", serde_json::json!("api")),
+        ("upstream_token_exchange", serde_json::json!({"scope": "x"})),
+        (
+            "upstream_token_exchange",
+            serde_json::json!({"audience": "a", "aud": "b"}),
+        ),
+        (
+            "upstream_token_exchange",
+            serde_json::json!({"audience": "a", "resource": "x"}),
+        ),
+    ] {
+        let mut v = base();
+        v[key] = value.clone();
+        let e = parse(&v).unwrap_err();
+        assert_eq!(e.key, key, "{key}={value}: {e}");
+    }
+}
+
+#[test]
+fn a_minimal_cookie_refuses_options_that_need_tokens() {
+    for key in [
+        "pass_access_token",
+        "pass_authorization_header",
+        "set_authorization_header",
+    ] {
+        let mut v = base();
+        v["session_cookie_minimal"] = true.into();
+        v[key] = true.into();
+        assert_eq!(parse(&v).unwrap_err().key, key);
+    }
+    let mut v = base();
+    v["session_cookie_minimal"] = true.into();
+    v["cookie_refresh"] = "1m".into();
+    assert_eq!(parse(&v).unwrap_err().key, "cookie_refresh");
+    v["cookie_refresh"] = "0s".into();
+    assert!(parse(&v).is_ok());
+}

@@ -92,6 +92,10 @@ pub fn replace_request_headers(pairs: Vec<(&str, &str)>) -> bool {
     hostcalls::set_map(MapType::HttpRequestHeaders, pairs).is_ok()
 }
 
+pub fn add_response_header(name: &str, value: &str) -> bool {
+    hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value).is_ok()
+}
+
 pub fn send_response(r: &Response) -> bool {
     let headers: Vec<(&str, &str)> = r
         .headers

@@ -76,4 +76,9 @@ impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         plugin::on_request(self.root, self.id)
     }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        plugin::on_response(self.id);
+        Action::Continue
+    }
 }

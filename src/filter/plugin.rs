@@ -10,11 +10,13 @@ use super::host;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::gate::{
-    self, Admitted, Callout, Context, Decision, Env, Level, Pending, Request, Step,
-    BEARER_CACHE_BYTES, BEARER_CACHE_ENTRIES, SESSION_CACHE_BYTES, SESSION_CACHE_ENTRIES,
+    self, Admitted, Callout, Context, Decision, Env, Exchanged, Level, Pending, Publish,
+    RefreshCall, Request, Settled, Step, BEARER_CACHE_BYTES, BEARER_CACHE_ENTRIES,
+    EXCHANGE_CACHE_BYTES, EXCHANGE_CACHE_ENTRIES, SESSION_CACHE_BYTES, SESSION_CACHE_ENTRIES,
 };
 use crate::oidc::{Discovery, MAX_DOCUMENT_BYTES};
 use crate::provider::{self, Provider, Providers, KEY_REFETCH_MIN_SECS, MAIN, RETRY_SECS};
+use crate::refresh::{self, Plan};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,6 +26,8 @@ use std::time::Duration;
 const IDLE_TICK: Duration = Duration::from_secs(5);
 /// Ticks while a load is wanted right away.
 const EAGER_TICK: Duration = Duration::from_millis(1);
+/// How often requests waiting for another worker's refresh look at its slot.
+const REFRESH_POLL: Duration = Duration::from_millis(10);
 /// Bounds on the requests parked while an issuer's metadata or keys load: a flood of tokens
 /// naming an unknown `kid` (each holding up to a whole header map) must not grow the VM.
 const MAX_PARKED: usize = 1024;
@@ -61,6 +65,9 @@ struct Plugin {
     waiters: Vec<(u32, usize, Wait)>,
     sessions: Cache<Admitted>,
     bearers: Cache<Admitted>,
+    exchanged: Cache<Exchanged>,
+    /// Streams waiting for a refresh of their session that someone else is making.
+    refreshing: Vec<(u32, Box<RefreshCall>)>,
 }
 
 impl Wait {
@@ -77,14 +84,38 @@ impl Plugin {
         self.loading.get_mut(issuer)
     }
 
+    /// Whether one more parked request of `weight` bytes fits the bounds.
+    fn room_for(&self, weight: usize) -> bool {
+        let held: usize = self
+            .waiters
+            .iter()
+            .map(|(_, _, w)| w.weight())
+            .sum::<usize>()
+            + self
+                .refreshing
+                .iter()
+                .map(|(_, c)| c.pending.0.weight())
+                .sum::<usize>();
+        self.waiters.len() + self.refreshing.len() < MAX_PARKED && held + weight <= MAX_PARKED_BYTES
+    }
+
     /// Parks `stream` until `issuer` loads; `false` (nothing parked) when the bounds are hit.
     fn park(&mut self, stream: u32, issuer: usize, wait: Wait) -> bool {
-        let held: usize = self.waiters.iter().map(|(_, _, w)| w.weight()).sum();
-        if self.waiters.len() >= MAX_PARKED || held + wait.weight() > MAX_PARKED_BYTES {
+        if !self.room_for(wait.weight()) {
             return false;
         }
         self.waiters.push((stream, issuer, wait));
         host::set_tick(EAGER_TICK);
+        true
+    }
+
+    /// Parks `stream` until another request's refresh of its session lands.
+    fn park_refresh(&mut self, stream: u32, call: Box<RefreshCall>) -> bool {
+        if !self.room_for(call.pending.0.weight()) {
+            return false;
+        }
+        self.refreshing.push((stream, call));
+        host::set_tick(REFRESH_POLL);
         true
     }
 
@@ -97,6 +128,12 @@ enum Owner {
     Stream {
         root: u32,
         stream: u32,
+        pending: Pending,
+    },
+    /// A refresh whose request went away: its outcome is still published (the IdP may
+    /// have rotated the refresh token), and nobody is answered.
+    Orphan {
+        root: u32,
         pending: Pending,
     },
     Discovery {
@@ -114,6 +151,8 @@ enum Owner {
 struct Vm {
     plugins: HashMap<u32, Plugin>,
     callouts: HashMap<u32, Owner>,
+    /// `Set-Cookie` values for a stream's response (a refreshed or re-sealed session).
+    replies: HashMap<u32, Vec<String>>,
 }
 
 thread_local! {
@@ -159,7 +198,10 @@ pub fn configure(root: u32, size: usize) -> bool {
                 waiters: Vec::new(),
                 sessions: Cache::new(SESSION_CACHE_ENTRIES, SESSION_CACHE_BYTES),
                 bearers: Cache::new(BEARER_CACHE_ENTRIES, BEARER_CACHE_BYTES),
+                exchanged: Cache::new(EXCHANGE_CACHE_ENTRIES, EXCHANGE_CACHE_BYTES),
+                refreshing: Vec::new(),
             };
+            create_refresh_slots(&plugin.config);
             with_vm(
                 || (),
                 |vm| {
@@ -174,6 +216,17 @@ pub fn configure(root: u32, size: usize) -> bool {
             let line = serde_json::json!({"event": "config_rejected", "error": e.to_string()});
             host::log_error(&line.to_string());
             false
+        }
+    }
+}
+
+/// Shared data has no atomic create: two workers writing a missing refresh slot at once
+/// would both think they claimed it. Every slot exists (as free) before any request.
+fn create_refresh_slots(config: &Config) {
+    for n in 0..refresh::SLOTS {
+        let key = refresh::slot_key_at(&config.cookie.name, n);
+        if host::shared_get(&key).1.is_none() {
+            host::shared_set(&key, b"free", None);
         }
     }
 }
@@ -249,6 +302,7 @@ fn with_gate(plugin: &mut Plugin, f: impl FnOnce(&mut Context, &mut Env) -> Step
                 Level::Warn,
                 "{\"event\":\"error\",\"reason\":\"clock\"}".into(),
             )),
+            publish: None,
         };
     };
     let config = Rc::clone(&plugin.config);
@@ -262,6 +316,7 @@ fn with_gate(plugin: &mut Plugin, f: impl FnOnce(&mut Context, &mut Env) -> Step
         providers: &plugin.providers,
         sessions: &mut plugin.sessions,
         bearers: &mut plugin.bearers,
+        exchanged: &mut plugin.exchanged,
     };
     f(&mut cx, &mut env)
 }
@@ -298,15 +353,23 @@ fn carry_out(
     resumed: bool,
 ) -> Action {
     log_step(&step);
+    // Published before the decision is carried out, so the requests it wakes see it.
+    if let Some(p) = &step.publish {
+        publish(p);
+    }
     let Some(plugin) = vm.plugins.get_mut(&root) else {
         host::send_response(&gate::unavailable(500, None));
         return Action::Pause;
     };
     match step.decision {
-        Decision::Continue { remove, set } => {
+        Decision::Continue { remove, set, reply } => {
             let ok = apply_edits(req.as_ref().filter(|_| exact), &remove, &set);
+            if ok && !reply.is_empty() {
+                vm.replies.insert(stream, reply);
+            }
             continued(ok, resumed)
         }
+        Decision::Refresh(call) => refresh(vm, root, stream, call, resumed),
         Decision::Respond(r) => {
             host::send_response(&r);
             Action::Pause
@@ -375,6 +438,99 @@ fn carry_out(
     }
 }
 
+/// A request whose session is due for a refresh: make it (claiming the session's slot),
+/// wait for the one being made, or take its outcome.
+fn refresh(vm: &mut Vm, root: u32, stream: u32, call: Box<RefreshCall>, resumed: bool) -> Action {
+    let Some(plugin) = vm.plugins.get_mut(&root) else {
+        return refuse();
+    };
+    let now = host::now().unwrap_or(0);
+    let (bytes, cas) = host::shared_get(&call.slot);
+    let timeout = plugin.config.idp_timeout_ms / 1000 + 1;
+    let plan = refresh::plan(
+        bytes.as_deref(),
+        &call.session_id,
+        call.generation,
+        now,
+        timeout,
+    );
+    let settled = match plan {
+        Plan::Claim(busy) if cas.is_some() && host::shared_set(&call.slot, &busy, cas) => {
+            let RefreshCall {
+                callout,
+                mut pending,
+                ..
+            } = *call;
+            pending.0.set_claim(busy);
+            if let Some(token) = dispatch(&plugin.config, MAIN, &callout) {
+                let pending = pending.0;
+                vm.callouts.insert(
+                    token,
+                    Owner::Stream {
+                        root,
+                        stream,
+                        pending,
+                    },
+                );
+                return Action::Pause;
+            }
+            // As an IdP that cannot be reached, so the claim is released for the others.
+            let step = resume_with(plugin, pending.0, None, false);
+            return carry_out(vm, root, stream, step, None, false, resumed);
+        }
+        // Someone else claimed it between our read and write.
+        Plan::Claim(_) | Plan::Wait => {
+            if cas.is_none() {
+                // A slot that does not exist yet: create it, and claim it on the next poll.
+                host::shared_set(&call.slot, b"free", None);
+            }
+            if !plugin.park_refresh(stream, call) {
+                host::log(Level::Warn, "{\"event\":\"refresh_wait_full\"}");
+                host::send_response(&gate::unavailable(503, None));
+            }
+            return Action::Pause;
+        }
+        Plan::Adopt(cookie) => Settled::Adopt(cookie),
+        Plan::Ended => Settled::Ended,
+        Plan::Unavailable => Settled::Unavailable,
+    };
+    let step = with_gate(plugin, |cx, env| {
+        gate::settle(cx, call.pending.0, settled, env)
+    });
+    carry_out(vm, root, stream, step, None, false, resumed)
+}
+
+/// Writes a refresh's outcome over its claim, unless another worker took the slot over.
+fn publish(p: &Publish) {
+    let (current, cas) = host::shared_get(&p.key);
+    if refresh::still_claimed(current.as_deref(), &p.claim) && cas.is_some() {
+        host::shared_set(&p.key, &p.bytes, cas);
+    } else {
+        host::log(Level::Warn, "{\"event\":\"refresh_superseded\"}");
+    }
+}
+
+/// Looks again at the slots of requests waiting for another's refresh.
+fn poll_refreshes(vm: &mut Vm, root: u32) {
+    let waiting = match vm.plugins.get_mut(&root) {
+        Some(p) => std::mem::take(&mut p.refreshing),
+        None => return,
+    };
+    for (stream, call) in waiting {
+        if host::switch_to(stream) {
+            refresh(vm, root, stream, call, true);
+        }
+    }
+}
+
+/// Adds the `Set-Cookie` headers a decision left for this stream's response.
+pub fn on_response(stream: u32) {
+    let reply = with_vm(|| None, |vm| vm.replies.remove(&stream));
+    for cookie in reply.unwrap_or_default() {
+        host::add_response_header("set-cookie", &cookie);
+    }
+}
+
 pub fn on_tick(root: u32) {
     host::refresh_log_level();
     // Without a clock nothing can be judged stale; try again next tick.
@@ -392,7 +548,12 @@ pub fn on_tick(root: u32) {
             for issuer in 0..issuers {
                 tick_issuer(vm, root, issuer, now);
             }
-            host::set_tick(IDLE_TICK);
+            poll_refreshes(vm, root);
+            let refreshing = vm
+                .plugins
+                .get(&root)
+                .is_some_and(|p| !p.refreshing.is_empty());
+            host::set_tick(if refreshing { REFRESH_POLL } else { IDLE_TICK });
         },
     );
 }
@@ -507,6 +668,14 @@ pub fn on_callout_response(token: u32, num_headers: usize, body_size: usize) {
                     }
                     let step = resume_with(plugin, pending, answer, false);
                     carry_out(vm, root, stream, step, None, false, true);
+                }
+                Owner::Orphan { root, pending } => {
+                    if let Some(plugin) = vm.plugins.get_mut(&root) {
+                        let step = resume_with(plugin, pending, answer, false);
+                        if let Some(p) = &step.publish {
+                            publish(p);
+                        }
+                    }
                 }
                 Owner::Discovery { root, issuer } => on_discovery(vm, root, issuer, answer),
                 Owner::Keys {
@@ -636,10 +805,22 @@ pub fn forget_stream(root: u32, stream: u32) {
         |vm| {
             if let Some(plugin) = vm.plugins.get_mut(&root) {
                 plugin.waiters.retain(|(s, _, _)| *s != stream);
+                plugin.refreshing.retain(|(s, _)| *s != stream);
             }
-            vm.callouts.retain(
-                |_, owner| !matches!(owner, Owner::Stream { stream: s, .. } if *s == stream),
-            );
+            vm.replies.remove(&stream);
+            let callouts = std::mem::take(&mut vm.callouts);
+            vm.callouts = callouts
+                .into_iter()
+                .filter_map(|(token, owner)| match owner {
+                    Owner::Stream {
+                        root,
+                        stream: s,
+                        pending: pending @ Pending::Refresh(_),
+                    } if s == stream => Some((token, Owner::Orphan { root, pending })),
+                    Owner::Stream { stream: s, .. } if s == stream => None,
+                    owner => Some((token, owner)),
+                })
+                .collect();
         },
     );
 }

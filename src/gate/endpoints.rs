@@ -1,35 +1,8 @@
-//! oauth2-proxy's informational endpoints: sign-out, userinfo and auth.
+//! oauth2-proxy's informational endpoints: userinfo and auth.
 
-use super::login::{requested_return, return_to, target};
-use super::respond::{
-    json, json_error, log_line, redirect_to, respond_step, text, unauthenticated,
-};
+use super::respond::{json, json_error, log_line, respond_step, text, unauthenticated};
 use super::*;
 use crate::policy::Restrictions;
-
-pub(super) fn sign_out(
-    cx: &mut Context,
-    req: &Request,
-    cookies: &[(&str, &str)],
-    env: &mut Env,
-) -> Step {
-    let config = cx.config;
-    if let Some(value) = cookie::read_joined(cookies, &config.cookie.name) {
-        cx.sessions.remove(&value);
-    }
-    let t = target(config, req, env.now);
-    let mut set_cookies = cookie::clear_all(&config.cookie, &t, cookies, &config.cookie.name);
-    set_cookies.push(cookie::clear_cookie(
-        &config.cookie,
-        &t,
-        &config.cookie.csrf_name(),
-    ));
-    let location = return_to(config, req, requested_return(req).as_deref());
-    respond_step(
-        redirect_to(&location, set_cookies),
-        Some((Level::Info, log_line("sign_out", req.path_only(), &[]))),
-    )
-}
 
 /// oauth2-proxy's `/oauth2/userinfo`: who the session (or bearer token) is, as JSON.
 pub(super) fn userinfo(config: &Config, req: &Request, who: Who) -> Step {

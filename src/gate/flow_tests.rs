@@ -10,14 +10,45 @@ use serde_json::{json, Value};
 const NOW: u64 = 1_700_000_000;
 
 fn provider() -> Provider {
-    let doc = json!({
+    provider_with(&json!({}), &testkeys::jwks_json())
+}
+
+/// The fake IdP's metadata with `extra` discovery fields (say `end_session_endpoint`) and
+/// the signing keys `jwks`.
+fn provider_with(extra: &Value, jwks: &str) -> Provider {
+    let mut doc = json!({
         "issuer": ISSUER,
         "authorization_endpoint": format!("{ISSUER}/authorize"),
         "token_endpoint": format!("{ISSUER}/token"),
         "jwks_uri": format!("{ISSUER}/jwks"),
     });
+    merge(&mut doc, extra);
     let d = Discovery::parse(doc.to_string().as_bytes(), ISSUER).unwrap();
-    Provider::new(d, testkeys::jwks_json().as_bytes(), NOW).unwrap()
+    Provider::new(d, jwks.as_bytes(), NOW).unwrap()
+}
+
+/// Sets `extra`'s fields on the object `into`; a `null` removes the field.
+fn merge(into: &mut Value, extra: &Value) {
+    let into = into.as_object_mut().unwrap();
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            into.remove(k);
+        } else {
+            into.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// A token endpoint's answer: access token `AT`, `claims` signed as the ID token with the
+/// test key, and `extra`'s fields set (or removed with `null`) on top.
+fn token_answer(claims: &Value, extra: &Value) -> String {
+    let mut body = json!({
+        "access_token": "AT",
+        "id_token": testkeys::sign_rs256(Some("rsa1"), claims),
+        "token_type": "Bearer",
+    });
+    merge(&mut body, extra);
+    body.to_string()
 }
 
 fn cfg() -> Config {
@@ -35,6 +66,7 @@ struct World {
     providers: Providers,
     sessions: Cache<Admitted>,
     bearers: Cache<Admitted>,
+    exchanged: Cache<Exchanged>,
     counter: u8,
     now: u64,
 }
@@ -48,6 +80,7 @@ impl World {
             providers,
             sessions: Cache::new(16, 1 << 20),
             bearers: Cache::new(16, 1 << 20),
+            exchanged: Cache::new(16, 1 << 20),
             counter: 0,
             now: NOW,
         }
@@ -71,6 +104,7 @@ impl World {
             providers: &self.providers,
             sessions: &mut self.sessions,
             bearers: &mut self.bearers,
+            exchanged: &mut self.exchanged,
         };
         f(&mut cx, &mut env)
     }
@@ -137,6 +171,17 @@ fn cookie_header(cookies: &[(String, String)]) -> String {
 /// Starts a login at `path`, plays the IdP (checking PKCE) and returns the callback's
 /// response given the claims the IdP signs.
 fn login_with(w: &mut World, path: &str, claims: impl FnOnce(&str) -> Value) -> Response {
+    login_answering(w, path, claims, &json!({}))
+}
+
+/// [`login_with`], the token endpoint answering `extra` besides the access and ID tokens
+/// (see [`token_answer`]).
+fn login_answering(
+    w: &mut World,
+    path: &str,
+    claims: impl FnOnce(&str) -> Value,
+    extra: &Value,
+) -> Response {
     let start = respond(w.decide(&get(path, &[])));
     assert_eq!(start.status, 302);
     let location = header(&start, "location").unwrap().to_string();
@@ -168,9 +213,7 @@ fn login_with(w: &mut World, path: &str, claims: impl FnOnce(&str) -> Value) -> 
         q["code_challenge"]
     );
 
-    let id_token = testkeys::sign_rs256(Some("rsa1"), &claims(&q["nonce"]));
-    let body =
-        json!({"access_token": "AT", "id_token": id_token, "token_type": "Bearer"}).to_string();
+    let body = token_answer(&claims(&q["nonce"]), extra);
     respond(w.run(|cx, env| resume(cx, pending.0, Some((200, body.as_bytes())), env)))
 }
 
@@ -248,7 +291,7 @@ fn full_login_then_identity_headers_and_spoofs_stripped() {
         ],
     );
     match w.decide(&req).decision {
-        Decision::Continue { remove, set } => {
+        Decision::Continue { remove, set, .. } => {
             // What the app receives once the edits are applied.
             let seen = super::edited_headers(&req.headers, &remove, &set);
             let all = |n: &str| -> Vec<&str> {
@@ -541,7 +584,7 @@ fn skip_auth_routes_pass_without_a_session_but_never_with_spoofed_identity() {
         ],
     );
     match w.decide(&spoofed).decision {
-        Decision::Continue { remove, set } => {
+        Decision::Continue { remove, set, .. } => {
             let seen = super::edited_headers(&spoofed.headers, &remove, &set);
             let names: Vec<&str> = seen.iter().map(|(n, _)| *n).collect();
             assert!(
@@ -573,5 +616,7 @@ fn skip_auth_routes_pass_without_a_session_but_never_with_spoofed_identity() {
 }
 
 mod access;
+
+mod lifecycle;
 
 mod protocols;

@@ -23,10 +23,12 @@ pub(super) fn answer(step: Step) -> Step {
         Decision::Respond(r) => Step {
             decision: Decision::Respond(response(r)),
             log: step.log,
+            publish: step.publish,
         },
         decision => Step {
             decision,
             log: step.log,
+            publish: step.publish,
         },
     }
 }
@@ -104,6 +106,7 @@ mod tests {
                 body: body.into(),
             }),
             log: None,
+            publish: None,
         }
     }
 

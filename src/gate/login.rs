@@ -7,6 +7,8 @@ use crate::cookie::Target;
 use crate::csrf;
 use crate::oidc::{self, Discovery, IdTokenRules, JwtError};
 use crate::{pages, pkce, redirect};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 
 pub(super) fn target<'a>(config: &Config, req: &'a Request, now: u64) -> Target<'a> {
     Target {
@@ -51,10 +53,7 @@ pub(super) fn start_login(
 ) -> Step {
     let config = cx.config;
     let Some(provider) = cx.provider() else {
-        return Step {
-            decision: Decision::NeedProvider(MAIN),
-            log: None,
-        };
+        return pause(Decision::NeedProvider(MAIN));
     };
     let return_to = return_to(config, req, rd);
     let (Some(state), Some(nonce), Some(verifier), Some(seal_nonce)) = (
@@ -72,12 +71,8 @@ pub(super) fn start_login(
         return_to,
         expires_at: env.now.saturating_add(config.cookie.csrf_expire),
     };
-    let Some(sealed) = csrf::seal(
-        &config.csrf_key,
-        &config.cookie.csrf_name(),
-        &login,
-        seal_nonce,
-    ) else {
+    let csrf_name = csrf_cookie_name(config, &login.state);
+    let Some(sealed) = csrf::seal(&config.csrf_key, &csrf_name, &login, seal_nonce) else {
         return internal_error(config, req.path_only(), "seal_failed");
     };
     let location = authorize_url(config, &provider.discovery, req, &login);
@@ -85,12 +80,20 @@ pub(super) fn start_login(
     let mut set_cookies = vec![cookie::set_cookie(
         &config.cookie,
         &t,
-        &config.cookie.csrf_name(),
+        &csrf_name,
         &sealed,
         config.cookie.csrf_expire,
     )];
-    // A session cookie that failed to open is dead weight on every request: drop it.
-    if cookie::read_joined(cookies, &config.cookie.name).is_some() {
+    if config.lifecycle.csrf_per_request {
+        set_cookies.extend(
+            oldest_csrf_cookies(config, cookies, env.now)
+                .map(|n| cookie::clear_cookie(&config.cookie, &t, n)),
+        );
+    }
+    // A new login ends whatever session the browser holds, valid or not: no session
+    // fixation, and no stale cookie riding along on every request.
+    if let Some(value) = cookie::read_joined(cookies, &config.cookie.name) {
+        cx.sessions.remove(&value);
         set_cookies.extend(cookie::clear_all(
             &config.cookie,
             &t,
@@ -105,6 +108,38 @@ pub(super) fn start_login(
             log_line("login_redirect", req.path_only(), &[]),
         )),
     )
+}
+
+/// The login attempt's cookie: one shared name, or with `cookie_csrf_per_request` one
+/// per attempt, named from its `state`.
+fn csrf_cookie_name(config: &Config, state: &str) -> String {
+    if config.lifecycle.csrf_per_request {
+        config.cookie.csrf_name_for(state)
+    } else {
+        config.cookie.csrf_name()
+    }
+}
+
+/// Per-request CSRF cookies to expire so that, with the one about to be set, the browser
+/// holds at most `cookie_csrf_per_request_limit`: the oldest first, and any we cannot read.
+fn oldest_csrf_cookies<'a>(
+    config: &Config,
+    cookies: &[(&'a str, &'a str)],
+    now: u64,
+) -> impl Iterator<Item = &'a str> {
+    let mut held: Vec<(u64, &str)> = cookie::csrf_cookies(&config.cookie, cookies)
+        .into_iter()
+        .map(|(name, value)| {
+            let expires = csrf::open(&config.csrf_key, name, value)
+                .filter(|l| l.expires_at > now)
+                .map_or(0, |l| l.expires_at);
+            (expires, name)
+        })
+        .collect();
+    held.sort();
+    let keep = config.lifecycle.csrf_per_request_limit.saturating_sub(1);
+    let excess = held.len().saturating_sub(keep);
+    held.into_iter().take(excess).map(|(_, name)| name)
 }
 
 pub(super) fn authorize_url(
@@ -171,9 +206,12 @@ pub(super) fn callback(
     env: &mut Env,
 ) -> Step {
     let config = cx.config;
-    let csrf_name = config.cookie.csrf_name();
+    // The attempt's cookie is named from the state with `cookie_csrf_per_request`.
+    let csrf_name = csrf_cookie_name(config, &req.query("state").unwrap_or_default());
     let t = target(config, req, env.now);
-    let deny = |status: u16, message: &str, reason: &str| fail(config, &t, status, message, reason);
+    let deny = |status: u16, message: &str, reason: &str| {
+        fail(config, &t, &csrf_name, status, message, reason)
+    };
 
     if let Some(error) = req.query("error") {
         let code: String = error
@@ -205,8 +243,11 @@ pub(super) fn callback(
             "missing_csrf_cookie",
         );
     };
-    let Some(login) = csrf::verify(&config.csrf_key, &csrf_name, csrf_cookie, &state, env.now)
-    else {
+    let previous = config.lifecycle.previous_keys.iter().map(|(_, c)| c);
+    let login = std::iter::once(&config.csrf_key)
+        .chain(previous)
+        .find_map(|key| csrf::verify(key, &csrf_name, csrf_cookie, &state, env.now));
+    let Some(login) = login else {
         return deny(
             403,
             "Your login attempt expired or was started elsewhere. Please sign in again.",
@@ -214,10 +255,7 @@ pub(super) fn callback(
         );
     };
     let Some(provider) = cx.provider() else {
-        return Step {
-            decision: Decision::NeedProvider(MAIN),
-            log: None,
-        };
+        return pause(Decision::NeedProvider(MAIN));
     };
     let Ok(endpoint) = oidc::target(&provider.discovery.token_endpoint) else {
         return deny(
@@ -230,12 +268,11 @@ pub(super) fn callback(
         &code,
         &redirect_uri(config, req),
         &login.code_verifier,
-        &config.client_id,
-        &config.client_secret,
-        config.client_auth,
+        &config.client(),
     );
     let pending = Callback {
         login,
+        csrf_cookie: csrf_name.clone(),
         host: req.host(config.reverse_proxy).to_string(),
         // Only our session's names: the login sets or clears those and nothing else.
         present: cookies
@@ -244,28 +281,26 @@ pub(super) fn callback(
             .map(|(n, _)| n.to_string())
             .collect(),
     };
-    Step {
-        decision: Decision::Call(
-            Callout {
-                method: "POST",
-                authority: endpoint.authority,
-                path: endpoint.path,
-                headers: request.headers,
-                body: request.body,
-            },
-            PendingBox(Pending::Token(Box::new(pending))),
-        ),
-        log: None,
-    }
+    pause(Decision::Call(
+        Callout::post(endpoint, request),
+        PendingBox(Pending::Token(Box::new(pending))),
+    ))
 }
 
 /// A login that cannot finish: an error page, the login attempt's CSRF cookie expired, and
 /// one log line with the reason. Never a session.
-pub(super) fn fail(config: &Config, t: &Target, status: u16, message: &str, reason: &str) -> Step {
+pub(super) fn fail(
+    config: &Config,
+    t: &Target,
+    csrf_cookie: &str,
+    status: u16,
+    message: &str,
+    reason: &str,
+) -> Step {
     let mut r = error_page(&config.proxy_prefix, status, message);
     r.headers.push((
         "set-cookie".into(),
-        cookie::clear_cookie(&config.cookie, t, &config.cookie.csrf_name()),
+        cookie::clear_cookie(&config.cookie, t, csrf_cookie),
     ));
     respond_step(
         r,
@@ -290,9 +325,10 @@ pub(super) fn finish_login(
     let config = cx.config;
     let callback_path = config.callback_path();
     let t = cb.target(env.now);
-    let csrf_name = config.cookie.csrf_name();
-    let failed =
-        |status: u16, message: &str, reason: &str| fail(config, &t, status, message, reason);
+    let csrf_name = cb.csrf_cookie.as_str();
+    let failed = |status: u16, message: &str, reason: &str| {
+        fail(config, &t, csrf_name, status, message, reason)
+    };
     let Some(provider) = cx.provider() else {
         return failed(
             503,
@@ -319,6 +355,7 @@ pub(super) fn finish_login(
                     Level::Info,
                     log_line("jwks_refresh", &callback_path, &[("reason", "unknown_kid")]),
                 )),
+                publish: None,
             };
         }
         Err(e) => {
@@ -329,15 +366,25 @@ pub(super) fn finish_login(
             );
         }
     };
+    let Some(id) = env.bytes::<16>() else {
+        return failed(
+            500,
+            "Something went wrong. Please try again.",
+            "random_source_failed",
+        );
+    };
     let session = Session {
-        access_token: tokens.access_token.clone(),
-        id_token: tokens.id_token.clone(),
-        refresh_token: tokens.refresh_token.clone().unwrap_or_default(),
-        ..session_from(
+        id: URL_SAFE_NO_PAD.encode(id),
+        ..lifecycle::with_tokens(
             config,
-            &verified,
+            session_from(
+                config,
+                &verified,
+                env.now,
+                env.now.saturating_add(config.cookie.expire),
+            ),
+            &tokens,
             env.now,
-            env.now.saturating_add(config.cookie.expire),
         )
     };
     let admitted = Admitted::new(config, session);
@@ -380,7 +427,7 @@ pub(super) fn finish_login(
             "session_too_large",
         );
     };
-    set_cookies.push(cookie::clear_cookie(&config.cookie, &t, &csrf_name));
+    set_cookies.push(cookie::clear_cookie(&config.cookie, &t, csrf_name));
     let email = session.email.clone();
     cx.sessions.insert(&sealed, Rc::new(admitted));
     respond_step(

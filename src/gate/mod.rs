@@ -4,11 +4,17 @@
 
 mod bearer;
 mod endpoints;
+mod exchange;
 mod grpc;
+mod lifecycle;
 mod login;
+mod logout;
 mod request;
 mod respond;
 
+pub use exchange::Exchanged;
+pub use lifecycle::{RefreshCall, Renewal, Settled};
+pub use logout::SignOut;
 pub use request::{Env, Request};
 
 use crate::cache::{Cache, Cached};
@@ -21,8 +27,10 @@ use crate::policy::{self, Denied};
 use crate::provider::{Provider, Providers, MAIN};
 use crate::routes;
 use crate::session::{self, Session};
-use endpoints::{auth, sign_out, userinfo};
+use endpoints::{auth, userinfo};
+use lifecycle::Due;
 use login::{callback, fail, finish_login, sign_in, start_login};
+use logout::sign_out;
 use respond::{forbidden, json_error, respond_step, text, unauthenticated};
 use std::rc::Rc;
 
@@ -32,6 +40,9 @@ pub const SESSION_CACHE_ENTRIES: usize = 1024;
 pub const SESSION_CACHE_BYTES: usize = 8 << 20;
 pub const BEARER_CACHE_ENTRIES: usize = 1024;
 pub const BEARER_CACHE_BYTES: usize = 4 << 20;
+/// Tokens from `upstream_token_exchange`, by the access token they were exchanged for.
+pub const EXCHANGE_CACHE_ENTRIES: usize = 1024;
+pub const EXCHANGE_CACHE_BYTES: usize = 4 << 20;
 
 /// No clock that works reads earlier than 2020-01-01.
 const SANE_TIME: u64 = 1_577_836_800;
@@ -54,6 +65,19 @@ pub struct Callout {
     pub body: Vec<u8>,
 }
 
+impl Callout {
+    /// A form POST (token, refresh, exchange, revocation) to `to`.
+    pub fn post(to: oidc::Target, request: oidc::TokenRequest) -> Callout {
+        Callout {
+            method: "POST",
+            authority: to.authority,
+            path: to.path,
+            headers: request.headers,
+            body: request.body,
+        }
+    }
+}
+
 // The body can carry the authorization code and the client secret.
 impl std::fmt::Debug for Callout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,9 +98,24 @@ pub enum Pending {
     Keys(Box<Callback>, TokenResponse),
     /// A bearer token signed with a key we did not know: decide again with fresh keys.
     Bearer(Box<Request>),
+    /// Waiting for the token endpoint's answer to a refresh, or (with the answer) for
+    /// fresh keys to check its ID token.
+    Refresh(Box<Renewal>),
+    RefreshKeys(Box<Renewal>, TokenResponse),
+    /// Waiting for `upstream_token_exchange`'s token; decide again once it is cached.
+    Exchange(Box<Request>),
+    /// Sign-out's server-side calls (revocation, `backend_logout_url`), one at a time.
+    SignOut(Box<SignOut>),
 }
 
 impl Pending {
+    /// Records the slot entry a refresh claimed, so its outcome is published only over it.
+    pub fn set_claim(&mut self, claim: Vec<u8>) {
+        if let Pending::Refresh(r) = self {
+            r.claim = claim;
+        }
+    }
+
     /// Bytes held, for bounding what waits while keys are fetched.
     pub fn weight(&self) -> usize {
         match self {
@@ -86,7 +125,10 @@ impl Pending {
                     + t.id_token.len()
                     + t.refresh_token.as_ref().map_or(0, String::len)
             }
-            Pending::Bearer(req) => req.weight(),
+            Pending::Bearer(req) | Pending::Exchange(req) => req.weight(),
+            Pending::Refresh(r) => r.weight(),
+            Pending::RefreshKeys(r, t) => r.weight() + t.access_token.len() + t.id_token.len(),
+            Pending::SignOut(s) => s.weight(),
         }
     }
 }
@@ -95,6 +137,8 @@ impl Pending {
 #[derive(Debug, Clone)]
 pub struct Callback {
     login: LoginState,
+    /// The login attempt's cookie, to expire once the login ends either way.
+    csrf_cookie: String,
     host: String,
     /// Names of the cookies the browser sent, to expire stale session chunks.
     present: Vec<String>,
@@ -111,10 +155,13 @@ impl Callback {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Send the request on to the app after removing and setting these headers.
+    /// Send the request on to the app after removing and setting these headers, and add
+    /// `reply` as `Set-Cookie` headers to the app's response (a refreshed or re-sealed
+    /// session).
     Continue {
         remove: Vec<String>,
         set: Vec<(String, String)>,
+        reply: Vec<String>,
     },
     /// Answer locally.
     Respond(Response),
@@ -124,6 +171,9 @@ pub enum Decision {
     Call(Callout, PendingBox),
     /// Fetch this issuer's keys again (a token named an unknown `kid`), then [`resume_keys`].
     RefreshKeys(usize, PendingBox),
+    /// The session is due for a refresh: coordinate through its shared-data slot (see
+    /// [`crate::refresh`]), then either make the callout and [`resume`], or [`settle`].
+    Refresh(Box<RefreshCall>),
 }
 
 /// `Pending` compared by identity only, so `Decision` can derive `PartialEq` for tests.
@@ -150,6 +200,17 @@ pub enum Level {
 pub struct Step {
     pub decision: Decision,
     pub log: Option<(Level, String)>,
+    /// A refresh's outcome, for the requests waiting on the same session.
+    pub publish: Option<Publish>,
+}
+
+/// Write `bytes` to the shared-data `key` if it still holds `claim` (see
+/// [`crate::refresh::still_claimed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub key: String,
+    pub bytes: Vec<u8>,
+    pub claim: Vec<u8>,
 }
 
 /// Everything a decision reads besides the request.
@@ -158,6 +219,7 @@ pub struct Context<'a> {
     pub providers: &'a Providers,
     pub sessions: &'a mut Cache<Admitted>,
     pub bearers: &'a mut Cache<Admitted>,
+    pub exchanged: &'a mut Cache<Exchanged>,
 }
 
 impl<'a> Context<'a> {
@@ -175,6 +237,9 @@ pub struct Admitted {
     pub session: Session,
     pub upstream: Vec<(&'static str, String)>,
     pub verdict: Result<(), Denied>,
+    /// The cookie value that replaces the one the request carried (after a refresh, or a
+    /// re-seal with the current `cookie_secret`), to be set on the response.
+    pub renewed: Option<String>,
 }
 
 impl Admitted {
@@ -183,6 +248,7 @@ impl Admitted {
             upstream: headers::for_upstream(config, &session),
             verdict: policy::admit(&config.rules, &session),
             session,
+            renewed: None,
         }
     }
 }
@@ -194,7 +260,7 @@ impl Cached for Admitted {
 
     fn weight(&self) -> usize {
         let headers: usize = self.upstream.iter().map(|(_, v)| v.len() + 40).sum();
-        self.session.weight() + headers
+        self.session.weight() + headers + self.renewed.as_ref().map_or(0, String::len)
     }
 }
 
@@ -221,6 +287,8 @@ fn session_from(config: &Config, verified: &oidc::Verified, now: u64, expires_at
         refresh_token: String::new(),
         created_at: now,
         expires_at,
+        sub: verified.sub.clone(),
+        ..Session::default()
     }
 }
 
@@ -266,15 +334,33 @@ fn decide_http(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: b
     }
     if let Some(endpoint) = path.strip_prefix(prefix).and_then(|p| p.strip_prefix('/')) {
         let rd = login::requested_return(req);
-        let now = env.now;
-        let who = |cx: &mut Context| identify(cx, req, &cookies, now, keys_refreshed);
         return match endpoint {
             "start" => start_login(cx, req, &cookies, env, rd.as_deref()),
             "sign_in" => sign_in(cx, req, &cookies, env),
             "callback" => callback(cx, req, &cookies, env),
             "sign_out" => sign_out(cx, req, &cookies, env),
-            "userinfo" => userinfo(config, req, who(cx)),
-            "auth" => auth(cx.config, req, who(cx)),
+            "userinfo" | "auth" => {
+                let who = identify(cx, req, &cookies, env, keys_refreshed);
+                let renewed = match &who {
+                    Who::Known(a) => a.renewed.clone(),
+                    _ => None,
+                };
+                let mut step = if endpoint == "auth" {
+                    auth(config, req, who)
+                } else {
+                    userinfo(config, req, who)
+                };
+                // A refreshed session's new cookie, for `auth_request_set` / the browser.
+                if let (Some(value), Decision::Respond(r)) = (renewed, &mut step.decision) {
+                    let set = lifecycle::renewed_cookies(config, req, &cookies, &value, env.now);
+                    r.headers.extend(
+                        set.unwrap_or_default()
+                            .into_iter()
+                            .map(|c| ("set-cookie".to_string(), c)),
+                    );
+                }
+                step
+            }
             _ => respond_step(text(404, "Not Found"), None),
         };
     }
@@ -287,27 +373,21 @@ fn decide_http(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: b
     ) {
         // As oauth2-proxy: a skipped route still gets the identity of a valid session, if
         // the request carries one and the rules admit it; otherwise only the stripping.
-        let identity = current_session(cx, &cookies, env.now).filter(|a| a.verdict.is_ok());
+        // A session due for a refresh is not refreshed for a public route.
+        let identity = current_session(cx, &cookies, env).filter(|a| {
+            a.verdict.is_ok() && matches!(lifecycle::due(config, &a.session, env.now), Due::Fresh)
+        });
         let set = identity.as_ref().map_or(&[][..], |a| &a.upstream[..]);
-        return Step {
-            decision: upstream_edits(config, req, set, &cookies),
-            log: None,
-        };
+        return pause(upstream_edits(config, req, set, &cookies, &[]));
     }
 
-    match identify(cx, req, &cookies, env.now, keys_refreshed) {
+    match identify(cx, req, &cookies, env, keys_refreshed) {
         // The hot path: no log line (Envoy's access log has the request), no cryptography.
-        Who::Known(a) => admitted(config, req, &cookies, &a),
+        Who::Known(a) => admitted(cx, req, &cookies, &a, env),
         Who::Pause(step) => *step,
         Who::Nobody(bad) if bad.is_none() || config.bearer_token_login_fallback => {
-            if req.is_browser() && !routes::is_api(&config.api_routes, path) {
-                let rd = if matches!(req.method(), "GET" | "HEAD") {
-                    req.header("x-auth-request-redirect")
-                        .unwrap_or_else(|| req.uri(config.reverse_proxy))
-                } else {
-                    "/"
-                };
-                return start_login(cx, req, &cookies, env, Some(rd));
+            if let Some(step) = login_instead(cx, req, &cookies, env) {
+                return step;
             }
             match bad {
                 Some(e) => bearer::refused(req, e),
@@ -319,6 +399,27 @@ fn decide_http(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: b
         }
         Who::Nobody(bad) => bearer::refused(req, bad.unwrap_or(oidc::JwtError::Malformed)),
     }
+}
+
+/// A browser on a page route without a valid session goes to log in, back to the same URL
+/// afterwards; `None` for API clients and API routes.
+fn login_instead(
+    cx: &mut Context,
+    req: &Request,
+    cookies: &[(&str, &str)],
+    env: &mut Env,
+) -> Option<Step> {
+    let config = cx.config;
+    if !req.is_browser() || routes::is_api(&config.api_routes, req.path_only()) {
+        return None;
+    }
+    let rd = if matches!(req.method(), "GET" | "HEAD") {
+        req.header("x-auth-request-redirect")
+            .unwrap_or_else(|| req.uri(config.reverse_proxy))
+    } else {
+        "/"
+    };
+    Some(start_login(cx, req, cookies, env, Some(rd)))
 }
 
 /// Who a request is: a bearer token (when `skip_jwt_bearer_tokens` is on) or else the
@@ -335,9 +436,10 @@ fn identify(
     cx: &mut Context,
     req: &Request,
     cookies: &[(&str, &str)],
-    now: u64,
+    env: &mut Env,
     keys_refreshed: bool,
 ) -> Who {
+    let now = env.now;
     let mut refused = None;
     if let Some(token) = req
         .bearer_token()
@@ -359,16 +461,28 @@ fn identify(
             bearer::Outcome::Invalid(e) => return Who::Nobody(Some(e)),
         }
     }
-    match current_session(cx, cookies, now) {
-        Some(a) => Who::Known(a),
-        None => Who::Nobody(refused),
+    let Some(a) = current_session(cx, cookies, env) else {
+        return Who::Nobody(refused);
+    };
+    match lifecycle::due(cx.config, &a.session, now) {
+        Due::Fresh => Who::Known(a),
+        Due::Refresh => Who::Pause(Box::new(lifecycle::refresh(cx, req, cookies, &a))),
+        Due::Ended => Who::Pause(Box::new(lifecycle::end_session(
+            cx,
+            req,
+            cookies,
+            env,
+            "access_token_expired",
+        ))),
     }
 }
 
+/// A step without a log line.
 fn pause(decision: Decision) -> Step {
     Step {
         decision,
         log: None,
+        publish: None,
     }
 }
 
@@ -381,15 +495,34 @@ fn is_ping_agent(config: &Config, req: &Request) -> bool {
 }
 
 /// A request with a valid credential: on to the app with its identity when the access
-/// rules admit the user, a 403 otherwise.
-fn admitted(config: &Config, req: &Request, cookies: &[(&str, &str)], a: &Admitted) -> Step {
-    match a.verdict {
-        Ok(()) => Step {
-            decision: upstream_edits(config, req, &a.upstream, cookies),
-            log: None,
+/// rules admit the user, a 403 otherwise. A renewed session's cookie goes on the response.
+fn admitted(
+    cx: &mut Context,
+    req: &Request,
+    cookies: &[(&str, &str)],
+    a: &Admitted,
+    env: &mut Env,
+) -> Step {
+    let config = cx.config;
+    let reply = match &a.renewed {
+        Some(value) => match lifecycle::renewed_cookies(config, req, cookies, value, env.now) {
+            Some(r) => r,
+            None => return lifecycle::too_large(cx, req, cookies, env),
         },
-        Err(denied) => forbidden(config, req, denied, &a.session.email),
+        None => Vec::new(),
+    };
+    if let Err(denied) = a.verdict {
+        let mut step = forbidden(config, req, denied, &a.session.email);
+        if let Decision::Respond(r) = &mut step.decision {
+            r.headers
+                .extend(reply.into_iter().map(|c| ("set-cookie".to_string(), c)));
+        }
+        return step;
     }
+    if config.lifecycle.token_exchange.is_some() && !a.session.access_token.is_empty() {
+        return exchange::upstream(cx, req, cookies, a, reply, env);
+    }
+    pause(upstream_edits(config, req, &a.upstream, cookies, &reply))
 }
 
 /// Continues a request after the identity provider answered `pending`'s callout.
@@ -406,6 +539,7 @@ pub fn resume(
                 return fail(
                     cx.config,
                     &cb.target(env.now),
+                    &cb.csrf_cookie,
                     502,
                     "The identity provider could not be reached.",
                     "token_endpoint_unreachable",
@@ -416,6 +550,7 @@ pub fn resume(
                 Err(e) => fail(
                     cx.config,
                     &cb.target(env.now),
+                    &cb.csrf_cookie,
                     502,
                     "The identity provider refused the login.",
                     &format!("token_endpoint: {e}"),
@@ -424,6 +559,19 @@ pub fn resume(
         }
         Pending::Keys(cb, tokens) => finish_login(cx, *cb, tokens, true, env),
         Pending::Bearer(req) => decide_request(cx, &req, env, true),
+        Pending::Refresh(renewal) => lifecycle::on_answer(cx, *renewal, response, env),
+        Pending::RefreshKeys(renewal, tokens) => lifecycle::finish(cx, *renewal, tokens, true, env),
+        Pending::Exchange(req) => exchange::on_answer(cx, &req, response, env),
+        Pending::SignOut(s) => logout::next(*s, response),
+    }
+}
+
+/// Continues a request whose session was due for a refresh that another request (on this
+/// worker or another) settled: see [`crate::refresh::plan`].
+pub fn settle(cx: &mut Context, pending: Pending, settled: Settled, env: &mut Env) -> Step {
+    match pending {
+        Pending::Refresh(renewal) => lifecycle::settle(cx, *renewal, settled, env),
+        other => resume(cx, other, None, env),
     }
 }
 
@@ -433,13 +581,8 @@ pub fn resume_keys(cx: &mut Context, pending: Pending, env: &mut Env) -> Step {
     match pending {
         Pending::Keys(cb, tokens) => finish_login(cx, *cb, tokens, true, env),
         Pending::Bearer(req) => decide_request(cx, &req, env, true),
-        Pending::Token(cb) => fail(
-            cx.config,
-            &cb.target(env.now),
-            500,
-            "Unexpected login state.",
-            "bad_pending_state",
-        ),
+        Pending::RefreshKeys(renewal, tokens) => lifecycle::finish(cx, *renewal, tokens, true, env),
+        other => resume(cx, other, None, env),
     }
 }
 
@@ -451,6 +594,7 @@ fn upstream_edits(
     req: &Request,
     identity: &[(&'static str, String)],
     cookies: &[(&str, &str)],
+    reply: &[String],
 ) -> Decision {
     let rewrite_cookie = cookies
         .iter()
@@ -481,7 +625,11 @@ fn upstream_edits(
     if let Some(rest) = kept_cookies {
         set.push(("cookie".into(), rest));
     }
-    Decision::Continue { remove, set }
+    Decision::Continue {
+        remove,
+        set,
+        reply: reply.to_vec(),
+    }
 }
 
 /// The request headers once `remove` and `set` (a `Decision::Continue`) are applied: every
@@ -503,14 +651,36 @@ pub fn edited_headers<'a>(
         .collect()
 }
 
-fn current_session(cx: &mut Context, cookies: &[(&str, &str)], now: u64) -> Option<Rc<Admitted>> {
+fn current_session(
+    cx: &mut Context,
+    cookies: &[(&str, &str)],
+    env: &mut Env,
+) -> Option<Rc<Admitted>> {
     let config = cx.config;
     let value = cookie::read_joined(cookies, &config.cookie.name)?;
-    if let Some(hit) = cx.sessions.get(&value, now) {
+    if let Some(hit) = cx.sessions.get(&value, env.now) {
         return Some(hit);
     }
-    let s = session::open(&config.session_key, &config.cookie.name, &value, now)?;
-    let a = Rc::new(Admitted::new(config, s));
+    let previous = config.lifecycle.previous_keys.iter().map(|(s, _)| s);
+    let (s, old_key) = session::open_any(
+        &config.session_key,
+        previous,
+        &config.cookie.name,
+        &value,
+        env.now,
+    )?;
+    let mut a = Admitted::new(config, s);
+    if old_key {
+        // Sealed with a previous `cookie_secret`: seal it again with the current one, set on
+        // this response, so the old secret can be retired.
+        let nonce = env.bytes::<12>()?;
+        a.renewed = session::seal(&config.session_key, &config.cookie.name, &a.session, nonce);
+        if let Some(new) = &a.renewed {
+            let current = Admitted::new(config, a.session.clone());
+            cx.sessions.insert(new, Rc::new(current));
+        }
+    }
+    let a = Rc::new(a);
     cx.sessions.insert(&value, Rc::clone(&a));
     Some(a)
 }

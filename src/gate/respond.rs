@@ -19,6 +19,7 @@ pub(super) fn respond_step(response: Response, log: Option<(Level, String)>) -> 
     Step {
         decision: Decision::Respond(response),
         log,
+        publish: None,
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Discovery {
     pub jwks_uri: String,
     pub userinfo_endpoint: Option<String>,
     pub end_session_endpoint: Option<String>,
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
     /// Empty means the provider did not advertise it (spec default: client_secret_basic).
     pub token_endpoint_auth_methods_supported: Vec<String>,
     pub code_challenge_methods_supported: Vec<String>,
@@ -34,6 +36,7 @@ struct RawDiscovery {
     jwks_uri: Option<String>,
     userinfo_endpoint: Option<String>,
     end_session_endpoint: Option<String>,
+    revocation_endpoint: Option<String>,
     token_endpoint_auth_methods_supported: Option<Vec<String>>,
     code_challenge_methods_supported: Option<Vec<String>>,
     id_token_signing_alg_values_supported: Option<Vec<String>>,
@@ -60,6 +63,7 @@ impl Discovery {
         let jwks_uri = required_url(raw.jwks_uri, "jwks_uri")?;
         let userinfo_endpoint = optional_url(raw.userinfo_endpoint, "userinfo_endpoint")?;
         let end_session_endpoint = optional_url(raw.end_session_endpoint, "end_session_endpoint")?;
+        let revocation_endpoint = optional_url(raw.revocation_endpoint, "revocation_endpoint")?;
 
         Ok(Discovery {
             issuer,
@@ -68,6 +72,7 @@ impl Discovery {
             jwks_uri,
             userinfo_endpoint,
             end_session_endpoint,
+            revocation_endpoint,
             token_endpoint_auth_methods_supported: raw
                 .token_endpoint_auth_methods_supported
                 .unwrap_or_default(),

@@ -20,7 +20,10 @@ pub use discovery::{discovery_url, issuer_matches, target, well_known_path, Disc
 pub use id_token::{validate_id_token, IdTokenRules, Kind, Verified};
 pub use jwks::Jwks;
 pub use jwt::{unverified_issuer, verify, Alg};
-pub use token::{code_exchange, parse_token_response, ClientAuth, TokenRequest, TokenResponse};
+pub use token::{
+    code_exchange, parse_grant_response, parse_token_response, refresh_grant, revocation,
+    token_exchange, Client, ClientAuth, TokenRequest, TokenResponse,
+};
 
 /// Upper bound for discovery / JWKS / token-endpoint bodies; real ones are a few KiB, so
 /// anything bigger is a misbehaving or hostile upstream and not worth parsing.

@@ -45,20 +45,87 @@ pub fn code_exchange(
     code: &str,
     redirect_uri: &str,
     code_verifier: &str,
-    client_id: &str,
-    client_secret: &str,
-    auth: ClientAuth,
+    client: &Client,
 ) -> TokenRequest {
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("grant_type", "authorization_code")
-        .append_pair("code", code)
-        .append_pair("redirect_uri", redirect_uri);
+    let mut params = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+    ];
     if !code_verifier.is_empty() {
-        form.append_pair("code_verifier", code_verifier);
+        params.push(("code_verifier", code_verifier));
     }
-    if auth == ClientAuth::Post {
-        form.append_pair("client_id", client_id)
-            .append_pair("client_secret", client_secret);
+    form_request(&params, client)
+}
+
+/// The `refresh_token` grant (RFC 6749 6).
+pub fn refresh_grant(refresh_token: &str, client: &Client) -> TokenRequest {
+    form_request(
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+        client,
+    )
+}
+
+/// RFC 8693 token exchange of an access token for one with `audience`.
+pub fn token_exchange(
+    subject_token: &str,
+    audience: &str,
+    scope: Option<&str>,
+    resource: Option<&str>,
+    client: &Client,
+) -> TokenRequest {
+    let mut params = vec![
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        ("subject_token", subject_token),
+        (
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ),
+        (
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ),
+        ("audience", audience),
+    ];
+    if let Some(scope) = scope {
+        params.push(("scope", scope));
+    }
+    if let Some(resource) = resource {
+        params.push(("resource", resource));
+    }
+    form_request(&params, client)
+}
+
+/// RFC 7009 revocation of a refresh token.
+pub fn revocation(refresh_token: &str, client: &Client) -> TokenRequest {
+    form_request(
+        &[
+            ("token", refresh_token),
+            ("token_type_hint", "refresh_token"),
+        ],
+        client,
+    )
+}
+
+/// The client's credentials and how it presents them at the token endpoint.
+pub struct Client<'a> {
+    pub id: &'a str,
+    pub secret: &'a str,
+    pub auth: ClientAuth,
+}
+
+fn form_request(params: &[(&str, &str)], client: &Client) -> TokenRequest {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.extend_pairs(params);
+    if client.auth == ClientAuth::Post {
+        form.append_pair("client_id", client.id)
+            .append_pair("client_secret", client.secret);
     }
     let body = form.finish().into_bytes();
 
@@ -70,10 +137,10 @@ pub fn code_exchange(
         ("accept".to_owned(), "application/json".to_owned()),
         ("content-length".to_owned(), body.len().to_string()),
     ];
-    if auth == ClientAuth::Basic {
+    if client.auth == ClientAuth::Basic {
         headers.push((
             "authorization".to_owned(),
-            basic_credentials(client_id, client_secret),
+            basic_credentials(client.id, client.secret),
         ));
     }
     TokenRequest { headers, body }
@@ -115,6 +182,15 @@ impl fmt::Debug for TokenResponse {
 /// Interprets the token endpoint's reply. Errors carry at most the OAuth `error` code,
 /// never the body, since bodies may echo codes or secrets.
 pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenResponse, OidcError> {
+    let tokens = parse_grant_response(status, body)?;
+    if tokens.id_token.is_empty() {
+        return Err(OidcError::MissingField("id_token"));
+    }
+    Ok(tokens)
+}
+
+/// A refresh or token-exchange answer, where `id_token` may be absent (left empty).
+pub fn parse_grant_response(status: u16, body: &[u8]) -> Result<TokenResponse, OidcError> {
     let json = if body.len() <= MAX_DOCUMENT_BYTES {
         serde_json::from_slice::<Value>(body).ok()
     } else {
@@ -137,7 +213,11 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenResponse, O
     if !token_type.eq_ignore_ascii_case("bearer") {
         return Err(OidcError::BadTokenType);
     }
-    let id_token = required(obj, "id_token")?;
+    let id_token = obj
+        .get("id_token")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let refresh_token = obj
         .get("refresh_token")
         .and_then(Value::as_str)
@@ -198,15 +278,51 @@ mod tests {
         (k.to_owned(), v.to_owned())
     }
 
+    fn client<'a>(id: &'a str, secret: &'a str, auth: ClientAuth) -> Client<'a> {
+        Client { id, secret, auth }
+    }
+
+    #[test]
+    fn refresh_exchange_and_revocation_forms() {
+        let c = client("id", "s", ClientAuth::Post);
+        let f = form(&refresh_grant("RT", &c));
+        assert!(f.contains(&pair("grant_type", "refresh_token")));
+        assert!(f.contains(&pair("refresh_token", "RT")));
+        assert!(f.contains(&pair("client_secret", "s")));
+        let f = form(&token_exchange("AT", "api", Some("read"), None, &c));
+        assert!(f.contains(&pair(
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        )));
+        assert!(f.contains(&pair("subject_token", "AT")));
+        assert!(f.contains(&pair("audience", "api")));
+        assert!(f.contains(&pair("scope", "read")));
+        assert!(!f.iter().any(|(k, _)| k == "resource"));
+        let f = form(&revocation("RT", &c));
+        assert_eq!(
+            f[..2],
+            [
+                pair("token", "RT"),
+                pair("token_type_hint", "refresh_token")
+            ]
+        );
+    }
+
+    #[test]
+    fn grant_answers_may_lack_an_id_token() {
+        let body = json!({"access_token": "a", "token_type": "Bearer", "expires_in": 5});
+        let t = parse_grant_response(200, body.to_string().as_bytes()).unwrap();
+        assert_eq!((t.id_token.as_str(), t.expires_in), ("", Some(5)));
+        assert!(parse_token_response(200, body.to_string().as_bytes()).is_err());
+    }
+
     #[test]
     fn basic_exchange() {
         let req = code_exchange(
             "c0de",
             "https://app/cb?x=1",
             "verif",
-            "my id",
-            "s3:cr%t+/=",
-            ClientAuth::Basic,
+            &client("my id", "s3:cr%t+/=", ClientAuth::Basic),
         );
         assert_eq!(
             form(&req),
@@ -239,7 +355,12 @@ mod tests {
 
     #[test]
     fn post_exchange() {
-        let req = code_exchange("c", "https://app/cb", "", "id", "sec ret", ClientAuth::Post);
+        let req = code_exchange(
+            "c",
+            "https://app/cb",
+            "",
+            &client("id", "sec ret", ClientAuth::Post),
+        );
         assert_eq!(header(&req, "authorization"), None);
         let f = form(&req);
         assert!(f.contains(&pair("client_id", "id")));
@@ -256,9 +377,7 @@ mod tests {
             "thecode",
             "https://app/cb",
             "v",
-            "id",
-            "topsecret",
-            ClientAuth::Post,
+            &client("id", "topsecret", ClientAuth::Post),
         );
         let s = format!("{req:?}");
         assert!(!s.contains("thecode") && !s.contains("topsecret"));

@@ -19,7 +19,7 @@ fn logged_in(w: &mut World) -> String {
 /// What the app would receive, or `None` when the gate answered itself.
 fn at_app(w: &mut World, req: &Request) -> Option<Vec<(String, String)>> {
     match w.decide(req).decision {
-        Decision::Continue { remove, set } => Some(
+        Decision::Continue { remove, set, .. } => Some(
             edited_headers(&req.headers, &remove, &set)
                 .into_iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))

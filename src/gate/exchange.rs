@@ -1,0 +1,155 @@
+//! `upstream_token_exchange` (ours, RFC 8693): the app gets a token minted for its own
+//! audience instead of the user's access token. One exchange per access token and worker,
+//! cached until shortly before the new token expires.
+
+use super::respond::{json_error, log_line, respond_step};
+use super::*;
+use crate::cache::Cached;
+
+/// An exchanged token, used until this many seconds (at most a quarter of its lifetime)
+/// before it expires.
+const MAX_EARLY_SECS: u64 = 30;
+/// When the IdP does not say how long the token lives.
+const DEFAULT_LIFETIME_SECS: u64 = 60;
+/// A failed exchange is remembered this long, so a refusing IdP gets one call per session
+/// and interval, not one per request.
+const RETRY_SECS: u64 = 2;
+
+#[derive(Debug)]
+pub struct Exchanged {
+    /// Empty: the exchange failed.
+    token: String,
+    use_until: u64,
+}
+
+impl Cached for Exchanged {
+    fn expires_at(&self) -> u64 {
+        self.use_until
+    }
+
+    fn weight(&self) -> usize {
+        self.token.len()
+    }
+}
+
+/// The request on to the app with the exchanged token in place of the user's tokens, or
+/// a callout to get one.
+pub(super) fn upstream(
+    cx: &mut Context,
+    req: &Request,
+    cookies: &[(&str, &str)],
+    a: &Admitted,
+    reply: Vec<String>,
+    env: &mut Env,
+) -> Step {
+    let config = cx.config;
+    if let Some(hit) = cx.exchanged.get(&a.session.access_token, env.now) {
+        if hit.token.is_empty() {
+            return failed(req, "failed_moments_ago");
+        }
+        let identity: Vec<(&'static str, String)> = a
+            .upstream
+            .iter()
+            .filter(|(n, _)| !carries_token(n))
+            .cloned()
+            .chain(replacements(config, &hit.token))
+            .collect();
+        return pause(upstream_edits(config, req, &identity, cookies, &reply));
+    }
+    let (Some(exchange), Some(provider)) = (&config.lifecycle.token_exchange, cx.provider()) else {
+        return pause(Decision::NeedProvider(MAIN));
+    };
+    let Ok(endpoint) = oidc::target(&provider.discovery.token_endpoint) else {
+        return respond_step(json_error(502, "token_exchange_failed"), None);
+    };
+    let request = oidc::token_exchange(
+        &a.session.access_token,
+        &exchange.audience,
+        exchange.scope.as_deref(),
+        exchange.resource.as_deref(),
+        &config.client(),
+    );
+    pause(Decision::Call(
+        Callout::post(endpoint, request),
+        PendingBox(Pending::Exchange(Box::new(req.clone()))),
+    ))
+}
+
+fn failed(req: &Request, reason: &str) -> Step {
+    let page = if req.is_browser() {
+        super::unavailable(502, Some(req))
+    } else {
+        json_error(502, "token_exchange_failed")
+    };
+    respond_step(
+        page,
+        Some((
+            Level::Warn,
+            log_line(
+                "token_exchange_failed",
+                req.path_only(),
+                &[("reason", reason)],
+            ),
+        )),
+    )
+}
+
+/// Headers that carry one of the user's tokens to the app.
+fn carries_token(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization" | "x-forwarded-access-token" | "x-auth-request-access-token"
+    )
+}
+
+fn replacements(config: &Config, token: &str) -> Vec<(&'static str, String)> {
+    let mut out = vec![("authorization", format!("Bearer {token}"))];
+    if config.pass_access_token {
+        out.push(("x-forwarded-access-token", token.to_string()));
+        if config.set_xauthrequest {
+            out.push(("x-auth-request-access-token", token.to_string()));
+        }
+    }
+    out
+}
+
+pub(super) fn on_answer(
+    cx: &mut Context,
+    req: &Request,
+    response: Option<(u16, &[u8])>,
+    env: &mut Env,
+) -> Step {
+    let cookies = cookie::parse(req.all("cookie"));
+    let subject = current_session(cx, &cookies, env).map(|a| a.session.access_token.clone());
+    let tokens = response.map(|(status, body)| oidc::parse_grant_response(status, body));
+    let Some(Ok(tokens)) = tokens else {
+        if let Some(subject) = &subject {
+            let failure = Exchanged {
+                token: String::new(),
+                use_until: env.now.saturating_add(RETRY_SECS),
+            };
+            cx.exchanged.insert(subject, Rc::new(failure));
+        }
+        let reason = match response {
+            None => "unreachable".to_string(),
+            Some((status, _)) => format!("status_{status}"),
+        };
+        return failed(req, &reason);
+    };
+    let Some(subject) = subject else {
+        return failed(req, "session_gone");
+    };
+    let lifetime = tokens
+        .expires_in
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_LIFETIME_SECS);
+    let early = (lifetime / 4).min(MAX_EARLY_SECS);
+    cx.exchanged.insert(
+        &subject,
+        Rc::new(Exchanged {
+            token: tokens.access_token,
+            use_until: env.now.saturating_add(lifetime - early),
+        }),
+    );
+    decide_request(cx, req, env, false)
+}
