@@ -134,7 +134,8 @@ http {{
     return proc
 
 
-def start_idp(procs: Procs, port: int, redirect_uris: list[str], client_secret: str) -> subprocess.Popen:
+def start_idp(procs: Procs, port: int, redirect_uris: list[str], client_secret: str,
+              env: dict | None = None) -> subprocess.Popen:
     proc = procs.start(
         "idp",
         OTHER_CORE,
@@ -144,6 +145,7 @@ def start_idp(procs: Procs, port: int, redirect_uris: list[str], client_secret: 
             "IDP_REDIRECT_URIS": ",".join(redirect_uris),
             "IDP_CLIENT_SECRET": client_secret,
             "IDP_TOKEN_TTL": "86400",
+            **(env or {}),
         },
     )
     wait_port(port, proc, "idp")
