@@ -95,7 +95,7 @@ fn failed(req: &Request, reason: &str) -> Step {
 }
 
 /// Headers that carry one of the user's tokens to the app.
-fn carries_token(name: &str) -> bool {
+pub(super) fn carries_token(name: &str) -> bool {
     matches!(
         name,
         "authorization" | "x-forwarded-access-token" | "x-auth-request-access-token"

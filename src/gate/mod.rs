@@ -377,8 +377,29 @@ fn decide_http(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: b
         let identity = current_session(cx, &cookies, env).filter(|a| {
             a.verdict.is_ok() && matches!(lifecycle::due(config, &a.session, env.now), Due::Fresh)
         });
-        let set = identity.as_ref().map_or(&[][..], |a| &a.upstream[..]);
-        return pause(upstream_edits(config, req, set, &cookies, &[]));
+        let Some(a) = identity else {
+            return pause(upstream_edits(config, req, &[], &cookies, &[]));
+        };
+        // No token exchange for a public route: the user's own tokens are not passed instead.
+        let set: Vec<(&'static str, String)> = a
+            .upstream
+            .iter()
+            .filter(|(n, _)| {
+                config.lifecycle.token_exchange.is_none() || !exchange::carries_token(n)
+            })
+            .cloned()
+            .collect();
+        let reply = a
+            .renewed
+            .as_deref()
+            .and_then(|value| lifecycle::renewed_cookies(config, req, &cookies, value, env.now));
+        return pause(upstream_edits(
+            config,
+            req,
+            &set,
+            &cookies,
+            &reply.unwrap_or_default(),
+        ));
     }
 
     match identify(cx, req, &cookies, env, keys_refreshed) {

@@ -1247,3 +1247,27 @@ fn the_auth_endpoint_hands_on_a_resealed_session_cookie() {
         "{sets:?}"
     );
 }
+
+// Public routes (`skip_auth_routes`) with a session.
+
+#[test]
+fn a_public_route_never_gets_the_users_own_tokens_when_they_are_exchanged() {
+    let mut w = exchanging();
+    w.config.skip_auth_routes = vec![crate::routes::SkipRoute::parse("GET=^/public/").unwrap()];
+    let jar = log_in(&mut w, json!({}));
+    let p = passed(w.decide(&with_cookie("/public/page", &jar)));
+    // Identity yes, but no exchange for a public route and none of the user's tokens.
+    assert_eq!(p.header("x-forwarded-email"), Some("alice@example.com"));
+    for name in [
+        "authorization",
+        "x-forwarded-access-token",
+        "x-auth-request-access-token",
+    ] {
+        assert_eq!(p.header(name), None, "{name}");
+    }
+    // Without the exchange they are passed as configured.
+    w.config.lifecycle.token_exchange = None;
+    w.sessions = Cache::new(16, 1 << 20);
+    let p = passed(w.decide(&with_cookie("/public/page", &jar)));
+    assert_eq!(p.header("x-forwarded-access-token"), Some("AT"));
+}
