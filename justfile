@@ -5,6 +5,7 @@
 #   just oci       OCI images of the filter in build/oci (`just oci-push REGISTRY=host/name`)
 #   just pin       re-pin the examples' digests after the filter changed
 #   just bench     side-by-side benchmarks, writes bench/RESULTS.md (not part of `just test`)
+#   just bench-refresh   what a session refresh costs, writes bench/results/refresh.md
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -81,6 +82,18 @@ setup:
         echo "setup: npm ci --prefix idp"
         npm ci --prefix idp --no-audit --no-fund --loglevel=error
     fi
+
+    # The browser test (tests/chromium.rs): Debian's Chromium, driven by playwright-core
+    # from tests/browser/ (playwright-core downloads no browser).
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "setup: installing chromium"
+        apt_install chromium
+    fi
+    if [ ! -f tests/browser/node_modules/.package-lock.json ] \
+        || [ tests/browser/package-lock.json -nt tests/browser/node_modules/.package-lock.json ]; then
+        echo "setup: npm ci --prefix tests/browser"
+        npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+    fi
     echo "setup: ok"
 
 # Build the filter and optimize it into build/wasm_oauth2_proxy.wasm (reproducible: `just repro`).
@@ -125,7 +138,7 @@ check-envoy: setup build
 # sidecar configs in envoy/ (TLS IdP, remote .wasm).
 e2e: setup build
     WOP_ENVOY="{{root}}/{{envoy}}" WOP_WASM="{{root}}/{{wasm}}" WOP_ROOT="{{root}}" \
-        cargo test --test e2e --test sidecar --test redirects --test policy --test hardening --test bearer --test protocols -- --test-threads 2
+        cargo test --test e2e --test sidecar --test redirects --test policy --test hardening --test bearer --test protocols --test lifecycle --test chromium -- --test-threads 2
 
 # Everything CI runs: setup, lint, unit, build, check-envoy, e2e, the OCI registry round
 # trip and the reproducible-build check (prints the time).
@@ -237,3 +250,9 @@ bench: bench-setup build bench-trivial
 # `python3 -m bench.soak`, e.g. `--before-wasm PATH` (the sign-out phase on another build).
 soak-memory *FLAGS: bench-setup build
     python3 -m bench.soak --command "just soak-memory {{FLAGS}}" {{FLAGS}}
+
+# Session refresh latency: N sessions on 4-second access tokens, one request each on fresh
+# tokens, one that makes the refresh, one after; checks the IdP saw exactly N refreshes.
+# Writes bench/results/refresh.md (about a minute).
+bench-refresh *FLAGS: bench-setup build
+    python3 -m bench.refresh {{FLAGS}}

@@ -785,3 +785,94 @@ impl Browser {
         )
     }
 }
+
+/// GETs sent all at once: one thread and one connection each, released together by a
+/// barrier. Answers in the order of `requests` (URL, headers).
+pub fn burst(
+    requests: &[(String, Vec<(String, String)>)],
+    timeout: Duration,
+) -> Vec<std::io::Result<Response>> {
+    let barrier = std::sync::Barrier::new(requests.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|(url, headers)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    raw_request("GET", url, headers, None, timeout)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("request thread panicked")))
+            })
+            .collect()
+    })
+}
+
+/// GETs of `urls` (all on one host:port, plain HTTP) one after the other on a single
+/// keep-alive connection, so that they all reach the same Envoy worker. `headers` go on
+/// every request.
+pub fn get_on_one_connection(
+    urls: &[String],
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> std::io::Result<Vec<Response>> {
+    let first = urls
+        .first()
+        .ok_or_else(|| std::io::Error::other("no URLs"))?;
+    let u =
+        Url::parse(first).map_err(|e| std::io::Error::other(format!("bad url {first}: {e}")))?;
+    let addr = format!(
+        "{}:{}",
+        u.host_str().unwrap_or("127.0.0.1"),
+        u.port_or_known_default().unwrap_or(80)
+    );
+    let mut s = TcpStream::connect(&addr)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut out = Vec::new();
+    for url in urls {
+        let u =
+            Url::parse(url).map_err(|e| std::io::Error::other(format!("bad url {url}: {e}")))?;
+        if format!(
+            "{}:{}",
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(80)
+        ) != addr
+        {
+            return Err(std::io::Error::other(format!("{url} is not on {addr}")));
+        }
+        let mut target = u.path().to_string();
+        if let Some(q) = u.query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        let mut req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("Connection: keep-alive\r\n\r\n");
+        s.write_all(req.as_bytes())?;
+        s.flush()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16384];
+        while !response_complete(&buf, "GET") {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::Error::other(format!(
+                    "GET {url}: connection closed after {} bytes (request {} on the connection)",
+                    buf.len(),
+                    out.len() + 1
+                )));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        out.push(parse_response(&buf, url, "GET")?);
+    }
+    Ok(out)
+}

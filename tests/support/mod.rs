@@ -10,6 +10,7 @@ pub mod checks;
 pub mod corpus;
 pub mod html;
 pub mod http;
+pub mod idp;
 pub mod jwt;
 pub mod proc;
 pub mod sidecar;

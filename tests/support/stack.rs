@@ -16,6 +16,7 @@ use super::Env;
 pub const CLIENT_ID: &str = "wop-e2e";
 
 /// Which OpenID Provider the stack talks to.
+#[derive(Clone)]
 pub enum Idp {
     /// `node idp/server.js` (panva/oidc-provider).
     Node,
@@ -24,6 +25,7 @@ pub enum Idp {
 }
 
 /// Which upstream app sits behind Envoy.
+#[derive(Clone)]
 pub enum App {
     /// `node demo/app.js`.
     Node,
@@ -34,6 +36,7 @@ pub enum App {
     External { port: u16 },
 }
 
+#[derive(Clone)]
 pub struct StackBuilder {
     idp: Idp,
     app: App,
@@ -135,11 +138,22 @@ impl StackBuilder {
     }
 
     /// Start everything and wait until Envoy is ready. Panics (with log tails) on failure.
+    /// Ports are picked free before Envoy binds them; when another socket took one in between,
+    /// the whole stack starts again on new ports.
     pub fn start(self) -> Stack {
-        let mut st = self.start_no_envoy();
-        st.start_envoy()
-            .unwrap_or_else(|e| st.fail(&format!("envoy did not become ready: {e}")));
-        st
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            let mut st = self.clone().start_no_envoy();
+            match st.start_envoy() {
+                Ok(()) => return st,
+                Err(_) if attempt < ATTEMPTS && st.lost_a_port() => {
+                    eprintln!("stack: a port was taken before Envoy bound it; starting again");
+                    attempt += 1;
+                }
+                Err(e) => st.fail(&format!("envoy did not become ready: {e}")),
+            }
+        }
     }
 
     /// Start IdP + app, render the Envoy config, but don't run Envoy.
@@ -447,14 +461,53 @@ impl Stack {
         r
     }
 
-    /// Restart Envoy with the same ports and config (e.g. after changing the config file).
+    /// Restart Envoy with the same ports and config (e.g. after changing the config file),
+    /// waiting a moment and trying again while another socket holds one of its ports.
     pub fn restart_envoy(&mut self) {
-        if let Some(mut p) = self.envoy.take() {
-            p.kill();
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            if let Some(mut p) = self.envoy.take() {
+                p.kill();
+            }
+            std::fs::write(&self.envoy_yaml, self.render_envoy_yaml()).expect("write envoy.yaml");
+            match self.start_envoy() {
+                Ok(()) => return,
+                Err(_) if attempt < ATTEMPTS && self.lost_a_port() => {
+                    eprintln!("stack: Envoy's port is taken; restarting it again");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => self.fail(&format!("envoy restart failed: {e}")),
+            }
         }
-        std::fs::write(&self.envoy_yaml, self.render_envoy_yaml()).expect("write envoy.yaml");
-        self.start_envoy()
-            .unwrap_or_else(|e| self.fail(&format!("envoy restart failed: {e}")));
+    }
+
+    /// Envoy could not bind a port it was given.
+    fn lost_a_port(&self) -> bool {
+        self.envoy_log().contains("Address already in use")
+    }
+
+    /// Connections each Envoy worker has accepted on the public listener so far (Envoy's
+    /// `listener.<address>.worker_<n>.downstream_cx_total`), by worker number.
+    pub fn worker_connections(&self) -> Vec<u64> {
+        let url = format!(
+            "http://127.0.0.1:{}/stats?filter=worker_.*downstream_cx_total",
+            self.admin_port
+        );
+        let r = raw_request("GET", &url, &[], None, Duration::from_secs(5))
+            .unwrap_or_else(|e| self.fail(&format!("GET {url}: {e}")));
+        let prefix = format!("listener.127.0.0.1_{}.worker_", self.listen_port);
+        let mut counts: Vec<(usize, u64)> = r
+            .text()
+            .lines()
+            .filter_map(|l| {
+                let (worker, n) = l
+                    .strip_prefix(&prefix)?
+                    .split_once(".downstream_cx_total:")?;
+                Some((worker.parse().ok()?, n.trim().parse().ok()?))
+            })
+            .collect();
+        counts.sort_unstable();
+        counts.into_iter().map(|(_, n)| n).collect()
     }
 
     pub fn envoy_log(&self) -> String {
