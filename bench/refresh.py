@@ -85,7 +85,9 @@ def run(args, procs: Procs) -> dict:
     boot = ec.bootstrap(port, admin, app_port, idp_port,
                         ec.gate_filter(str(args.wasm), json.dumps(config)))
     e = Envoy(procs, "refresh", boot, port, admin,
-              env={"OAUTH2_CLIENT_SECRET": secret, "OAUTH2_COOKIE_SECRET": cookie_secret})
+              env={"OAUTH2_CLIENT_SECRET": secret, "OAUTH2_COOKIE_SECRET": cookie_secret},
+              # The filter's own log lines (session_refreshed, refresh_failed, ...).
+              args=["--component-log-level", "wasm:info"])
     e.wait_ready()
 
     say(f"{args.sessions} logins, each followed by one request on fresh tokens")
@@ -111,8 +113,9 @@ def run(args, procs: Procs) -> dict:
     for cookie in sessions:
         ms, status, set_cookies = timed_get(port, cookie)
         new = new_session_cookie(set_cookies)
-        if status != 200 or new is None:
-            raise BenchError(f"refreshing request: {status}, new cookie: {new is not None}")
+        if status != 200 or not new:
+            raise BenchError(f"refreshing request {len(refreshing) + 1}: {status}, "
+                             f"set-cookie: {[c.split(';')[0][:40] for c in set_cookies]}")
         refreshing.append(ms)
         renewed.append(new)
     after = counters(idp_port)

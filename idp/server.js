@@ -25,6 +25,9 @@
 //                       <origin>/signed-out of every redirect URI)
 //   IDP_EXCHANGE_AUDIENCES comma-separated audiences (and resource values) a token
 //                       exchange may target (default demo-upstream)
+//   IDP_STORE_SIZE      entries the in-memory store keeps (sessions, grants, codes,
+//                       tokens; default 100000). oidc-provider's own default of
+//                       1000 evicts live refresh tokens after a few hundred logins
 //   IDP_AUTO_CONSENT    1 = grant consent without a page for the demo clients,
 //                       0 = always show the consent form  (default 1)
 //   IDP_TLS_CERT        PEM certificate chain file: serve HTTPS instead of HTTP
@@ -89,6 +92,8 @@ import { URLSearchParams } from 'node:url';
 
 import { SignJWT } from 'jose';
 import Provider, { errors } from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
+import LRU from 'oidc-provider/lib/helpers/lru.js';
 
 // ---------------------------------------------------------------- settings
 
@@ -98,6 +103,12 @@ const HOST = env.IDP_HOST || '127.0.0.1';
 const ISSUER = (env.IDP_ISSUER || `http://127.0.0.1:${PORT}`).replace(/\/+$/, '');
 const CLIENT_ID = env.IDP_CLIENT_ID || 'demo-app';
 const CLIENT_SECRET = env.IDP_CLIENT_SECRET || 'demo-app-secret-change-me';
+const STORE_SIZE = Number.parseInt(env.IDP_STORE_SIZE || '100000', 10);
+if (!Number.isInteger(STORE_SIZE) || STORE_SIZE <= 0) {
+  throw new Error(`invalid IDP_STORE_SIZE: ${env.IDP_STORE_SIZE}`);
+}
+// oidc-provider's in-memory adapter on a store with room for a benchmark's worth of logins.
+const STORE = new LRU({ maxSize: STORE_SIZE });
 const REDIRECT_URIS = (env.IDP_REDIRECT_URIS || 'http://127.0.0.1:4180/oauth2/callback')
   .split(',')
   .map((s) => s.trim())
@@ -324,6 +335,7 @@ const CLIENTS = [
 const FIRST_PARTY = new Set(CLIENTS.map((c) => c.client_id));
 
 const configuration = {
+  adapter: (model) => new MemoryAdapter(model, STORE),
   clients: CLIENTS,
   jwks: { keys: JWKS },
   findAccount,
