@@ -30,6 +30,7 @@ pub mod path;
 pub mod pkce;
 pub mod policy;
 pub mod provider;
+pub mod providers;
 pub mod redirect;
 pub mod refresh;
 pub mod routes;

@@ -30,13 +30,15 @@ a.button{{display:inline-block;background:#2f5fd0;color:#fff;padding:.7rem 1.4re
 }
 
 /// oauth2-proxy's sign-in page: one button that starts the login.
-pub fn sign_in(start_url: &str) -> String {
+/// The sign-in page: one button, named for the provider (`Sign in with GitHub`).
+pub fn sign_in(start_url: &str, provider: &str) -> String {
     page(
         "Sign in",
         &format!(
             "<h1>Sign in</h1><p>You need to sign in to continue.</p>\
-<p><a class=\"button\" href=\"{}\">Sign in with OpenID Connect</a></p>",
-            escape(start_url)
+<p><a class=\"button\" href=\"{}\">Sign in with {}</a></p>",
+            escape(start_url),
+            escape(provider)
         ),
     )
 }
@@ -77,7 +79,7 @@ mod tests {
 
     #[test]
     fn escapes_everything_interpolated() {
-        let p = sign_in("/oauth2/start?rd=\"><script>");
+        let p = sign_in("/oauth2/start?rd=\"><script>", "GitHub<b>");
         assert!(!p.contains("<script>"));
         assert!(p.contains("&quot;&gt;&lt;script&gt;"));
         let e = error(403, "<b>", "/x'y");

@@ -3,6 +3,7 @@
 //! what each VM has loaded, by issuer id (the login issuer is id 0, then
 //! `extra_jwt_issuers` in the order configured).
 
+use crate::config::Config;
 use crate::gate::Callout;
 use crate::oidc::{self, Discovery, Jwks, OidcError};
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,17 @@ impl Provider {
         })
     }
 
+    /// A provider without signing keys (GitHub: no ID tokens) whose endpoints are fixed by
+    /// the configuration: loaded from the start, never stale, never fetched.
+    pub fn without_keys(discovery: Discovery) -> Provider {
+        Provider {
+            discovery,
+            jwks: Jwks::default(),
+            fetched_at: u64::MAX,
+            raw_jwks: String::new(),
+        }
+    }
+
     pub fn is_stale(&self, now: u64) -> bool {
         now.saturating_sub(self.fetched_at) >= REFRESH_SECS
     }
@@ -129,6 +141,8 @@ pub enum LoadError {
     Unreachable,
     Status(u16),
     Invalid(OidcError),
+    /// The document names an endpoint on a host no configured cluster serves.
+    NoCluster(String),
 }
 
 impl std::fmt::Display for LoadError {
@@ -137,6 +151,9 @@ impl std::fmt::Display for LoadError {
             LoadError::Unreachable => f.write_str("unreachable"),
             LoadError::Status(s) => write!(f, "HTTP status {s}"),
             LoadError::Invalid(e) => write!(f, "{e}"),
+            LoadError::NoCluster(host) => {
+                write!(f, "no Envoy cluster for `{host}`: add it to `idp_clusters`")
+            }
         }
     }
 }
@@ -144,6 +161,34 @@ impl std::fmt::Display for LoadError {
 /// The discovery document from a callout answer (`None` = the callout failed).
 pub fn on_discovery(issuer: &str, response: Option<(u16, &[u8])>) -> Result<Discovery, LoadError> {
     Discovery::parse(ok_body(response)?, issuer).map_err(LoadError::Invalid)
+}
+
+/// Every endpoint the filter calls must be on a host a cluster serves: refused here, at
+/// load, rather than as a failed callout in the middle of a login.
+/// The optional ones (userinfo, revocation) on a host without a cluster are left unused
+/// instead (Entra's userinfo is on Graph's host, needed only for its groups).
+pub fn check_hosts(config: &Config, mut d: Discovery) -> Result<Discovery, LoadError> {
+    let covered = |url: &str| -> Result<bool, LoadError> {
+        let authority = oidc::target(url).map_err(LoadError::Invalid)?.authority;
+        Ok(config.cluster_for(&authority).is_some())
+    };
+    for url in [&d.token_endpoint, &d.jwks_uri] {
+        if !covered(url)? {
+            let authority = oidc::target(url).map_err(LoadError::Invalid)?.authority;
+            return Err(LoadError::NoCluster(authority));
+        }
+    }
+    if let Some(u) = d.userinfo_endpoint.clone() {
+        if !covered(&u)? {
+            d.userinfo_endpoint = None;
+        }
+    }
+    if let Some(u) = d.revocation_endpoint.clone() {
+        if !covered(&u)? {
+            d.revocation_endpoint = None;
+        }
+    }
+    Ok(d)
 }
 
 pub fn on_jwks(
@@ -236,5 +281,148 @@ mod tests {
         let p = loaded(1000);
         assert!(!p.is_stale(1000 + REFRESH_SECS - 1));
         assert!(p.is_stale(1000 + REFRESH_SECS));
+    }
+
+    const COMMON: &str = "https://login.microsoftonline.com/common/v2.0";
+    const TEMPLATE: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
+
+    /// Entra's multi-tenant discovery document (its issuer a template).
+    fn entra_json(issuer: &str) -> String {
+        serde_json::json!({
+            "issuer": issuer,
+            "authorization_endpoint": "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+            "token_endpoint": "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+            "jwks_uri": "https://login.microsoftonline.com/common/discovery/v2.0/keys",
+            "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn the_tenant_template_is_accepted_for_the_multi_tenant_issuer_only() {
+        let doc = entra_json(TEMPLATE);
+        for configured in [
+            COMMON,
+            "https://login.microsoftonline.com/common/v2.0/",
+            "https://login.microsoftonline.com/organizations/v2.0",
+            "https://login.microsoftonline.com/consumers/v2.0",
+        ] {
+            let d = on_discovery(configured, Some((200, doc.as_bytes())))
+                .unwrap_or_else(|e| panic!("{configured}: {e}"));
+            assert_eq!(d.issuer, TEMPLATE, "kept for the ID token's tid to fill");
+        }
+        // A single tenant's issuer must be the tenant's own, not the template.
+        for configured in [
+            "https://login.microsoftonline.com/sometenant/v2.0",
+            "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+            "https://login.microsoftonline.com/common",
+            "https://login.example.com/common/v2.0",
+        ] {
+            assert!(
+                matches!(
+                    on_discovery(configured, Some((200, doc.as_bytes()))),
+                    Err(LoadError::Invalid(OidcError::BadIssuer))
+                ),
+                "{configured}"
+            );
+        }
+        // Without a template a mismatch is a mismatch, `common` or not.
+        let tenant = entra_json("https://login.microsoftonline.com/sometenant/v2.0");
+        assert!(matches!(
+            on_discovery(COMMON, Some((200, tenant.as_bytes()))),
+            Err(LoadError::Invalid(OidcError::BadIssuer))
+        ));
+        // Only `{tenantid}` is a template.
+        let other = entra_json("https://login.microsoftonline.com/{tenant}/v2.0");
+        assert!(on_discovery(COMMON, Some((200, other.as_bytes()))).is_err());
+        // Snapshots are checked alike.
+        let d = on_discovery(COMMON, Some((200, doc.as_bytes()))).unwrap();
+        let p = on_jwks(d, Some((200, testkeys::jwks_json().as_bytes())), 7).unwrap();
+        let bytes = p.snapshot().unwrap();
+        assert!(Provider::from_snapshot(&bytes, COMMON).is_some());
+        assert!(
+            Provider::from_snapshot(&bytes, "https://login.microsoftonline.com/x/v2.0").is_none()
+        );
+    }
+
+    fn config_with(extra: serde_json::Value) -> Config {
+        let mut v = crate::config::tests_support::base();
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        Config::parse(v.to_string().as_bytes(), &|_| None).unwrap()
+    }
+
+    #[test]
+    fn check_hosts_wants_a_cluster_for_every_endpoint_called() {
+        let doc = |extra: serde_json::Value| {
+            let mut d: serde_json::Value =
+                serde_json::from_str(&discovery_json("https://idp.example.com")).unwrap();
+            d.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            Discovery::parse(d.to_string().as_bytes(), "https://idp.example.com").unwrap()
+        };
+        let c = config();
+        assert!(check_hosts(&c, doc(serde_json::json!({}))).is_ok());
+        // The browser's endpoints are not called by the filter.
+        let browser = doc(serde_json::json!({
+            "authorization_endpoint": "https://login.other.example/authorize",
+            "end_session_endpoint": "https://login.other.example/logout",
+        }));
+        assert_eq!(check_hosts(&c, browser.clone()).unwrap(), browser);
+        for field in ["token_endpoint", "jwks_uri"] {
+            let d = doc(serde_json::json!({ field: "https://api.other.example/x" }));
+            assert_eq!(
+                check_hosts(&c, d.clone()).unwrap_err(),
+                LoadError::NoCluster("api.other.example".into()),
+                "{field}"
+            );
+            assert!(LoadError::NoCluster("api.other.example".into())
+                .to_string()
+                .contains("idp_clusters"));
+            let served = config_with(serde_json::json!({
+                "idp_clusters": {"api.other.example": "other"},
+            }));
+            assert!(check_hosts(&served, d).is_ok(), "{field}");
+        }
+        // Optional endpoints on a host without a cluster are left unused, not called.
+        for field in ["userinfo_endpoint", "revocation_endpoint"] {
+            let d = doc(serde_json::json!({ field: "https://api.other.example/x" }));
+            let kept = check_hosts(&c, d).unwrap();
+            assert_eq!(
+                (&kept.userinfo_endpoint, &kept.revocation_endpoint),
+                (&None, &None),
+                "{field}"
+            );
+        }
+        // Entra: the keys on the issuer's host, userinfo on Graph's.
+        let entra = config_with(serde_json::json!({
+            "provider": "ms-entra-id",
+            "oidc_issuer_url": COMMON,
+            "entra_id_allowed_tenants": ["*"],
+        }));
+        let template = entra_json(TEMPLATE);
+        let d = on_discovery(COMMON, Some((200, template.as_bytes()))).unwrap();
+        assert_eq!(
+            check_hosts(&entra, d.clone()).unwrap().userinfo_endpoint,
+            None
+        );
+        let entra = config_with(serde_json::json!({
+            "provider": "ms-entra-id",
+            "oidc_issuer_url": COMMON,
+            "entra_id_allowed_tenants": ["*"],
+            "idp_clusters": {"graph.microsoft.com": "graph"},
+        }));
+        assert!(check_hosts(&entra, d).unwrap().userinfo_endpoint.is_some());
+    }
+
+    #[test]
+    fn a_provider_without_keys_is_never_stale() {
+        let d = loaded(0).discovery;
+        let p = Provider::without_keys(d.clone());
+        assert_eq!(p.discovery, d);
+        assert_eq!(p.jwks.len(), 0);
+        assert!(!p.is_stale(0) && !p.is_stale(u64::MAX - 1) && !p.is_stale(u64::MAX));
     }
 }

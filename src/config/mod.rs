@@ -2,9 +2,11 @@
 //! errors that name the key, so a typo fails the deployment instead of weakening it.
 
 mod lifecycle;
+mod providers;
 mod reader;
 
 pub use lifecycle::{Lifecycle, TokenExchange, MAX_CSRF_COOKIES};
+pub use providers::{is_multi_tenant, Entra, GitHub, GitLab, Kind, ProviderSettings};
 pub use reader::parse_duration_ms;
 use reader::{check_url, decode_cookie_secret, is_cookie_name_byte, Reader};
 use serde_json::Value;
@@ -55,6 +57,9 @@ const KNOWN_KEYS: &[&str] = &[
     "user_id_claim",
     "insecure_oidc_allow_unverified_email",
     "token_endpoint_auth_method",
+    "client_private_key",
+    "client_private_key_env",
+    "client_private_key_id",
     "skip_auth_routes",
     "skip_auth_regex",
     "skip_auth_preflight",
@@ -158,6 +163,8 @@ pub struct Config {
     pub client_id: String,
     pub client_secret: String,
     pub client_auth: ClientAuth,
+    /// The key `private_key_jwt` signs client assertions with.
+    pub client_key: Option<oidc::ClientKey>,
     /// AES-256-GCM key for the session cookie, derived from `cookie_secret`.
     pub session_key: [u8; 32],
     /// Separate key for the CSRF cookie, so one can never be replayed as the other.
@@ -187,6 +194,7 @@ pub struct Config {
     pub skip_jwt_bearer_tokens: bool,
     pub bearer_token_login_fallback: bool,
     pub lifecycle: Lifecycle,
+    pub provider: ProviderSettings,
 }
 
 // Secrets stay out of Debug output so a stray `{:?}` can never log them.
@@ -207,11 +215,13 @@ impl Config {
     }
 
     /// How the filter authenticates to the IdP's token and revocation endpoints.
-    pub fn client(&self) -> oidc::Client<'_> {
+    /// `assertion`: the signed client assertion for `private_key_jwt` (ignored otherwise).
+    pub fn client<'a>(&'a self, assertion: Option<&'a str>) -> oidc::Client<'a> {
         oidc::Client {
             id: &self.client_id,
             secret: &self.client_secret,
             auth: self.client_auth,
+            assertion,
         }
     }
 
@@ -220,12 +230,11 @@ impl Config {
         self.issuers.first().map_or("", |i| i.url.as_str())
     }
 
-    /// The Envoy cluster for a call to `authority` (`host` or `host:port`) on behalf of
-    /// issuer `issuer`: the one `idp_clusters` names for it, else `idp_cluster` for the login
-    /// issuer (any host, as before `idp_clusters` existed) or for an extra issuer on the login
-    /// issuer's own host. `None` for any other host of an extra issuer: sending it to the
-    /// login IdP's cluster would ask the wrong server.
-    pub fn cluster_for(&self, issuer: usize, authority: &str) -> Option<&str> {
+    /// The Envoy cluster for a call to `authority` (`host` or `host:port`): the one
+    /// `idp_clusters` names for it, else `idp_cluster` for the login issuer's own host.
+    /// `None` for any other host: sending it to the login IdP's cluster would ask the wrong
+    /// server (and fail its TLS name check at best).
+    pub fn cluster_for(&self, authority: &str) -> Option<&str> {
         let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
         let named = self
             .idp_clusters
@@ -236,7 +245,7 @@ impl Config {
         }
         let login_host = oidc::target(self.issuer()).ok().map(|t| t.authority);
         let same_host = login_host.is_some_and(|a| a.eq_ignore_ascii_case(authority));
-        (issuer == 0 || same_host).then_some(self.idp_cluster.as_str())
+        same_host.then_some(self.idp_cluster.as_str())
     }
 
     /// Parses the JSON configuration. `env` looks up environment variables of the Envoy
@@ -247,20 +256,74 @@ impl Config {
         let Value::Object(map) = value else {
             return Err(err("(document)", "must be a JSON object"));
         };
-        if let Some(unknown) = map.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+        let known = |k: &str| KNOWN_KEYS.contains(&k) || providers::KEYS.contains(&k);
+        if let Some(unknown) = map.keys().find(|k| !known(k)) {
             return Err(err(unknown, "unknown option"));
         }
         let r = Reader { map: &map };
 
-        let provider = r.string_or("provider", "oidc")?;
-        if provider != "oidc" {
-            return Err(err("provider", "only `oidc` is supported"));
+        let issuer = r.string("oidc_issuer_url")?.filter(|s| !s.is_empty());
+        if let Some(url) = &issuer {
+            check_url("oidc_issuer_url", url)?;
         }
-        let issuer = r.required_string("oidc_issuer_url")?;
-        check_url("oidc_issuer_url", &issuer)?;
+        let provider = providers::settings(&r, env, issuer.as_deref())?;
+        // GitHub has no issuer: its token endpoint's origin stands for it (the shared-data
+        // key of its metadata, and the host `idp_cluster` serves).
+        let issuer = match (&issuer, &provider.endpoints) {
+            (Some(_), _) if provider.kind == Kind::GitHub => {
+                return Err(err(
+                    "oidc_issuer_url",
+                    "not used by `github` (`login_url`, `redeem_url` and `validate_url` say where it is)",
+                ))
+            }
+            (Some(url), _) => url.clone(),
+            (None, Some(e)) if provider.kind == Kind::GitHub => origin_of(&e.token_endpoint),
+            (None, _) => return Err(err("oidc_issuer_url", "required")),
+        };
         let idp_cluster = r.required_string("idp_cluster")?;
         let client_id = r.required_string("client_id")?;
-        let client_secret = r.secret("client_secret", env)?;
+        let client_auth = match r.string("token_endpoint_auth_method")?.as_deref() {
+            None | Some("client_secret_basic") => ClientAuth::Basic,
+            Some("client_secret_post") => ClientAuth::Post,
+            Some("private_key_jwt") => ClientAuth::PrivateKeyJwt,
+            Some(other) => {
+                return Err(err(
+                    "token_endpoint_auth_method",
+                    format!(
+                        "`{other}` is not `client_secret_basic`, `client_secret_post` or `private_key_jwt`"
+                    ),
+                ))
+            }
+        };
+        // `private_key_jwt` signs instead of sending a secret; the others need one.
+        let (client_secret, client_key) = if client_auth == ClientAuth::PrivateKeyJwt {
+            if r.map.contains_key("client_secret") || r.map.contains_key("client_secret_env") {
+                return Err(err(
+                    "client_secret",
+                    "not used with `private_key_jwt`: the client signs with `client_private_key`",
+                ));
+            }
+            let pem = r.secret("client_private_key", env)?;
+            let kid = r.string("client_private_key_id")?.filter(|s| !s.is_empty());
+            let key =
+                oidc::ClientKey::from_pem(&pem, kid).map_err(|e| err("client_private_key", e))?;
+            (String::new(), Some(key))
+        } else {
+            if let Some(k) = [
+                "client_private_key",
+                "client_private_key_env",
+                "client_private_key_id",
+            ]
+            .iter()
+            .find(|k| r.map.contains_key(**k))
+            {
+                return Err(err(
+                    k,
+                    "only with `token_endpoint_auth_method: private_key_jwt`",
+                ));
+            }
+            (r.secret("client_secret", env)?, None)
+        };
         let cookie_secret = r.secret("cookie_secret", env)?;
         let secret_bytes = decode_cookie_secret(&cookie_secret)?;
 
@@ -281,16 +344,6 @@ impl Config {
         let (session_key, csrf_key) = lifecycle::keys_of(&secret_bytes);
         let lifecycle = lifecycle::lifecycle(&r, env, cookie.expire)?;
 
-        let client_auth = match r.string("token_endpoint_auth_method")?.as_deref() {
-            None | Some("client_secret_basic") => ClientAuth::Basic,
-            Some("client_secret_post") => ClientAuth::Post,
-            Some(other) => {
-                return Err(err(
-                    "token_endpoint_auth_method",
-                    format!("`{other}` is not `client_secret_basic` or `client_secret_post`"),
-                ))
-            }
-        };
         // Skipped routes always lose client-sent identity headers; there is no way to
         // turn that off (it would let any client forge an identity on those routes).
         if !r.bool("skip_auth_strip_headers", true)? {
@@ -317,11 +370,12 @@ impl Config {
             client_id,
             client_secret,
             client_auth,
+            client_key,
             session_key,
             csrf_key,
             redirect_url,
             proxy_prefix,
-            scope: r.string_or("scope", "openid email profile")?,
+            scope: r.string_or("scope", default_scope(&provider))?,
             cookie,
             rules,
             whitelist_domains: r.string_list("whitelist_domains")?.unwrap_or_default(),
@@ -350,13 +404,15 @@ impl Config {
             skip_jwt_bearer_tokens: r.bool("skip_jwt_bearer_tokens", false)?,
             bearer_token_login_fallback: r.bool("bearer_token_login_fallback", true)?,
             lifecycle,
+            provider,
         };
+        config.check_hosts()?;
         config.check_minimal()?;
         // `backend_logout_url` is called like the IdP: through a cluster that serves its host.
         if let Some(url) = &config.lifecycle.backend_logout_url {
             let target = oidc::target(&url.replace("{id_token}", "x"))
                 .map_err(|_| err("backend_logout_url", "bad URL"))?;
-            if config.cluster_for(1, &target.authority).is_none() {
+            if config.cluster_for(&target.authority).is_none() {
                 return Err(err(
                     "backend_logout_url",
                     format!(
@@ -367,10 +423,10 @@ impl Config {
             }
         }
         // Each extra issuer must be reachable through a cluster the configuration names.
-        for (id, extra) in config.issuers.iter().enumerate().skip(1) {
+        for extra in config.issuers.iter().skip(1) {
             let target =
                 oidc::target(&extra.url).map_err(|_| err("extra_jwt_issuers", "bad URL"))?;
-            if config.cluster_for(id, &target.authority).is_none() {
+            if config.cluster_for(&target.authority).is_none() {
                 return Err(err(
                     "extra_jwt_issuers",
                     format!(
@@ -384,7 +440,57 @@ impl Config {
     }
 }
 
+/// oauth2-proxy's default scopes per provider.
+fn default_scope(p: &ProviderSettings) -> &'static str {
+    match p.kind {
+        Kind::GitHub if p.github.org.is_some() => "user:email read:org",
+        Kind::GitHub => "user:email",
+        // Project access is read through the API (oauth2-proxy's setProjectScope).
+        Kind::GitLab if !p.gitlab.projects.is_empty() => "openid email read_api",
+        Kind::GitLab => "openid email",
+        _ => "openid email profile",
+    }
+}
+
+/// `scheme://host[:port]` of a URL already checked by `check_url`.
+fn origin_of(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
+}
+
 impl Config {
+    /// Every endpoint the configuration names must be reachable through a cluster:
+    /// `idp_cluster` serves the issuer's host, `idp_clusters` every other one.
+    fn check_hosts(&self) -> Result<(), ConfigError> {
+        let p = &self.provider;
+        let mut named: Vec<(&str, String)> = Vec::new();
+        if let Some(e) = &p.endpoints {
+            named.push(("redeem_url", e.token_endpoint.clone()));
+            named.push(("oidc_jwks_url", e.jwks_uri.clone()));
+            named.extend(e.userinfo_endpoint.clone().map(|u| ("profile_url", u)));
+        }
+        if p.kind == Kind::GitHub {
+            named.push(("validate_url", format!("{}/", p.github.api)));
+        }
+        if p.kind == Kind::EntraId && !self.rules.allowed_groups.is_empty() {
+            named.push(("allowed_groups", format!("{}/", p.entra.graph)));
+        }
+        for (key, url) in named.into_iter().filter(|(_, u)| !u.is_empty()) {
+            let target = oidc::target(&url).map_err(|_| err(key, "bad URL"))?;
+            if self.cluster_for(&target.authority).is_none() {
+                return Err(err(
+                    key,
+                    format!(
+                        "no Envoy cluster for `{}`: add it to `idp_clusters`",
+                        target.authority
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// oauth2-proxy refuses options that need tokens a minimal cookie does not keep.
     fn check_minimal(&self) -> Result<(), ConfigError> {
         if !self.lifecycle.session_cookie_minimal {

@@ -42,9 +42,9 @@ fn wrong_types_are_named() {
         ("cookie_samesite", serde_json::json!("sometimes")),
         (
             "token_endpoint_auth_method",
-            serde_json::json!("private_key_jwt"),
+            serde_json::json!("client_secret_jwt"),
         ),
-        ("provider", serde_json::json!("github")),
+        ("provider", serde_json::json!("okta")),
         ("oidc_issuer_url", serde_json::json!("idp.example.com")),
         ("skip_auth_routes", serde_json::json!("^/public")),
         ("skip_auth_routes", serde_json::json!(["^/(unclosed"])),
@@ -152,23 +152,13 @@ fn a_full_oauth2_proxy_style_config_is_accepted() {
     assert_eq!(c.issuers[1].url, "https://machines.example/realms/x");
     assert_eq!(c.issuers[1].audiences, ["api"]);
     let machines = Some("outbound|443||machines.example");
-    assert_eq!(c.cluster_for(1, "machines.example"), machines);
-    assert_eq!(c.cluster_for(1, "machines.example:443"), machines);
-    assert_eq!(c.cluster_for(0, "idp.example.com"), Some("idp"));
+    assert_eq!(c.cluster_for("machines.example"), machines);
+    assert_eq!(c.cluster_for("machines.example:443"), machines);
+    assert_eq!(c.cluster_for("idp.example.com"), Some("idp"));
     assert_eq!(
-        c.cluster_for(2, "idp.example.com"),
-        Some("idp"),
-        "the login issuer's host"
-    );
-    assert_eq!(
-        c.cluster_for(0, "keys.example.net"),
-        Some("idp"),
-        "login IdP: any host"
-    );
-    assert_eq!(
-        c.cluster_for(1, "keys.example.net"),
+        c.cluster_for("keys.example.net"),
         None,
-        "not the login IdP's cluster"
+        "no host but the login issuer's goes to its cluster"
     );
     assert_eq!(
         (c.user_id_claim.as_str(), c.email_claim.as_str()),
@@ -361,4 +351,455 @@ fn a_minimal_cookie_refuses_options_that_need_tokens() {
     assert_eq!(parse(&v).unwrap_err().key, "cookie_refresh");
     v["cookie_refresh"] = "0s".into();
     assert!(parse(&v).is_ok());
+}
+
+// Providers (`provider` and each provider's options).
+
+/// `base()` with `extra` on top; a `null` removes the key.
+fn with(extra: serde_json::Value) -> serde_json::Value {
+    let mut v = base();
+    let all = v.as_object_mut().unwrap();
+    for (k, val) in extra.as_object().unwrap() {
+        if val.is_null() {
+            all.remove(k);
+        } else {
+            all.insert(k.clone(), val.clone());
+        }
+    }
+    v
+}
+
+/// A GitHub configuration: no issuer, a cluster for the REST API, and `extra` on top.
+fn github(extra: serde_json::Value) -> serde_json::Value {
+    let mut v = with(serde_json::json!({
+        "provider": "github",
+        "oidc_issuer_url": null,
+        "idp_cluster": "github",
+        "idp_clusters": {"api.github.com": "github_api"},
+    }));
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    v
+}
+
+#[test]
+fn github_parses_with_its_options_and_scopes() {
+    let c = parse(&github(serde_json::json!({}))).unwrap();
+    let p = &c.provider;
+    assert_eq!(p.kind, Kind::GitHub);
+    assert!(!p.kind.has_id_token());
+    assert_eq!(c.scope, "user:email");
+    let e = p.endpoints.as_ref().unwrap();
+    assert_eq!(
+        e.authorization_endpoint,
+        "https://github.com/login/oauth/authorize"
+    );
+    assert_eq!(
+        e.token_endpoint,
+        "https://github.com/login/oauth/access_token"
+    );
+    assert_eq!(p.github.api, "https://api.github.com");
+    // No issuer: the token endpoint's origin stands for it, and `idp_cluster` serves it.
+    assert_eq!(c.issuer(), "https://github.com");
+    assert_eq!(c.cluster_for("github.com"), Some("github"));
+    assert_eq!(c.cluster_for("api.github.com"), Some("github_api"));
+    assert_eq!(c.cluster_for("evil.example"), None);
+
+    let c = parse(&github(serde_json::json!({
+        "github_org": "acme",
+        "github_team": "core, ops",
+        "github_users": ["octocat"],
+        "prefer_email_to_user": true,
+    })))
+    .unwrap();
+    assert_eq!(c.scope, "user:email read:org");
+    let gh = &c.provider.github;
+    assert_eq!(gh.org.as_deref(), Some("acme"));
+    assert_eq!(gh.teams, ["core", "ops"]);
+    assert_eq!(gh.users, ["octocat"]);
+    assert!(c.provider.prefer_email_to_user);
+
+    let c = parse(&github(
+        serde_json::json!({"github_repo": "acme/app", "github_token": "ghp_x", "scope": "repo user:email"}),
+    ))
+    .unwrap();
+    assert_eq!(c.scope, "repo user:email", "an explicit scope wins");
+    assert_eq!(c.provider.github.repo.as_deref(), Some("acme/app"));
+    assert_eq!(c.provider.github.token.as_deref(), Some("ghp_x"));
+    assert!(
+        !format!("{c:?}").contains("ghp_x"),
+        "the token stays out of Debug"
+    );
+
+    let env = |k: &str| (k == "GH").then(|| "ghp_env".to_string());
+    let v = github(serde_json::json!({"github_repo": "acme/app", "github_token_env": "GH"}));
+    let c = Config::parse(v.to_string().as_bytes(), &env).unwrap();
+    assert_eq!(c.provider.github.token.as_deref(), Some("ghp_env"));
+}
+
+#[test]
+fn github_enterprise_endpoints() {
+    let c = parse(&github(serde_json::json!({
+        "idp_cluster": "ghe",
+        "idp_clusters": null,
+        "login_url": "https://ghe.corp.example/login/oauth/authorize",
+        "redeem_url": "https://ghe.corp.example/login/oauth/access_token",
+        "validate_url": "https://ghe.corp.example/api/v3/",
+    })))
+    .unwrap();
+    assert_eq!(c.issuer(), "https://ghe.corp.example");
+    assert_eq!(c.provider.github.api, "https://ghe.corp.example/api/v3");
+    assert_eq!(c.cluster_for("ghe.corp.example"), Some("ghe"));
+    assert_eq!(c.cluster_for("github.com"), None);
+}
+
+#[test]
+fn github_refuses_an_issuer_and_needs_a_cluster_for_its_api() {
+    let v = github(serde_json::json!({"oidc_issuer_url": "https://github.com"}));
+    assert_eq!(parse(&v).unwrap_err().key, "oidc_issuer_url");
+    // api.github.com is not github.com: `idp_cluster` does not serve it.
+    let v = github(serde_json::json!({"idp_clusters": null}));
+    let e = parse(&v).unwrap_err();
+    assert_eq!(e.key, "validate_url");
+    assert!(e.to_string().contains("api.github.com"), "{e}");
+    // An API elsewhere, likewise.
+    let v = github(serde_json::json!({"validate_url": "https://api.other.example"}));
+    assert_eq!(parse(&v).unwrap_err().key, "validate_url");
+    // A token endpoint on a host no cluster serves is not possible: it is the issuer.
+    let v = github(serde_json::json!({"redeem_url": "https://elsewhere.example/token"}));
+    assert_eq!(
+        parse(&v).unwrap().cluster_for("elsewhere.example"),
+        Some("github")
+    );
+}
+
+#[test]
+fn github_option_errors_name_their_key() {
+    for (key, value) in [
+        ("github_team", serde_json::json!("core")),
+        ("github_repo", serde_json::json!("app")),
+        ("github_repo", serde_json::json!("acme/app/x")),
+        ("github_repo", serde_json::json!("acme/")),
+        ("github_token_env", serde_json::json!("UNSET")),
+        ("validate_url", serde_json::json!("api.github.com")),
+        ("login_url", serde_json::json!("not a url")),
+    ] {
+        let v = github(serde_json::json!({ key: value }));
+        let e = parse(&v).unwrap_err();
+        assert_eq!(e.key, key, "{key}={value}: {e}");
+    }
+    let v = github(serde_json::json!({"github_token": "a", "github_token_env": "GH"}));
+    assert_eq!(parse(&v).unwrap_err().key, "github_token");
+}
+
+#[test]
+fn gitlab_parses_with_its_options_and_scope() {
+    let c = parse(&with(serde_json::json!({
+        "provider": "gitlab",
+        "oidc_issuer_url": "https://gitlab.example.com/",
+        "gitlab_group": "team-a,team-b",
+        "gitlab_projects": ["grp/app", "grp/sub/tool=40"],
+    })))
+    .unwrap();
+    assert_eq!(c.provider.kind, Kind::GitLab);
+    assert_eq!(c.scope, "openid email read_api");
+    let gl = &c.provider.gitlab;
+    assert_eq!(gl.groups, ["team-a", "team-b"]);
+    assert_eq!(
+        gl.projects,
+        [
+            ("grp/app".to_string(), 20),
+            ("grp/sub/tool".to_string(), 40)
+        ]
+    );
+    assert_eq!(gl.api, "https://gitlab.example.com/api/v4");
+    assert!(c.provider.endpoints.is_none(), "discovered");
+}
+
+/// GitLab's projects API refuses a token with only `openid email` (403
+/// `insufficient_scope`), which the project check reads as "not a member": oauth2-proxy
+/// adds `read_api` to the scope whenever `gitlab_projects` is set.
+#[test]
+fn gitlab_projects_ask_for_read_api() {
+    let c = parse(&with(serde_json::json!({
+        "provider": "gitlab",
+        "gitlab_projects": ["grp/app"],
+    })))
+    .unwrap();
+    assert_eq!(c.scope, "openid email read_api");
+    let c = parse(&with(
+        serde_json::json!({"provider": "gitlab", "gitlab_group": ["g"]}),
+    ))
+    .unwrap();
+    assert_eq!(c.scope, "openid email", "groups alone need no API");
+}
+
+#[test]
+fn gitlab_projects_syntax_errors() {
+    for bad in [
+        "app",
+        "/grp/app",
+        "grp/app/",
+        "grp/app=25",
+        "grp/app=0",
+        "grp/app=x",
+        "grp/app=",
+        "grp/app=300",
+    ] {
+        let v = with(serde_json::json!({"provider": "gitlab", "gitlab_projects": [bad]}));
+        assert_eq!(parse(&v).unwrap_err().key, "gitlab_projects", "{bad}");
+    }
+}
+
+#[test]
+fn google_keycloak_and_entra_parse() {
+    let c = parse(&with(serde_json::json!({
+        "provider": "google",
+        "oidc_issuer_url": "https://accounts.google.com",
+        "google_hosted_domains": ["Corp.Example", "other.example"],
+    })))
+    .unwrap();
+    assert_eq!(c.provider.kind, Kind::Google);
+    assert_eq!(c.scope, "openid email profile");
+    assert_eq!(
+        c.provider.google_hosted_domains,
+        ["corp.example", "other.example"]
+    );
+
+    let c = parse(&with(serde_json::json!({"provider": "keycloak-oidc"}))).unwrap();
+    assert_eq!(c.provider.kind, Kind::KeycloakOidc);
+    assert_eq!(c.scope, "openid email profile");
+    assert_eq!(parse(&base()).unwrap().provider.kind, Kind::Oidc);
+
+    for name in ["ms-entra-id", "entra-id", "azure"] {
+        let c = parse(&with(serde_json::json!({
+            "provider": name,
+            "oidc_issuer_url": "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+        })))
+        .unwrap();
+        assert_eq!(c.provider.kind, Kind::EntraId, "{name}");
+        assert_eq!(c.provider.entra.graph, "https://graph.microsoft.com");
+        assert!(c.provider.entra.allowed_tenants.is_empty());
+    }
+}
+
+#[test]
+fn provider_options_are_refused_with_another_provider() {
+    let gitlab = serde_json::json!({"provider": "gitlab"});
+    let oidc = serde_json::json!({});
+    let google = serde_json::json!({"provider": "google"});
+    let entra = serde_json::json!({"provider": "ms-entra-id"});
+    let cases = [
+        (&oidc, "github_org", serde_json::json!("acme")),
+        (&oidc, "github_users", serde_json::json!(["octocat"])),
+        (&gitlab, "github_token", serde_json::json!("t")),
+        (&google, "github_repo", serde_json::json!("acme/app")),
+        (&oidc, "gitlab_group", serde_json::json!(["team"])),
+        (&google, "gitlab_projects", serde_json::json!(["grp/app"])),
+        (
+            &oidc,
+            "google_hosted_domains",
+            serde_json::json!(["corp.example"]),
+        ),
+        (
+            &entra,
+            "google_hosted_domains",
+            serde_json::json!(["corp.example"]),
+        ),
+        (
+            &gitlab,
+            "entra_id_allowed_tenants",
+            serde_json::json!(["*"]),
+        ),
+        (&oidc, "entra_id_allowed_tenants", serde_json::json!(["*"])),
+    ];
+    for (provider, key, value) in cases {
+        let mut v = with(provider.clone());
+        v[key] = value;
+        let e = parse(&v).unwrap_err();
+        assert_eq!(e.key, key, "{provider} {key}: {e}");
+    }
+    // And the other way round: GitHub refuses the others' options.
+    for (key, value) in [
+        ("gitlab_group", serde_json::json!(["team"])),
+        ("google_hosted_domains", serde_json::json!(["corp.example"])),
+        ("entra_id_allowed_tenants", serde_json::json!(["*"])),
+    ] {
+        let v = github(serde_json::json!({ key: value }));
+        assert_eq!(parse(&v).unwrap_err().key, key);
+    }
+}
+
+#[test]
+fn skip_oidc_discovery_takes_the_endpoints_from_the_config() {
+    let endpoints = serde_json::json!({
+        "skip_oidc_discovery": true,
+        "login_url": "https://idp.example.com/auth",
+        "redeem_url": "https://idp.example.com/token",
+        "oidc_jwks_url": "https://idp.example.com/keys",
+        "profile_url": "https://idp.example.com/me",
+    });
+    let c = parse(&with(endpoints.clone())).unwrap();
+    let e = c.provider.endpoints.as_ref().unwrap();
+    assert_eq!(e.issuer, "https://idp.example.com");
+    assert_eq!(e.authorization_endpoint, "https://idp.example.com/auth");
+    assert_eq!(e.token_endpoint, "https://idp.example.com/token");
+    assert_eq!(e.jwks_uri, "https://idp.example.com/keys");
+    assert_eq!(
+        e.userinfo_endpoint.as_deref(),
+        Some("https://idp.example.com/me")
+    );
+    // Each one required, named.
+    for key in ["login_url", "redeem_url", "oidc_jwks_url"] {
+        let mut v = with(endpoints.clone());
+        v.as_object_mut().unwrap().remove(key);
+        assert_eq!(parse(&v).unwrap_err().key, key);
+    }
+    // `profile_url` is not: no userinfo.
+    let mut v = with(endpoints.clone());
+    v.as_object_mut().unwrap().remove("profile_url");
+    assert_eq!(
+        parse(&v)
+            .unwrap()
+            .provider
+            .endpoints
+            .unwrap()
+            .userinfo_endpoint,
+        None
+    );
+    // Without `skip_oidc_discovery` discovery says where they are: refused, named.
+    for key in ["login_url", "redeem_url", "oidc_jwks_url"] {
+        let mut v = base();
+        v[key] = endpoints[key].clone();
+        assert_eq!(parse(&v).unwrap_err().key, key);
+        v["skip_oidc_discovery"] = false.into();
+        assert_eq!(parse(&v).unwrap_err().key, key);
+    }
+}
+
+#[test]
+fn skip_oidc_discovery_endpoints_need_a_cluster() {
+    let endpoints = serde_json::json!({
+        "skip_oidc_discovery": true,
+        "login_url": "https://login.other.example/auth",
+        "redeem_url": "https://idp.example.com/token",
+        "oidc_jwks_url": "https://idp.example.com/keys",
+    });
+    // The browser goes to `login_url`: no cluster needed.
+    assert!(parse(&with(endpoints.clone())).is_ok());
+    for key in ["redeem_url", "oidc_jwks_url", "profile_url"] {
+        let mut v = with(endpoints.clone());
+        v[key] = "https://keys.other.example/x".into();
+        let e = parse(&v).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        v["idp_clusters"] = serde_json::json!({"keys.other.example": "other"});
+        assert!(parse(&v).is_ok(), "{key}");
+    }
+}
+
+#[test]
+fn a_multi_tenant_entra_issuer_needs_allowed_tenants() {
+    for issuer in [
+        "https://login.microsoftonline.com/common/v2.0",
+        "https://login.microsoftonline.com/organizations/v2.0",
+        "https://login.microsoftonline.com/consumers/v2.0/",
+    ] {
+        let mut v = with(serde_json::json!({"provider": "ms-entra-id", "oidc_issuer_url": issuer}));
+        assert_eq!(
+            parse(&v).unwrap_err().key,
+            "entra_id_allowed_tenants",
+            "{issuer}"
+        );
+        v["entra_id_allowed_tenants"] = serde_json::json!(["*"]);
+        assert!(parse(&v).is_ok(), "{issuer}");
+        v["entra_id_allowed_tenants"] = "9188040d-6c67-4c5b-b112-36a304b66dad".into();
+        let c = parse(&v).unwrap();
+        assert_eq!(
+            c.provider.entra.allowed_tenants,
+            ["9188040d-6c67-4c5b-b112-36a304b66dad"]
+        );
+    }
+    assert!(is_multi_tenant(
+        "https://login.microsoftonline.com/common/v2.0"
+    ));
+    assert!(!is_multi_tenant(
+        "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0"
+    ));
+}
+
+#[test]
+fn entra_groups_need_a_cluster_for_graph() {
+    let tenant = "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0";
+    let mut v = with(serde_json::json!({"provider": "ms-entra-id", "oidc_issuer_url": tenant}));
+    assert!(parse(&v).is_ok(), "no groups, no Graph");
+    v["allowed_groups"] = serde_json::json!(["g1"]);
+    let e = parse(&v).unwrap_err();
+    assert_eq!(e.key, "allowed_groups");
+    assert!(e.to_string().contains("graph.microsoft.com"), "{e}");
+    v["idp_clusters"] = serde_json::json!({"graph.microsoft.com": "graph"});
+    assert_eq!(
+        parse(&v).unwrap().cluster_for("graph.microsoft.com"),
+        Some("graph")
+    );
+    // Other providers' groups need no Graph.
+    let v = with(serde_json::json!({"allowed_groups": ["g1"]}));
+    assert!(parse(&v).is_ok());
+}
+
+#[test]
+fn idp_cluster_serves_only_the_login_issuers_host() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(c.cluster_for("idp.example.com"), Some("idp"));
+    assert_eq!(c.cluster_for("IDP.example.com"), Some("idp"));
+    for other in [
+        "www.googleapis.com",
+        "graph.microsoft.com",
+        "api.github.com",
+        "example.com",
+        "idp.example.com.evil.example",
+    ] {
+        assert_eq!(c.cluster_for(other), None, "{other}");
+    }
+    let mut v = base();
+    v["idp_clusters"] = serde_json::json!({"keys.example.net": "keys"});
+    let c = parse(&v).unwrap();
+    assert_eq!(c.cluster_for("keys.example.net"), Some("keys"));
+    assert_eq!(c.cluster_for("keys.example.net:8443"), Some("keys"));
+    assert_eq!(c.cluster_for("idp.example.com"), Some("idp"));
+    assert_eq!(c.cluster_for("other.example.net"), None);
+}
+
+#[test]
+fn private_key_jwt_takes_a_key_and_no_secret() {
+    use rsa::pkcs8::EncodePrivateKey;
+    let pem = crate::oidc::testkeys::rsa_key()
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap()
+        .to_string();
+    let mut v = base();
+    v.as_object_mut().unwrap().remove("client_secret");
+    v["token_endpoint_auth_method"] = "private_key_jwt".into();
+    v["client_private_key_env"] = "KEY".into();
+    let env = |k: &str| (k == "KEY").then(|| pem.clone());
+    let c = Config::parse(v.to_string().as_bytes(), &env).unwrap();
+    assert_eq!(c.client_auth, ClientAuth::PrivateKeyJwt);
+    assert!(c.client_key.is_some() && c.client_secret.is_empty());
+    // A secret beside it, a key without the method, a key that is no key: each named.
+    let mut with_secret = v.clone();
+    with_secret["client_secret"] = "s".into();
+    let e = Config::parse(with_secret.to_string().as_bytes(), &env).unwrap_err();
+    assert_eq!(e.key, "client_secret");
+    let mut no_method = base();
+    no_method["client_private_key"] = pem.clone().into();
+    assert_eq!(parse(&no_method).unwrap_err().key, "client_private_key");
+    let mut junk = v.clone();
+    junk.as_object_mut()
+        .unwrap()
+        .remove("client_private_key_env");
+    junk["client_private_key"] =
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----".into();
+    let e = parse(&junk).unwrap_err();
+    assert_eq!(e.key, "client_private_key");
+    assert!(!e.problem.contains("AAAA"));
 }

@@ -171,10 +171,10 @@ fn with_vm<R>(fallback: impl FnOnce() -> R, f: impl FnOnce(&mut Vm) -> R) -> R {
     })
 }
 
-/// Sends a callout on behalf of `issuer` to the cluster that serves its host; `None` when
-/// no cluster does or the host refused the dispatch.
-fn dispatch(config: &Config, issuer: usize, callout: &Callout) -> Option<u32> {
-    let cluster = config.cluster_for(issuer, &callout.authority)?;
+/// Sends a callout to the cluster that serves its host; `None` when no cluster does or the
+/// host refused the dispatch.
+fn dispatch(config: &Config, callout: &Callout) -> Option<u32> {
+    let cluster = config.cluster_for(&callout.authority)?;
     host::dispatch(cluster, callout, config.idp_timeout_ms)
 }
 
@@ -202,6 +202,14 @@ pub fn configure(root: u32, size: usize) -> bool {
                 refreshing: Vec::new(),
             };
             create_refresh_slots(&plugin.config);
+            let mut plugin = plugin;
+            // GitHub's endpoints are fixed and it signs nothing: nothing to load.
+            if let (Some(d), false) = (
+                plugin.config.provider.endpoints.clone(),
+                plugin.config.provider.kind.has_id_token(),
+            ) {
+                plugin.providers.set(MAIN, Provider::without_keys(d));
+            }
             with_vm(
                 || (),
                 |vm| {
@@ -394,7 +402,7 @@ fn carry_out(
             Action::Pause
         }
         Decision::Call(callout, pending) => {
-            match dispatch(&plugin.config, MAIN, &callout) {
+            match dispatch(&plugin.config, &callout) {
                 Some(token) => {
                     vm.callouts.insert(
                         token,
@@ -462,7 +470,7 @@ fn refresh(vm: &mut Vm, root: u32, stream: u32, call: Box<RefreshCall>, resumed:
                 ..
             } = *call;
             pending.0.set_claim(busy);
-            if let Some(token) = dispatch(&plugin.config, MAIN, &callout) {
+            if let Some(token) = dispatch(&plugin.config, &callout) {
                 let pending = pending.0;
                 vm.callouts.insert(
                     token,
@@ -628,10 +636,30 @@ fn start_discovery(vm: &mut Vm, root: u32, issuer: usize, now: u64) {
         return;
     };
     let config = Rc::clone(&plugin.config);
+    // With `skip_oidc_discovery` the configuration is the discovery document: keys only.
+    if let (MAIN, Some(d)) = (issuer, config.provider.endpoints.clone()) {
+        let token = provider::jwks_request(&d)
+            .ok()
+            .and_then(|c| dispatch(&config, &c));
+        match (token, plugin.loading(issuer)) {
+            (Some(token), Some(loading)) => {
+                loading.load = Load::InFlight { since: now };
+                let discovery = Box::new(d);
+                let owner = Owner::Keys {
+                    root,
+                    issuer,
+                    discovery,
+                };
+                vm.callouts.insert(token, owner);
+            }
+            _ => load_failed(vm, root, issuer, "dispatch"),
+        }
+        return;
+    }
     let token = plugin
         .issuer_url(issuer)
         .and_then(|url| provider::discovery_request(&url).ok())
-        .and_then(|c| dispatch(&config, issuer, &c));
+        .and_then(|c| dispatch(&config, &c));
     match (token, plugin.loading(issuer)) {
         (Some(token), Some(loading)) => {
             loading.load = Load::InFlight { since: now };
@@ -695,10 +723,11 @@ fn on_discovery(vm: &mut Vm, root: u32, issuer: usize, answer: Option<(u16, &[u8
     let config = Rc::clone(&plugin.config);
     let url = plugin.issuer_url(issuer).unwrap_or_default();
     let next = provider::on_discovery(&url, answer)
+        .and_then(|d| provider::check_hosts(&config, d))
         .map_err(|e| e.to_string())
         .and_then(|d| {
             let callout = provider::jwks_request(&d).map_err(|e| e.to_string())?;
-            let token = dispatch(&config, issuer, &callout).ok_or_else(|| {
+            let token = dispatch(&config, &callout).ok_or_else(|| {
                 format!("no cluster for `{}` or dispatch failed", callout.authority)
             })?;
             Ok((token, d))

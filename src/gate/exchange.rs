@@ -62,12 +62,13 @@ pub(super) fn upstream(
     let Ok(endpoint) = oidc::target(&provider.discovery.token_endpoint) else {
         return respond_step(json_error(502, "token_exchange_failed"), None);
     };
+    let assertion = client_assertion(cx, env);
     let request = oidc::token_exchange(
         &a.session.access_token,
         &exchange.audience,
         exchange.scope.as_deref(),
         exchange.resource.as_deref(),
-        &config.client(),
+        &config.client(assertion.as_deref()),
     );
     pause(Decision::Call(
         Callout::post(endpoint, request),

@@ -620,3 +620,5 @@ mod access;
 mod lifecycle;
 
 mod protocols;
+
+mod providers;

@@ -5,7 +5,9 @@
 use super::login::{internal_error, target};
 use super::respond::{error_page, json_error, log_line, respond_step};
 use super::*;
+use crate::oidc::Identity;
 use crate::oidc::{IdTokenRules, JwtError, OidcError};
+use crate::providers;
 use crate::refresh::{self, Entry, State};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -83,6 +85,32 @@ pub(super) fn with_tokens(
     }
 }
 
+/// What the session says of its user, as the providers read and write it.
+fn identity_of(s: &Session) -> Identity {
+    let text = |v: &String| Some(v.clone()).filter(|v| !v.is_empty());
+    Identity {
+        user: s.user.clone(),
+        email: text(&s.email),
+        email_verified: s.email_verified,
+        preferred_username: text(&s.preferred_username),
+        groups: s.groups.clone(),
+        roles: s.roles.clone(),
+    }
+}
+
+fn with_identity(s: Session, who: Identity, sub: String) -> Session {
+    Session {
+        user: who.user,
+        email: who.email.unwrap_or_default(),
+        preferred_username: who.preferred_username.unwrap_or_default(),
+        email_verified: who.email_verified,
+        groups: who.groups,
+        roles: who.roles,
+        sub,
+        ..s
+    }
+}
+
 /// What a refresh remembers while its callout is out.
 #[derive(Debug, Clone)]
 pub struct Renewal {
@@ -145,6 +173,7 @@ pub(super) fn refresh(
     req: &Request,
     cookies: &[(&str, &str)],
     a: &Admitted,
+    env: &mut Env,
 ) -> Step {
     let config = cx.config;
     let Some(cookie) = cookie::read_joined(cookies, &config.cookie.name) else {
@@ -157,6 +186,7 @@ pub(super) fn refresh(
         return internal_error(config, req.path_only(), "bad_token_endpoint");
     };
     let s = &a.session;
+    let assertion = client_assertion(cx, env);
     let renewal = Renewal {
         req: req.clone(),
         cookie: cookie.into_owned(),
@@ -169,7 +199,7 @@ pub(super) fn refresh(
         generation: s.generation,
         callout: Callout::post(
             endpoint,
-            oidc::refresh_grant(&s.refresh_token, &config.client()),
+            oidc::refresh_grant(&s.refresh_token, &config.client(assertion.as_deref())),
         ),
         pending: PendingBox(Pending::Refresh(Box::new(renewal))),
     })))
@@ -218,9 +248,15 @@ pub(super) fn finish(
             return unavailable(cx, renewal, env, "provider_not_loaded");
         };
         let audiences = config.issuers.first().map_or(&[][..], |i| &i.audiences[..]);
-        let rules = IdTokenRules::new(&provider.discovery.issuer, audiences, now);
+        let issuer = providers::issuer_for(config, &provider.discovery, &tokens.id_token);
+        let rules = IdTokenRules::new(&issuer, audiences, now);
         match oidc::validate_id_token(&tokens.id_token, &provider.jwks, &rules) {
-            Ok(v) if old.sub.is_empty() || v.sub == old.sub => session_from(config, &v, now, 0),
+            Ok(v) if old.sub.is_empty() || v.sub == old.sub => {
+                match providers::refreshed(config, &v, &identity_of(old)) {
+                    Ok(who) => with_identity(old.clone(), who, v.sub.clone()),
+                    Err(reason) => return ended(cx, renewal, env, &format!("refresh_{reason}")),
+                }
+            }
             Ok(_) => return ended(cx, renewal, env, "refresh_sub_changed"),
             Err(JwtError::UnknownKid) if !keys_refreshed => {
                 let path = renewal.req.path_only().to_string();

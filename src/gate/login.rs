@@ -6,6 +6,7 @@ use super::*;
 use crate::cookie::Target;
 use crate::csrf;
 use crate::oidc::{self, Discovery, IdTokenRules, JwtError};
+use crate::providers::{self, Next, Profile};
 use crate::{pages, pkce, redirect};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -157,6 +158,14 @@ pub(super) fn authorize_url(
         .append_pair("nonce", &login.nonce)
         .append_pair("code_challenge", &pkce::challenge(&login.code_verifier))
         .append_pair("code_challenge_method", "S256")
+        .extend_pairs(
+            // Google's account chooser offers only accounts of this Workspace domain.
+            config
+                .provider
+                .google_hosted_domains
+                .first()
+                .map(|hd| ("hd", hd.as_str())),
+        )
         .finish();
     let sep = if d.authorization_endpoint.contains('?') {
         '&'
@@ -196,7 +205,13 @@ pub(super) fn sign_in(
             .append_pair("rd", &safe)
             .finish()
     );
-    respond_step(html(200, pages::sign_in(&start)), None)
+    respond_step(
+        html(
+            200,
+            pages::sign_in(&start, config.provider.kind.display_name()),
+        ),
+        None,
+    )
 }
 
 pub(super) fn callback(
@@ -264,11 +279,12 @@ pub(super) fn callback(
             "bad_token_endpoint",
         );
     };
+    let assertion = client_assertion(cx, env);
     let request = oidc::code_exchange(
         &code,
         &redirect_uri(config, req),
         &login.code_verifier,
-        &config.client(),
+        &config.client(assertion.as_deref()),
     );
     let pending = Callback {
         login,
@@ -339,32 +355,135 @@ pub(super) fn finish_login(
     let Some(audiences) = config.issuers.first().map(|i| &i.audiences[..]) else {
         return failed(500, "The login is misconfigured.", "no_issuer");
     };
-    let rules = IdTokenRules {
-        nonce: Some(&cb.login.nonce),
-        ..IdTokenRules::new(&provider.discovery.issuer, audiences, env.now)
+    let verified = if config.provider.kind.has_id_token() {
+        let issuer = providers::issuer_for(config, &provider.discovery, &tokens.id_token);
+        let rules = IdTokenRules {
+            nonce: Some(&cb.login.nonce),
+            ..IdTokenRules::new(&issuer, audiences, env.now)
+        };
+        match oidc::validate_id_token(&tokens.id_token, &provider.jwks, &rules) {
+            Ok(v) => Some(v),
+            Err(JwtError::UnknownKid) if !keys_refreshed => {
+                return Step {
+                    decision: Decision::RefreshKeys(
+                        MAIN,
+                        PendingBox(Pending::Keys(Box::new(cb), tokens)),
+                    ),
+                    log: Some((
+                        Level::Info,
+                        log_line("jwks_refresh", &callback_path, &[("reason", "unknown_kid")]),
+                    )),
+                    publish: None,
+                };
+            }
+            Err(e) => {
+                return failed(
+                    401,
+                    "The identity provider's token could not be verified.",
+                    &format!("id_token: {e}"),
+                );
+            }
+        }
+    } else {
+        None
     };
-    let verified = match oidc::validate_id_token(&tokens.id_token, &provider.jwks, &rules) {
-        Ok(v) => v,
-        Err(JwtError::UnknownKid) if !keys_refreshed => {
-            return Step {
-                decision: Decision::RefreshKeys(
-                    MAIN,
-                    PendingBox(Pending::Keys(Box::new(cb), tokens)),
-                ),
-                log: Some((
-                    Level::Info,
-                    log_line("jwks_refresh", &callback_path, &[("reason", "unknown_kid")]),
-                )),
-                publish: None,
-            };
-        }
-        Err(e) => {
-            return failed(
-                401,
-                "The identity provider's token could not be verified.",
-                &format!("id_token: {e}"),
-            );
-        }
+    let next = providers::start(
+        config,
+        &provider.discovery,
+        &tokens.access_token,
+        verified.as_ref(),
+    );
+    profile_step(cx, cb, tokens, next, env)
+}
+
+/// The login waiting for the provider's profile calls (userinfo, the GitHub API, ...).
+#[derive(Debug, Clone)]
+pub struct ProfileWait {
+    cb: Callback,
+    tokens: TokenResponse,
+    profile: Profile,
+}
+
+impl ProfileWait {
+    pub fn weight(&self) -> usize {
+        2048 + self.tokens.access_token.len() + self.tokens.id_token.len()
+    }
+}
+
+/// The provider answered one of the profile's calls (`None`: the call failed).
+pub(super) fn resume_profile(
+    cx: &mut Context,
+    w: ProfileWait,
+    answer: Option<(u16, &[u8])>,
+    env: &mut Env,
+) -> Step {
+    let Some(provider) = cx.provider() else {
+        let t = w.cb.target(env.now);
+        return fail(
+            cx.config,
+            &t,
+            &w.cb.csrf_cookie,
+            503,
+            "The identity provider is unavailable.",
+            "provider_not_loaded",
+        );
+    };
+    let next = providers::resume(cx.config, &provider.discovery, w.profile, answer);
+    profile_step(cx, w.cb, w.tokens, next, env)
+}
+
+fn profile_step(
+    cx: &mut Context,
+    cb: Callback,
+    tokens: TokenResponse,
+    next: Next,
+    env: &mut Env,
+) -> Step {
+    let config = cx.config;
+    let t = cb.target(env.now);
+    match next {
+        Next::Call(callout, profile) => pause(Decision::Call(
+            callout,
+            PendingBox(Pending::Profile(Box::new(ProfileWait {
+                cb,
+                tokens,
+                profile: *profile,
+            }))),
+        )),
+        Next::Done(profile) => complete_login(cx, cb, tokens, *profile, env),
+        Next::Denied(reason) => fail(
+            config,
+            &t,
+            &cb.csrf_cookie,
+            403,
+            "You are not allowed to access this application.",
+            &reason,
+        ),
+        Next::Failed(reason) => fail(
+            config,
+            &t,
+            &cb.csrf_cookie,
+            502,
+            "The identity provider could not confirm who you are. Please try again later.",
+            &reason,
+        ),
+    }
+}
+
+/// Who the user is, known: seal the session, set its cookies, back to where the login began.
+fn complete_login(
+    cx: &mut Context,
+    cb: Callback,
+    tokens: TokenResponse,
+    profile: Profile,
+    env: &mut Env,
+) -> Step {
+    let config = cx.config;
+    let callback_path = config.callback_path();
+    let t = cb.target(env.now);
+    let csrf_name = cb.csrf_cookie.as_str();
+    let failed = |status: u16, message: &str, reason: &str| {
+        fail(config, &t, csrf_name, status, message, reason)
     };
     let Some(id) = env.bytes::<16>() else {
         return failed(
@@ -373,16 +492,23 @@ pub(super) fn finish_login(
             "random_source_failed",
         );
     };
+    let who = profile.identity;
     let session = Session {
         id: URL_SAFE_NO_PAD.encode(id),
         ..lifecycle::with_tokens(
             config,
-            session_from(
-                config,
-                &verified,
-                env.now,
-                env.now.saturating_add(config.cookie.expire),
-            ),
+            Session {
+                user: who.user,
+                email: who.email.unwrap_or_default(),
+                preferred_username: who.preferred_username.unwrap_or_default(),
+                email_verified: who.email_verified,
+                groups: who.groups,
+                roles: who.roles,
+                sub: profile.sub,
+                created_at: env.now,
+                expires_at: env.now.saturating_add(config.cookie.expire),
+                ..Session::default()
+            },
             &tokens,
             env.now,
         )

@@ -63,7 +63,7 @@ pub(super) fn sign_out(
     let mut location = return_to(config, req, rd.as_deref());
     let mut calls = Vec::new();
     if let Some(s) = &session {
-        calls = server_side_calls(cx, s);
+        calls = server_side_calls(cx, s, env);
         if let Some(end) = end_session_url(cx, req, s, rd.is_some().then_some(&location)) {
             location = end;
         }
@@ -89,7 +89,7 @@ pub(super) fn sign_out(
 
 /// Revoke the refresh token where the IdP has a revocation endpoint, and call
 /// `backend_logout_url` with the ID token.
-fn server_side_calls(cx: &Context, s: &Session) -> Vec<Callout> {
+fn server_side_calls(cx: &Context, s: &Session, env: &mut Env) -> Vec<Callout> {
     let config = cx.config;
     let mut calls = Vec::new();
     let revocation = cx
@@ -97,9 +97,10 @@ fn server_side_calls(cx: &Context, s: &Session) -> Vec<Callout> {
         .and_then(|p| p.discovery.revocation_endpoint.as_deref())
         .and_then(|url| oidc::target(url).ok());
     if let (Some(to), false) = (revocation, s.refresh_token.is_empty()) {
+        let assertion = client_assertion(cx, env);
         calls.push(Callout::post(
             to,
-            oidc::revocation(&s.refresh_token, &config.client()),
+            oidc::revocation(&s.refresh_token, &config.client(assertion.as_deref())),
         ));
     }
     let backend = config.lifecycle.backend_logout_url.as_deref();

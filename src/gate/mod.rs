@@ -14,6 +14,7 @@ mod respond;
 
 pub use exchange::Exchanged;
 pub use lifecycle::{RefreshCall, Renewal, Settled};
+pub use login::ProfileWait;
 pub use logout::SignOut;
 pub use request::{Env, Request};
 
@@ -29,7 +30,7 @@ use crate::routes;
 use crate::session::{self, Session};
 use endpoints::{auth, userinfo};
 use lifecycle::Due;
-use login::{callback, fail, finish_login, sign_in, start_login};
+use login::{callback, fail, finish_login, resume_profile, sign_in, start_login};
 use logout::sign_out;
 use respond::{forbidden, json_error, respond_step, text, unauthenticated};
 use std::rc::Rc;
@@ -106,6 +107,8 @@ pub enum Pending {
     Exchange(Box<Request>),
     /// Sign-out's server-side calls (revocation, `backend_logout_url`), one at a time.
     SignOut(Box<SignOut>),
+    /// A login waiting for one of the provider's profile calls (see `crate::providers`).
+    Profile(Box<ProfileWait>),
 }
 
 impl Pending {
@@ -129,6 +132,7 @@ impl Pending {
             Pending::Refresh(r) => r.weight(),
             Pending::RefreshKeys(r, t) => r.weight() + t.access_token.len() + t.id_token.len(),
             Pending::SignOut(s) => s.weight(),
+            Pending::Profile(w) => w.weight(),
         }
     }
 }
@@ -290,6 +294,20 @@ fn session_from(config: &Config, verified: &oidc::Verified, now: u64, expires_at
         sub: verified.sub.clone(),
         ..Session::default()
     }
+}
+
+/// The signed client assertion for a call to the IdP with `private_key_jwt` (RFC 7523): made
+/// out to the issuer (the audience the RFC 7523 revision recommends, which no other endpoint
+/// of the IdP can be tricked into accepting), fresh `jti`, one minute of validity. `None` with
+/// any other client authentication, or when no randomness could be had.
+fn client_assertion(cx: &Context, env: &mut Env) -> Option<String> {
+    let key = cx.config.client_key.as_ref()?;
+    let issuer = cx.provider()?.discovery.issuer.clone();
+    let jti = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        env.bytes::<16>()?,
+    );
+    key.assertion(&cx.config.client_id, &issuer, env.now, &jti)
 }
 
 /// The answer when the filter cannot decide at all (the IdP unreachable, a host failure), in
@@ -487,7 +505,7 @@ fn identify(
     };
     match lifecycle::due(cx.config, &a.session, now) {
         Due::Fresh => Who::Known(a),
-        Due::Refresh => Who::Pause(Box::new(lifecycle::refresh(cx, req, cookies, &a))),
+        Due::Refresh => Who::Pause(Box::new(lifecycle::refresh(cx, req, cookies, &a, env))),
         Due::Ended => Who::Pause(Box::new(lifecycle::end_session(
             cx,
             req,
@@ -566,7 +584,13 @@ pub fn resume(
                     "token_endpoint_unreachable",
                 );
             };
-            match oidc::parse_token_response(status, body) {
+            // GitHub answers without an ID token; OIDC providers must send one.
+            let parsed = if cx.config.provider.kind.has_id_token() {
+                oidc::parse_token_response(status, body)
+            } else {
+                oidc::parse_grant_response(status, body)
+            };
+            match parsed {
                 Ok(tokens) => finish_login(cx, *cb, tokens, false, env),
                 Err(e) => fail(
                     cx.config,
@@ -584,6 +608,7 @@ pub fn resume(
         Pending::RefreshKeys(renewal, tokens) => lifecycle::finish(cx, *renewal, tokens, true, env),
         Pending::Exchange(req) => exchange::on_answer(cx, &req, response, env),
         Pending::SignOut(s) => logout::next(*s, response),
+        Pending::Profile(w) => resume_profile(cx, *w, response, env),
     }
 }
 

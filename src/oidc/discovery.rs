@@ -10,7 +10,7 @@ const WELL_KNOWN_SUFFIX: &str = "/.well-known/openid-configuration";
 
 /// The subset of provider metadata the gate uses. Serializable so the filter can cache it
 /// in shared data between workers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Discovery {
     /// The issuer exactly as the provider spells it; ID tokens must carry this value in
     /// `iss`, so pass this (not the configured string) to `IdTokenRules::issuer`.
@@ -52,7 +52,7 @@ impl Discovery {
         let raw: RawDiscovery = serde_json::from_slice(body).map_err(|_| OidcError::Malformed)?;
 
         let issuer = raw.issuer.ok_or(OidcError::MissingField("issuer"))?;
-        if !issuer_matches(&issuer, expected_issuer) {
+        if !issuer_matches(&issuer, expected_issuer) && !tenant_template(&issuer, expected_issuer) {
             return Err(OidcError::BadIssuer);
         }
         check_issuer_url(&issuer)?;
@@ -97,6 +97,16 @@ impl Discovery {
             None
         }
     }
+}
+
+/// Microsoft Entra's multi-tenant endpoints (`.../common/v2.0`, `organizations`,
+/// `consumers`) publish the issuer as a template, `.../{tenantid}/v2.0`, which each ID token
+/// fills with its own tenant: the one documented exception to OIDC Discovery 4.3.
+fn tenant_template(actual: &str, expected: &str) -> bool {
+    ["common", "organizations", "consumers"].iter().any(|t| {
+        issuer_matches(&actual.replacen("{tenantid}", t, 1), expected)
+            && actual.contains("{tenantid}")
+    })
 }
 
 /// Exact match, except that configs commonly differ from the provider by a trailing slash.

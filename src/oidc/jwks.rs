@@ -2,7 +2,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use ed25519_dalek::VerifyingKey as Ed25519Key;
 use p256::ecdsa::VerifyingKey as P256Key;
+use p384::ecdsa::VerifyingKey as P384Key;
 use rsa::{BigUint, RsaPublicKey};
 use serde_json::{Map, Value};
 
@@ -20,6 +22,8 @@ const MAX_KEYS: usize = 32;
 pub(crate) enum PublicKey {
     Rsa(RsaPublicKey),
     P256(P256Key),
+    P384(P384Key),
+    Ed25519(Ed25519Key),
 }
 
 /// One usable verification key.
@@ -33,7 +37,7 @@ pub struct Jwk {
 
 /// The usable keys of a provider's JWKS. Keep the raw body if it must be cached across
 /// workers; re-parsing is cheap.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Jwks {
     keys: Vec<Jwk>,
 }
@@ -94,7 +98,8 @@ fn parse_key(obj: &Map<String, Value>) -> Option<Jwk> {
     };
     let key = match obj.get("kty")?.as_str()? {
         "RSA" => rsa_key(obj)?,
-        "EC" => p256_key(obj)?,
+        "EC" => ec_key(obj)?,
+        "OKP" => okp_key(obj)?,
         _ => return None,
     };
     if let Some(alg) = alg {
@@ -129,21 +134,48 @@ fn rsa_key(obj: &Map<String, Value>) -> Option<PublicKey> {
     RsaPublicKey::new(n, e).ok().map(PublicKey::Rsa)
 }
 
-fn p256_key(obj: &Map<String, Value>) -> Option<PublicKey> {
-    if obj.get("crv")?.as_str()? != "P-256" {
-        return None;
-    }
+fn ec_key(obj: &Map<String, Value>) -> Option<PublicKey> {
     let x = b64_field(obj, "x")?;
     let y = b64_field(obj, "y")?;
-    if x.len() != 32 || y.len() != 32 {
+    // Both checks reject points not on the curve, which would otherwise enable
+    // invalid-curve tricks.
+    match obj.get("crv")?.as_str()? {
+        "P-256" => P256Key::from_sec1_bytes(&uncompressed_point(&x, &y, 32)?)
+            .ok()
+            .map(PublicKey::P256),
+        "P-384" => P384Key::from_sec1_bytes(&uncompressed_point(&x, &y, 48)?)
+            .ok()
+            .map(PublicKey::P384),
+        _ => None,
+    }
+}
+
+/// RFC 7518 6.2.1.2 fixes the coordinate width to the field size, so shorter or longer
+/// members are malformed rather than something to pad or trim.
+fn uncompressed_point(x: &[u8], y: &[u8], width: usize) -> Option<Vec<u8>> {
+    if x.len() != width || y.len() != width {
         return None;
     }
-    let mut sec1 = Vec::with_capacity(65);
+    let mut sec1 = Vec::with_capacity(1 + 2 * width);
     sec1.push(0x04);
-    sec1.extend_from_slice(&x);
-    sec1.extend_from_slice(&y);
-    // Rejects points not on the curve, which would otherwise enable invalid-curve tricks.
-    P256Key::from_sec1_bytes(&sec1).ok().map(PublicKey::P256)
+    sec1.extend_from_slice(x);
+    sec1.extend_from_slice(y);
+    Some(sec1)
+}
+
+/// RFC 8037 octet key pairs; only Ed25519 signs (X25519/X448 are key agreement, Ed448 we
+/// do not implement).
+fn okp_key(obj: &Map<String, Value>) -> Option<PublicKey> {
+    if obj.get("crv")?.as_str()? != "Ed25519" {
+        return None;
+    }
+    let x: [u8; 32] = b64_field(obj, "x")?.try_into().ok()?;
+    let key = Ed25519Key::from_bytes(&x).ok()?;
+    // A small-order key admits signatures that verify for many messages.
+    if key.is_weak() {
+        return None;
+    }
+    Some(PublicKey::Ed25519(key))
 }
 
 /// Some providers pad JWK members despite RFC 7518; padding is harmless here because
@@ -226,6 +258,104 @@ mod tests {
         let jwks = Jwks::parse(body.to_string().as_bytes()).unwrap();
         assert_eq!(jwks.keys().first().and_then(|k| k.alg), Some(Alg::PS256));
         assert_eq!(jwks.keys().first().and_then(|k| k.kid.clone()), None);
+    }
+
+    #[test]
+    fn parses_p384_and_ed25519_keys() {
+        let body = testkeys::jwks_json_for(&[
+            testkeys::p384_jwk(Some("ec384"), Some("ES384")),
+            testkeys::ed25519_jwk(Some("ed1"), Some("EdDSA")),
+            testkeys::p384_jwk(None, None),
+            testkeys::ed25519_jwk(None, None),
+        ]);
+        let jwks = Jwks::parse(body.as_bytes()).unwrap();
+        assert_eq!(jwks.len(), 4);
+        let algs: Vec<Option<Alg>> = jwks.keys().iter().map(|k| k.alg).collect();
+        assert_eq!(algs, [Some(Alg::ES384), Some(Alg::EdDSA), None, None]);
+        assert!(matches!(jwks.keys()[0].key, PublicKey::P384(_)));
+        assert!(matches!(jwks.keys()[1].key, PublicKey::Ed25519(_)));
+    }
+
+    #[test]
+    fn skips_p384_and_okp_keys_that_do_not_fit() {
+        let p384 = testkeys::p384_jwk(None, None);
+        let ed = testkeys::ed25519_jwk(None, None);
+        let (x384, y384) = (p384["x"].clone(), p384["y"].clone());
+        let x_ed = ed["x"].clone();
+        let p256 = testkeys::ec_jwk(None, None);
+        let with = |mut jwk: Value, member: &str, v: Value| {
+            jwk[member] = v;
+            jwk
+        };
+        // Small-order points: the identity (y = 1) and the point of order 2 (y = -1).
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut minus_one = [0xffu8; 32];
+        minus_one[0] = 0xec;
+        minus_one[31] = 0x7f;
+        // A y for which no x exists, so the encoding names no curve point at all.
+        let not_a_point = (2u8..=255)
+            .map(|b| {
+                let mut y = [0u8; 32];
+                y[0] = b;
+                y
+            })
+            .find(|y| Ed25519Key::from_bytes(y).is_err())
+            .unwrap();
+        // Only the weak-key check, not decoding, keeps the small-order points out.
+        for weak in [identity, minus_one] {
+            assert!(Ed25519Key::from_bytes(&weak).is_ok_and(|k| k.is_weak()));
+        }
+        let body = json!({"keys": [
+            // A P-384 key may only verify ES384, an Ed25519 key only EdDSA.
+            with(p384.clone(), "alg", json!("ES256")),
+            with(p384.clone(), "alg", json!("EdDSA")),
+            with(ed.clone(), "alg", json!("ES384")),
+            with(ed.clone(), "alg", json!("Ed25519")),
+            with(p256.clone(), "alg", json!("ES384")),
+            with(testkeys::rsa_jwk(None, None), "alg", json!("EdDSA")),
+            // Curve names that do not match the coordinates, or that we do not verify.
+            with(p256.clone(), "crv", json!("P-384")),
+            with(p384.clone(), "crv", json!("P-256")),
+            with(p384.clone(), "crv", json!("P-521")),
+            with(p384.clone(), "crv", json!("secp256k1")),
+            with(ed.clone(), "crv", json!("Ed448")),
+            with(ed.clone(), "crv", json!("X25519")),
+            with(ed.clone(), "kty", json!("EC")),
+            with(p384.clone(), "kty", json!("OKP")),
+            // Wrong sizes, off-curve, missing members.
+            with(p384.clone(), "x", json!(b64(&[7; 47]))),
+            with(p384.clone(), "y", json!(b64(&[7; 49]))),
+            with(p384.clone(), "y", x384.clone()),
+            with(with(p384.clone(), "x", json!(b64(&[1; 48]))), "y", json!(b64(&[2; 48]))),
+            json!({"kty": "EC", "crv": "P-384", "x": x384}),
+            json!({"kty": "EC", "crv": "P-384", "y": y384}),
+            with(ed.clone(), "x", json!(b64(&[9; 31]))),
+            with(ed.clone(), "x", json!(b64(&[9; 33]))),
+            with(ed.clone(), "x", json!(b64(&identity))),
+            with(ed.clone(), "x", json!(b64(&minus_one))),
+            with(ed.clone(), "x", json!(b64(&not_a_point))),
+            with(ed.clone(), "x", json!(7)),
+            json!({"kty": "OKP", "crv": "Ed25519"}),
+            json!({"kty": "OKP", "x": x_ed}),
+            with(ed.clone(), "use", json!("enc")),
+            with(p384.clone(), "key_ops", json!(["deriveKey"])),
+            with(testkeys::rsa_jwk(None, None), "kid", json!("good")),
+        ]});
+        let jwks = Jwks::parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(jwks.len(), 1);
+        assert!(jwks.has_kid("good"));
+    }
+
+    #[test]
+    fn key_count_is_bounded() {
+        let keys: Vec<Value> = (0..MAX_KEYS + 8)
+            .map(|i| testkeys::ed25519_jwk(Some(&format!("ed{i}")), None))
+            .collect();
+        let jwks = Jwks::parse(testkeys::jwks_json_for(&keys).as_bytes()).unwrap();
+        assert_eq!(jwks.len(), MAX_KEYS);
+        assert!(jwks.has_kid(&format!("ed{}", MAX_KEYS - 1)));
+        assert!(!jwks.has_kid(&format!("ed{MAX_KEYS}")));
     }
 
     #[test]

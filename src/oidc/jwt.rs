@@ -21,7 +21,7 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 // DigestInfo prefixes (RFC 8017 9.2 note 1). Hard-coded because the `oid` feature of sha2
 // that would let rsa derive them is not enabled in the wasm build.
-const SHA256_PREFIX: &[u8] = &[
+pub(crate) const SHA256_PREFIX: &[u8] = &[
     0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
     0x00, 0x04, 0x20,
 ];
@@ -34,7 +34,7 @@ const SHA512_PREFIX: &[u8] = &[
     0x00, 0x04, 0x40,
 ];
 
-/// The only JWS algorithms we accept. Anything else (none, HS*, ES384, EdDSA...) is refused.
+/// The only JWS algorithms we accept. Anything else (none, HS*, ES512, Ed448...) is refused.
 #[allow(clippy::upper_case_acronyms)] // names mirror the JOSE registry spelling
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Alg {
@@ -45,6 +45,9 @@ pub enum Alg {
     PS384,
     PS512,
     ES256,
+    ES384,
+    /// Ed25519 only (RFC 8037): the sole OKP curve [`Jwks`] keeps.
+    EdDSA,
 }
 
 impl Alg {
@@ -57,6 +60,8 @@ impl Alg {
             "PS384" => Alg::PS384,
             "PS512" => Alg::PS512,
             "ES256" => Alg::ES256,
+            "ES384" => Alg::ES384,
+            "EdDSA" => Alg::EdDSA,
             _ => return None,
         })
     }
@@ -70,13 +75,21 @@ impl Alg {
             Alg::PS384 => "PS384",
             Alg::PS512 => "PS512",
             Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::EdDSA => "EdDSA",
         }
     }
 
+    /// Each key type lists what it may verify, so a new `Alg` fits no key until added here.
     pub(crate) fn fits(self, key: &PublicKey) -> bool {
         match key {
-            PublicKey::Rsa(_) => self != Alg::ES256,
+            PublicKey::Rsa(_) => matches!(
+                self,
+                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512
+            ),
             PublicKey::P256(_) => self == Alg::ES256,
+            PublicKey::P384(_) => self == Alg::ES384,
+            PublicKey::Ed25519(_) => self == Alg::EdDSA,
         }
     }
 }
@@ -173,6 +186,15 @@ fn signature_valid(alg: Alg, key: &PublicKey, input: &[u8], sig: &[u8]) -> bool 
         (Alg::ES256, PublicKey::P256(key)) => {
             // JOSE uses fixed-width r||s (RFC 7518 3.4), not DER; from_slice insists on 64 bytes.
             p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
+        }
+        (Alg::ES384, PublicKey::P384(key)) => {
+            p384::ecdsa::Signature::from_slice(sig).is_ok_and(|s| key.verify(input, &s).is_ok())
+        }
+        (Alg::EdDSA, PublicKey::Ed25519(key)) => {
+            // Strict: also refuses a small-order R, which lets one signature verify for
+            // more than one message (the lax check only enforces canonical S).
+            ed25519_dalek::Signature::from_slice(sig)
+                .is_ok_and(|s| key.verify_strict(input, &s).is_ok())
         }
         (Alg::RS256, PublicKey::Rsa(key)) => pkcs1::<Sha256>(key, SHA256_PREFIX, input, sig),
         (Alg::RS384, PublicKey::Rsa(key)) => pkcs1::<Sha384>(key, SHA384_PREFIX, input, sig),
@@ -490,13 +512,196 @@ mod tests {
             Alg::PS384,
             Alg::PS512,
             Alg::ES256,
+            Alg::ES384,
+            Alg::EdDSA,
         ] {
             assert_eq!(Alg::from_name(alg.name()), Some(alg));
+            let json = serde_json::to_string(&alg).unwrap();
+            assert_eq!(json, format!("\"{}\"", alg.name()));
         }
         for bad in [
-            "none", "HS256", "HS384", "HS512", "ES384", "EdDSA", "rs256", "",
+            "none", "HS256", "HS384", "HS512", "ES512", "ES256K", "Ed448", "Ed25519", "EDDSA",
+            "eddsa", "es384", "rs256", "",
         ] {
             assert_eq!(Alg::from_name(bad), None);
+        }
+    }
+
+    #[test]
+    fn accepts_es384_and_eddsa() {
+        let all = testkeys::jwks_all();
+        for token in [
+            testkeys::sign_es384(Some("ec384"), &claims()),
+            testkeys::sign_es384(None, &claims()),
+            testkeys::sign_eddsa(Some("ed1"), &claims()),
+            testkeys::sign_eddsa(None, &claims()),
+        ] {
+            let got = verify(&token, &all).unwrap();
+            assert_eq!(got.get("sub"), Some(&json!("alice")));
+        }
+        // The older algorithms still verify next to the new key types.
+        for token in [
+            testkeys::sign_rs256(None, &claims()),
+            testkeys::sign_ps256(Some("rsa1"), &claims()),
+            testkeys::sign_es256(None, &claims()),
+        ] {
+            assert!(verify(&token, &all).is_ok());
+        }
+        // A JWKS without such keys has nothing an ES384 or EdDSA token may use.
+        for token in [
+            testkeys::sign_es384(None, &claims()),
+            testkeys::sign_eddsa(None, &claims()),
+        ] {
+            assert_eq!(verify(&token, &jwks()), Err(JwtError::NoMatchingKey));
+        }
+    }
+
+    #[test]
+    fn es384_and_eddsa_reject_tampering() {
+        let all = testkeys::jwks_all();
+        for token in [
+            testkeys::sign_es384(Some("ec384"), &claims()),
+            testkeys::sign_eddsa(Some("ed1"), &claims()),
+        ] {
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+            for i in [0, raw.len() / 2, raw.len() - 1] {
+                let mut bad = raw.clone();
+                bad[i] ^= 1;
+                let forged = format!("{input}.{}", b64(&bad));
+                assert_eq!(verify(&forged, &all), Err(JwtError::BadSignature));
+            }
+            // Fixed-width JOSE signatures only: no trailing byte, no truncation, no DER.
+            let mut longer = raw.clone();
+            longer.push(0);
+            let short = &raw[..raw.len() - 1];
+            for bad in [longer.as_slice(), short, &[]] {
+                let forged = format!("{input}.{}", b64(bad));
+                assert_eq!(verify(&forged, &all), Err(JwtError::BadSignature));
+            }
+            let (header, _) = input.split_once('.').unwrap();
+            let evil = b64(json!({"sub": "mallory"}).to_string().as_bytes());
+            assert_eq!(
+                verify(&format!("{header}.{evil}.{sig}"), &all),
+                Err(JwtError::BadSignature)
+            );
+        }
+    }
+
+    #[test]
+    fn eddsa_rejects_non_canonical_s() {
+        // S + L verifies under a lax check (same value mod L); RFC 8032 5.1.7 says reject.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let token = testkeys::sign_eddsa(Some("ed1"), &claims());
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        let mut carry = 0u16;
+        for (s, l) in raw[32..].iter_mut().zip(L) {
+            let sum = u16::from(*s) + u16::from(l) + carry;
+            *s = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0, "S + L fits in 256 bits since S < L < 2^253");
+        let forged = format!("{input}.{}", b64(&raw));
+        assert_eq!(
+            verify(&forged, &testkeys::jwks_all()),
+            Err(JwtError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn rejects_cross_key_type_algs() {
+        let all = testkeys::jwks_all();
+        for (alg, kid) in [
+            ("ES384", "ec1"),
+            ("ES256", "ec384"),
+            ("ES384", "rsa1"),
+            ("EdDSA", "rsa1"),
+            ("EdDSA", "ec1"),
+            ("EdDSA", "ec384"),
+            ("ES256", "ed1"),
+            ("ES384", "ed1"),
+            ("RS256", "ed1"),
+            ("PS384", "ec384"),
+        ] {
+            let token = testkeys::sign(&json!({"alg": alg, "kid": kid}), &claims());
+            assert_eq!(
+                verify(&token, &all),
+                Err(JwtError::AlgNotAllowed),
+                "{alg} on {kid}"
+            );
+        }
+        // Algorithms we never verify, whatever key they name.
+        let payload = b64(claims().to_string().as_bytes());
+        for header in [
+            json!({"alg": "Ed448", "kid": "ed1"}),
+            json!({"alg": "Ed25519", "kid": "ed1"}),
+            json!({"alg": "ES512", "kid": "ec384"}),
+            json!({"alg": "HS384", "kid": "ec384"}),
+            json!({"alg": "HS256", "kid": "ed1"}),
+            json!({"alg": "none", "kid": "ed1"}),
+        ] {
+            let token = format!("{}.{payload}.AAAA", b64(header.to_string().as_bytes()));
+            assert_eq!(
+                verify(&token, &all),
+                Err(JwtError::AlgNotAllowed),
+                "{header}"
+            );
+        }
+        for header in [json!({"kid": "ed1"}), json!({"alg": null, "kid": "ec384"})] {
+            let token = format!("{}.{payload}.AAAA", b64(header.to_string().as_bytes()));
+            assert_eq!(verify(&token, &all), Err(JwtError::Malformed), "{header}");
+        }
+    }
+
+    #[test]
+    fn cross_alg_needs_a_key_of_the_right_type_even_without_kid() {
+        // The ES384 verifier must never be handed the P-256 key (nor EdDSA an RSA key):
+        // with only the wrong type of key on offer there is no candidate at all.
+        let mixed =
+            testkeys::jwks_json_for(&[testkeys::rsa_jwk(None, None), testkeys::ec_jwk(None, None)]);
+        let jwks = Jwks::parse(mixed.as_bytes()).unwrap();
+        for token in [
+            testkeys::sign_es384(None, &claims()),
+            testkeys::sign_eddsa(None, &claims()),
+        ] {
+            assert_eq!(verify(&token, &jwks), Err(JwtError::NoMatchingKey));
+        }
+    }
+
+    #[test]
+    fn alg_fits_exactly_one_family() {
+        let all = testkeys::jwks_all();
+        let key = |kid: &str| {
+            &all.keys()
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .unwrap()
+                .key
+        };
+        let rsa = [
+            Alg::RS256,
+            Alg::RS384,
+            Alg::RS512,
+            Alg::PS256,
+            Alg::PS384,
+            Alg::PS512,
+        ];
+        for alg in rsa {
+            assert!(alg.fits(key("rsa1")));
+            assert!(!alg.fits(key("ec1")) && !alg.fits(key("ec384")) && !alg.fits(key("ed1")));
+        }
+        for (alg, kid) in [
+            (Alg::ES256, "ec1"),
+            (Alg::ES384, "ec384"),
+            (Alg::EdDSA, "ed1"),
+        ] {
+            for other in ["rsa1", "ec1", "ec384", "ed1"] {
+                assert_eq!(alg.fits(key(other)), other == kid, "{alg:?} on {other}");
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+pub mod assertion;
 pub mod claims;
 pub mod discovery;
 pub mod id_token;
@@ -15,6 +16,7 @@ pub mod token;
 #[cfg(test)]
 pub(crate) mod testkeys;
 
+pub use assertion::ClientKey;
 pub use claims::{identity, ClaimNames, Identity};
 pub use discovery::{discovery_url, issuer_matches, target, well_known_path, Discovery, Target};
 pub use id_token::{validate_id_token, IdTokenRules, Kind, Verified};

@@ -4,8 +4,11 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use ed25519_dalek::SigningKey as Ed25519SigningKey;
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
+use p384::ecdsa::SigningKey as P384SigningKey;
+use rand::RngCore as _;
 use rsa::traits::PublicKeyParts;
 use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey};
 use serde_json::{json, Value};
@@ -26,6 +29,20 @@ pub(crate) fn rsa_key() -> &'static RsaPrivateKey {
 pub(crate) fn ec_key() -> &'static SigningKey {
     static KEY: OnceLock<SigningKey> = OnceLock::new();
     KEY.get_or_init(|| SigningKey::random(&mut rand::thread_rng()))
+}
+
+pub(crate) fn p384_key() -> &'static P384SigningKey {
+    static KEY: OnceLock<P384SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| P384SigningKey::random(&mut rand::thread_rng()))
+}
+
+pub(crate) fn ed25519_key() -> &'static Ed25519SigningKey {
+    static KEY: OnceLock<Ed25519SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut seed = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut seed);
+        Ed25519SigningKey::from_bytes(&seed)
+    })
 }
 
 pub(crate) fn b64(bytes: &[u8]) -> String {
@@ -65,6 +82,28 @@ pub(crate) fn ec_jwk(kid: Option<&str>, alg: Option<&str>) -> Value {
     with_kid_alg(jwk, kid, alg)
 }
 
+pub(crate) fn p384_jwk(kid: Option<&str>, alg: Option<&str>) -> Value {
+    let point = p384_key().verifying_key().to_encoded_point(false);
+    let jwk = json!({
+        "kty": "EC",
+        "crv": "P-384",
+        "use": "sig",
+        "x": b64(point.x().unwrap()),
+        "y": b64(point.y().unwrap()),
+    });
+    with_kid_alg(jwk, kid, alg)
+}
+
+pub(crate) fn ed25519_jwk(kid: Option<&str>, alg: Option<&str>) -> Value {
+    let jwk = json!({
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "use": "sig",
+        "x": b64(ed25519_key().verifying_key().as_bytes()),
+    });
+    with_kid_alg(jwk, kid, alg)
+}
+
 pub(crate) fn jwks_json_for(keys: &[Value]) -> String {
     json!({ "keys": keys }).to_string()
 }
@@ -79,6 +118,18 @@ pub(crate) fn jwks_json() -> String {
 
 pub(crate) fn jwks() -> Jwks {
     Jwks::parse(jwks_json().as_bytes()).unwrap()
+}
+
+/// [`jwks_json`] plus P-384 key "ec384" and Ed25519 key "ed1", neither pinned to an alg,
+/// so only the key-type allow-list stands between them and a mismatched header.
+pub(crate) fn jwks_all() -> Jwks {
+    let body = jwks_json_for(&[
+        rsa_jwk(Some("rsa1"), None),
+        ec_jwk(Some("ec1"), Some("ES256")),
+        p384_jwk(Some("ec384"), None),
+        ed25519_jwk(Some("ed1"), None),
+    ]);
+    Jwks::parse(body.as_bytes()).unwrap()
 }
 
 /// Signs with the key family implied by `header.alg`; the header is used verbatim, so
@@ -103,6 +154,11 @@ pub(crate) fn sign(header: &Value, claims: &Value) -> String {
             let sig: Signature = ec_key().sign(msg);
             Ok(sig.to_bytes().to_vec())
         }
+        "ES384" => {
+            let sig: p384::ecdsa::Signature = p384_key().sign(msg);
+            Ok(sig.to_bytes().to_vec())
+        }
+        "EdDSA" => Ok(ed25519_key().sign(msg).to_bytes().to_vec()),
         other => panic!("testkeys cannot sign {other}"),
     }
     .unwrap();
@@ -123,6 +179,14 @@ pub(crate) fn sign_ps256(kid: Option<&str>, claims: &Value) -> String {
 
 pub(crate) fn sign_es256(kid: Option<&str>, claims: &Value) -> String {
     sign(&header("ES256", kid), claims)
+}
+
+pub(crate) fn sign_es384(kid: Option<&str>, claims: &Value) -> String {
+    sign(&header("ES384", kid), claims)
+}
+
+pub(crate) fn sign_eddsa(kid: Option<&str>, claims: &Value) -> String {
+    sign(&header("EdDSA", kid), claims)
 }
 
 /// Claims of a valid ID token for [`ISSUER`] / [`CLIENT_ID`] / [`NONCE`] issued at `now`.

@@ -17,7 +17,14 @@ pub enum ClientAuth {
     Basic,
     #[serde(rename = "client_secret_post")]
     Post,
+    /// A JWT signed with the client's private key (RFC 7523 2.2, OIDC Core 9); see
+    /// [`super::ClientKey`].
+    #[serde(rename = "private_key_jwt")]
+    PrivateKeyJwt,
 }
+
+/// RFC 7523 2.2: how the token endpoint learns `client_assertion` is a JWT.
+const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Headers and body for the token callout; the caller adds `:method`, `:path`,
 /// `:authority`. Includes `content-length` because Envoy would otherwise send the body
@@ -118,14 +125,29 @@ pub struct Client<'a> {
     pub id: &'a str,
     pub secret: &'a str,
     pub auth: ClientAuth,
+    /// The signed client assertion for [`ClientAuth::PrivateKeyJwt`], minted for this one
+    /// request (its `aud` is the endpoint, its `jti` single-use). Ignored by the other
+    /// methods. Without it such a request carries only `client_id`, which the provider
+    /// will refuse.
+    pub assertion: Option<&'a str>,
 }
 
 fn form_request(params: &[(&str, &str)], client: &Client) -> TokenRequest {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.extend_pairs(params);
-    if client.auth == ClientAuth::Post {
-        form.append_pair("client_id", client.id)
-            .append_pair("client_secret", client.secret);
+    match client.auth {
+        ClientAuth::Post => {
+            form.append_pair("client_id", client.id)
+                .append_pair("client_secret", client.secret);
+        }
+        ClientAuth::PrivateKeyJwt => {
+            form.append_pair("client_id", client.id);
+            if let Some(assertion) = client.assertion {
+                form.append_pair("client_assertion_type", JWT_BEARER_ASSERTION)
+                    .append_pair("client_assertion", assertion);
+            }
+        }
+        ClientAuth::Basic => {}
     }
     let body = form.finish().into_bytes();
 
@@ -279,7 +301,12 @@ mod tests {
     }
 
     fn client<'a>(id: &'a str, secret: &'a str, auth: ClientAuth) -> Client<'a> {
-        Client { id, secret, auth }
+        Client {
+            id,
+            secret,
+            auth,
+            assertion: None,
+        }
     }
 
     #[test]
@@ -489,5 +516,107 @@ mod tests {
         );
         let post: ClientAuth = serde_json::from_str("\"client_secret_post\"").unwrap();
         assert_eq!(post, ClientAuth::Post);
+        assert_eq!(
+            serde_json::to_string(&ClientAuth::PrivateKeyJwt).unwrap(),
+            "\"private_key_jwt\""
+        );
+        let jwt: ClientAuth = serde_json::from_str("\"private_key_jwt\"").unwrap();
+        assert_eq!(jwt, ClientAuth::PrivateKeyJwt);
+    }
+
+    #[test]
+    fn private_key_jwt_sends_the_assertion_and_no_secret() {
+        let key = crate::oidc::ClientKey::from_pem(
+            &p256::pkcs8::EncodePrivateKey::to_pkcs8_pem(
+                crate::oidc::testkeys::ec_key(),
+                p256::pkcs8::LineEnding::LF,
+            )
+            .unwrap(),
+            None,
+        )
+        .unwrap();
+        let assertion = key
+            .assertion("my id", "https://idp/token", 1_700_000_000, "jti-1")
+            .unwrap();
+        let c = Client {
+            id: "my id",
+            secret: "topsecret",
+            auth: ClientAuth::PrivateKeyJwt,
+            assertion: Some(&assertion),
+        };
+        let jwt_auth = [
+            pair("client_id", "my id"),
+            pair(
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            pair("client_assertion", &assertion),
+        ];
+        let requests = [
+            (
+                code_exchange("c0de", "https://app/cb", "verif", &c),
+                vec![
+                    pair("grant_type", "authorization_code"),
+                    pair("code", "c0de"),
+                    pair("redirect_uri", "https://app/cb"),
+                    pair("code_verifier", "verif"),
+                ],
+            ),
+            (
+                refresh_grant("RT", &c),
+                vec![
+                    pair("grant_type", "refresh_token"),
+                    pair("refresh_token", "RT"),
+                ],
+            ),
+            (
+                revocation("RT", &c),
+                vec![
+                    pair("token", "RT"),
+                    pair("token_type_hint", "refresh_token"),
+                ],
+            ),
+        ];
+        for (req, grant) in requests {
+            let expected: Vec<(String, String)> =
+                grant.into_iter().chain(jwt_auth.iter().cloned()).collect();
+            assert_eq!(form(&req), expected);
+            assert_eq!(header(&req, "authorization"), None);
+            let body = String::from_utf8(req.body.clone()).unwrap();
+            assert!(!body.contains("topsecret") && !body.contains("client_secret"));
+            assert!(!req.headers.iter().any(|(_, v)| v.contains("topsecret")));
+        }
+        let f = form(&token_exchange("AT", "api", None, None, &c));
+        assert!(f.ends_with(&jwt_auth));
+
+        // Without an assertion nothing stands in for it, least of all the secret.
+        let bare = Client {
+            assertion: None,
+            ..c
+        };
+        let req = refresh_grant("RT", &bare);
+        assert_eq!(
+            form(&req),
+            vec![
+                pair("grant_type", "refresh_token"),
+                pair("refresh_token", "RT"),
+                pair("client_id", "my id"),
+            ]
+        );
+        assert_eq!(header(&req, "authorization"), None);
+    }
+
+    #[test]
+    fn other_methods_ignore_an_assertion() {
+        for auth in [ClientAuth::Basic, ClientAuth::Post] {
+            let c = Client {
+                assertion: Some("eyJ.stray.assertion"),
+                ..client("id", "s", auth)
+            };
+            let with = code_exchange("c", "https://app/cb", "v", &c);
+            let without = code_exchange("c", "https://app/cb", "v", &client("id", "s", auth));
+            assert_eq!(with, without);
+            assert!(!String::from_utf8_lossy(&with.body).contains("assertion"));
+        }
     }
 }

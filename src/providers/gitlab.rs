@@ -1,0 +1,78 @@
+//! GitLab, as oauth2-proxy's `gitlab` provider: OIDC, groups from userinfo, and with
+//! `gitlab_group` / `gitlab_projects` the user must be in one of the groups or have at least
+//! the given access level in one of the projects (`GET /api/v4/projects/<path>`); the project
+//! that admitted the user is added to the groups as `project:<path>`.
+
+use super::{call, done, get, Next, Profile, Stage as Any};
+use crate::config::Config;
+use crate::oidc::Discovery;
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// Index into `gitlab_projects`.
+    Project(usize),
+}
+
+pub(super) fn advance(config: &Config, _d: &Discovery, p: Profile) -> Next {
+    let gl = &config.provider.gitlab;
+    if gl.groups.is_empty() && gl.projects.is_empty() {
+        return done(config, p);
+    }
+    let in_group = p
+        .identity
+        .groups
+        .iter()
+        .any(|g| gl.groups.iter().any(|want| want == g));
+    if in_group {
+        return done(config, p);
+    }
+    project(config, p, 0)
+}
+
+fn project(config: &Config, p: Profile, i: usize) -> Next {
+    let Some((path, _)) = config.provider.gitlab.projects.get(i) else {
+        return Next::Denied("gitlab_group_or_project".into());
+    };
+    let encoded: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
+    let url = format!("{}/projects/{encoded}", config.provider.gitlab.api);
+    let c = get(&url, &p.access_token);
+    call(c, p, Any::GitLab(Stage::Project(i)))
+}
+
+pub(super) fn on_answer(
+    config: &Config,
+    _d: &Discovery,
+    mut p: Profile,
+    stage: Stage,
+    answer: Option<(u16, &[u8])>,
+) -> Next {
+    let Stage::Project(i) = stage;
+    let Some((path, wanted)) = config.provider.gitlab.projects.get(i) else {
+        return Next::Failed("unexpected_answer".into());
+    };
+    match answer {
+        Some((200, body)) => {
+            let v: Value = match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(_) => return Next::Failed("gitlab_project_malformed".into()),
+            };
+            let level = |kind: &str| {
+                v.get("permissions")
+                    .and_then(|p| p.get(kind))
+                    .and_then(|a| a.get("access_level"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            };
+            if level("project_access").max(level("group_access")) >= u64::from(*wanted) {
+                p.identity.groups.push(format!("project:{path}"));
+                return done(config, p);
+            }
+            project(config, p, i + 1)
+        }
+        // Not visible to this user: not a member.
+        Some((403 | 404, _)) => project(config, p, i + 1),
+        Some((status, _)) => Next::Failed(format!("gitlab_project_status_{status}")),
+        None => Next::Failed("gitlab_project_unreachable".into()),
+    }
+}
