@@ -35,7 +35,9 @@
 //
 // Clients: $IDP_CLIENT_ID (client_secret_basic) and $IDP_CLIENT_ID-post
 // (client_secret_post), same secret and redirect URIs, grant types
-// authorization_code, refresh_token and token exchange.
+// authorization_code, refresh_token and token exchange. With
+// IDP_CLIENT_JWKS (a JSON JWK Set of public keys), also $IDP_CLIENT_ID-jwt,
+// which authenticates with private_key_jwt (RFC 7523) signed by one of them.
 //
 // Endpoints besides discovery (/.well-known/openid-configuration), /auth,
 // /token, /jwks, /me (userinfo):
@@ -328,9 +330,18 @@ const clientDefaults = {
   id_token_signed_response_alg: ID_TOKEN_ALG,
 };
 
+const CLIENT_JWKS = env.IDP_CLIENT_JWKS ? JSON.parse(env.IDP_CLIENT_JWKS) : undefined;
 const CLIENTS = [
   { ...clientDefaults, client_id: CLIENT_ID, token_endpoint_auth_method: 'client_secret_basic' },
   { ...clientDefaults, client_id: `${CLIENT_ID}-post`, token_endpoint_auth_method: 'client_secret_post' },
+  ...(CLIENT_JWKS ? [{
+    ...clientDefaults,
+    client_secret: undefined,
+    client_id: `${CLIENT_ID}-jwt`,
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: undefined,
+    jwks: CLIENT_JWKS,
+  }] : []),
 ];
 const FIRST_PARTY = new Set(CLIENTS.map((c) => c.client_id));
 
