@@ -1071,6 +1071,69 @@ fn a08_client_secret_post() {
     );
 }
 
+/// A key pair for `private_key_jwt`: the private key as PKCS#8 PEM and the public one as
+/// the IdP's client JWK Set.
+fn client_key_pair(kid: &str) -> (String, String) {
+    use base64::Engine;
+    use rsa::pkcs8::EncodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("RSA key");
+    let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = json!({"keys": [{
+        "kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+        "n": b64(key.n().to_bytes_be()), "e": b64(key.e().to_bytes_be()),
+    }]});
+    let pem = key
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .expect("PEM")
+        .to_string();
+    (pem, jwks.to_string())
+}
+
+/// A18: the private_key_jwt client: no secret, a signed client assertion the real IdP checks.
+#[test]
+fn a18_private_key_jwt() {
+    let (pem, jwks) = client_key_pair("client-1");
+    let mut st = Stack::builder()
+        .idp_env("IDP_CLIENT_JWKS", &jwks)
+        .plugin(
+            "client_id",
+            json!(format!("{}-jwt", support::stack::CLIENT_ID)),
+        )
+        .plugin("client_secret_env", Value::Null)
+        .plugin("client_secret", Value::Null)
+        .plugin("token_endpoint_auth_method", json!("private_key_jwt"))
+        .plugin("client_private_key", json!(pem))
+        .plugin("client_private_key_id", json!("client-1"))
+        .start();
+    let mut b = Browser::new();
+    let (resp, _) = st.login_ok(&mut b, "/headers", "john");
+    let h = resp.json();
+    st.check(
+        header_str(&h, "x-forwarded-email").as_deref() == Some("john@example.com"),
+        || format!("{h}"),
+    );
+
+    // Control: a key the IdP does not know gets no session.
+    let (other, _) = client_key_pair("client-1");
+    st.plugin_config["client_private_key"] = json!(other);
+    st.restart_envoy();
+    let mut b = Browser::new();
+    let (resp, hops) = st.login(&mut b, &st.url("/"), "john", "john");
+    st.check(
+        resp.status >= 400
+            && resp.url.contains("/oauth2/callback")
+            && session_cookies_set(&hops).is_empty(),
+        || {
+            format!(
+                "an unknown client key must fail at the callback:\n{}\nfinal: {}",
+                format_hops(&hops),
+                resp.short()
+            )
+        },
+    );
+}
+
 /// A9: email_domains restricts who gets in.
 #[test]
 fn a09_email_domains() {
