@@ -1,10 +1,12 @@
 # wasm-oauth2-proxy tasks (just 1.x: `pip install rust-just`).
 #
 #   just demo      run IdP + demo app + Envoy with the filter on http://127.0.0.1:4180
+#   just demo-github   the same with a mock GitHub (examples/mock_github.rs) as the provider
 #   just test      setup, lint, unit tests, Envoy configs, end-to-end, OCI round trip, repro
 #   just oci       OCI images of the filter in build/oci (`just oci-push REGISTRY=host/name`)
 #   just pin       re-pin the examples' digests after the filter changed
 #   just bench     side-by-side benchmarks, writes bench/RESULTS.md (not part of `just test`)
+#   just bench-paired    the same configurations in one Envoy, paired differences with spreads
 #   just bench-refresh   what a session refresh costs, writes bench/results/refresh.md
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
@@ -110,6 +112,12 @@ build:
 demo: setup build
     python3 demo/run.py
 
+# Run the GitHub demo: the tests' mock GitHub (examples/mock_github.rs, web and API hosts),
+# demo app and Envoy with `provider: github`; open http://127.0.0.1:4180, "Sign in with GitHub"
+# logs in as octocat.
+demo-github: setup build
+    python3 demo/run.py --github
+
 # Formatting and clippy (host and wasm32 targets), warnings are errors.
 lint:
     cargo fmt --all -- --check
@@ -138,7 +146,7 @@ check-envoy: setup build
 # sidecar configs in envoy/ (TLS IdP, remote .wasm).
 e2e: setup build
     WOP_ENVOY="{{root}}/{{envoy}}" WOP_WASM="{{root}}/{{wasm}}" WOP_ROOT="{{root}}" \
-        cargo test --test e2e --test sidecar --test redirects --test policy --test hardening --test bearer --test protocols --test lifecycle --test chromium -- --test-threads 2
+        cargo test --test login --test headers --test sessions --test endpoints --test negative_tokens --test routes --test sidecar --test redirects --test policy --test hardening --test bearer --test protocols --test lifecycle --test providers --test metrics --test chromium -- --test-threads 2
 
 # Everything CI runs: setup, lint, unit, build, check-envoy, e2e, the OCI registry round
 # trip and the reproducible-build check (prints the time).
@@ -194,8 +202,9 @@ repro: build
     fi
     echo "repro: identical in $(( $(date +%s) - start ))s"
 
-# Pin the examples (envoy/sidecar-remote.yaml, wasmplugin/wasmplugin.yaml, README) to this
-# build's .wasm and OCI image digests; tests/sidecar.rs fails while they are stale.
+# Pin the examples (envoy/sidecar-remote.yaml, wasmplugin/wasmplugin.yaml,
+# wasmplugin/github/wasmplugin.yaml, README) to this build's .wasm and OCI image digests;
+# tests/sidecar.rs fails while they are stale.
 pin: build
     python3 scripts/pin.py --wasm {{wasm}}
 
@@ -238,11 +247,21 @@ bench-trivial:
     done
 
 # Benchmarks: criterion micro-benchmarks of the core, then every auth configuration behind
-# the same Envoy (pinned to one core) and the cold login paths; writes bench/RESULTS.md and
-# bench/results/latest.json. Takes about 7 minutes; the machine should be otherwise idle.
+# the same Envoy (pinned to one core) and the cold login paths, then the same configurations
+# as listeners of one Envoy in paired short runs (`just bench-paired`); writes bench/RESULTS.md,
+# bench/results/latest.json and bench/results/paired.json. Takes about 11 minutes; the
+# machine should be otherwise idle.
 bench: bench-setup build bench-trivial
     cargo bench --bench core
     python3 -m bench.run --command "just bench"
+    python3 -m bench.paired --command "just bench"
+
+# Paired differences (about 4 minutes; flags go to `python3 -m bench.paired`, e.g. `--rounds 7`):
+# every configuration as a listener of one Envoy, each against the filter-less listener in
+# adjacent 2-second runs, 5 rounds; writes bench/results/paired.json and the median and spread
+# of the differences into bench/RESULTS.md ("Paired differences, one Envoy").
+bench-paired *FLAGS: bench-setup build bench-trivial
+    python3 -m bench.paired --command "just bench-paired {{FLAGS}}" {{FLAGS}}
 
 # Memory soak: one Envoy with the filter under 100,000-request phases (sign-out churn, forged
 # cookies, forged and valid bearer tokens); fails when its RSS grows more than the cache

@@ -238,6 +238,7 @@ fn decide(cr: &mut Criterion) {
     let mut sessions = Cache::new(1024, 8 << 20);
     let mut bearers = Cache::new(1024, 4 << 20);
     let mut exchanged = Cache::new(1024, 4 << 20);
+    let mut metrics = wasm_oauth2_proxy::metrics::Metrics::default();
     let mut random = |b: &mut [u8]| {
         b.fill(9);
         true
@@ -253,6 +254,7 @@ fn decide(cr: &mut Criterion) {
             sessions: &mut sessions,
             bearers: &mut bearers,
             exchanged: &mut exchanged,
+            metrics: &mut metrics,
         };
         gate::decide(&mut cx, req, &mut env).decision
     };

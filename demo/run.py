@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
 """Run the wasm-oauth2-proxy demo: IdP + demo app + Envoy with the filter.
 
-    python3 demo/run.py        (normally through `just demo`, which builds first)
+    python3 demo/run.py            (normally through `just demo`, which builds first)
+    python3 demo/run.py --github   (`just demo-github`: a mock GitHub as the provider)
 
   http://127.0.0.1:4180/   Envoy with the filter, in front of the demo app
-  http://127.0.0.1:9000/   the OpenID Provider (idp/server.js)
+  http://127.0.0.1:9000/   the OpenID Provider (idp/server.js), or with --github the mock
+                           GitHub's web host (login_url, redeem_url)
+  http://127.0.0.1:9001/   with --github: the mock GitHub's API host (validate_url)
   http://127.0.0.1:8080/   the demo app itself (demo/app.js), unprotected
   http://127.0.0.1:9901/   Envoy's admin interface
+
+With --github the filter runs with demo/config-github.json (`provider: github`) against
+the tests' mock GitHub (tests/support/mock_github.rs, run by examples/mock_github.rs, which
+this script builds with cargo): the sign-in page's "Sign in with GitHub" logs in as octocat,
+a member of example-org and its team demo.
 
 Stops everything on Ctrl-C or SIGTERM (exit 0); if a process dies, stops the
 rest and exits non-zero with the end of its output. Python stdlib only.
@@ -14,8 +22,10 @@ rest and exits non-zero with the end of its output. Python stdlib only.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import collections
+import json
 import os
 import secrets
 import signal
@@ -31,6 +41,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTEN_PORT, ADMIN_PORT, APP_PORT, IDP_PORT = 4180, 9901, 8080, 9000
+# --github: the mock's web host takes the IdP's port; its API host has its own cluster.
+GITHUB_API_PORT = 9001
+GITHUB_API_CLUSTER = "github_api"
 CLIENT_SECRET = "demo-app-secret-change-me"
 ENVOY = ROOT / ".venv" / "bin" / "envoy"
 WASM = ROOT / "build" / "wasm_oauth2_proxy.wasm"
@@ -135,15 +148,16 @@ def wait_ready(child: Child, check, what: str, children: list[Child], stopping: 
     raise SystemExit(1)
 
 
-def preflight() -> None:
+def preflight(github: bool) -> None:
     problems = []
     if not ENVOY.exists():
         problems.append(f"{ENVOY.relative_to(ROOT)} missing (run `just setup`)")
     if not WASM.exists():
         problems.append(f"{WASM.relative_to(ROOT)} missing (run `just build`)")
-    if not (ROOT / "idp" / "node_modules").is_dir():
+    if not github and not (ROOT / "idp" / "node_modules").is_dir():
         problems.append("idp/node_modules missing (run `just setup`)")
-    for port in (LISTEN_PORT, ADMIN_PORT, APP_PORT, IDP_PORT):
+    ports = (LISTEN_PORT, ADMIN_PORT, APP_PORT, IDP_PORT) + ((GITHUB_API_PORT,) if github else ())
+    for port in ports:
         if port_open(port):
             problems.append(f"port {port} on 127.0.0.1 is already in use")
     if problems:
@@ -152,26 +166,88 @@ def preflight() -> None:
         raise SystemExit(1)
 
 
-def render_envoy(out: Path) -> None:
+def render_envoy(out: Path, github: bool) -> None:
+    config = ROOT / "demo" / ("config-github.json" if github else "config.json")
+    # The GitHub config's API host needs a cluster of its own (`idp_clusters`).
+    extra = ["--cluster", f"{GITHUB_API_CLUSTER}={GITHUB_API_PORT}"] if github else []
     subprocess.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "render_envoy.py"),
             "--template", str(ROOT / "envoy" / "local.yaml.tmpl"),
             "--out", str(out),
+            *extra,
             f"LISTEN_PORT={LISTEN_PORT}",
             f"ADMIN_PORT={ADMIN_PORT}",
             f"APP_PORT={APP_PORT}",
             f"IDP_PORT={IDP_PORT}",
             f"WASM_PATH={WASM}",
-            f"PLUGIN_CONFIG=@{ROOT / 'demo' / 'config.json'}",
+            f"PLUGIN_CONFIG=@{config}",
         ],
         check=True,
     )
 
 
+def build_mock_github() -> Path:
+    """Build examples/mock_github.rs; returns the path of the program."""
+    say("demo: cargo build --example mock_github")
+    subprocess.run(["cargo", "build", "--quiet", "--example", "mock_github"], cwd=ROOT, check=True)
+    meta = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+    program = Path(json.loads(meta)["target_directory"]) / "debug" / "examples" / "mock_github"
+    if not program.exists():
+        say(f"demo: {program} missing after cargo build")
+        raise SystemExit(1)
+    return program
+
+
+def start_idp(base_env: dict[str, str], children: list[Child], stopping: threading.Event) -> None:
+    idp = Child("idp", ["node", "idp/server.js"], {
+        **base_env,
+        "IDP_PORT": str(IDP_PORT),
+        "IDP_HOST": "127.0.0.1",
+        "IDP_ISSUER": f"http://127.0.0.1:{IDP_PORT}",
+        "IDP_CLIENT_ID": "demo-app",
+        "IDP_CLIENT_SECRET": CLIENT_SECRET,
+        "IDP_REDIRECT_URIS": f"http://127.0.0.1:{LISTEN_PORT}/oauth2/callback",
+        # Short-lived tokens, so the demo shows the filter refreshing them.
+        "IDP_TOKEN_TTL": "60",
+        "IDP_ACCESS_TOKEN_TTL": "60",
+    })
+    children.append(idp)
+    wait_ready(
+        idp,
+        lambda: http_ok(f"http://127.0.0.1:{IDP_PORT}/.well-known/openid-configuration"),
+        "discovery document", children, stopping,
+    )
+
+
+def start_mock_github(program: Path, children: list[Child], stopping: threading.Event) -> None:
+    github = Child("github", [
+        str(program),
+        "--web-port", str(IDP_PORT),
+        "--api-port", str(GITHUB_API_PORT),
+        "--client-id", "demo-app",
+        "--client-secret", CLIENT_SECRET,
+        "--redirect-uri", f"http://127.0.0.1:{LISTEN_PORT}/oauth2/callback",
+    ])
+    children.append(github)
+    wait_ready(
+        github,
+        lambda: port_open(IDP_PORT) and port_open(GITHUB_API_PORT),
+        f"ports {IDP_PORT} and {GITHUB_API_PORT}", children, stopping,
+    )
+
+
 def main() -> int:
-    preflight()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--github", action="store_true",
+                        help="a mock GitHub instead of the OpenID Provider (provider: github)")
+    args = parser.parse_args()
+    preflight(args.github)
+    mock_program = build_mock_github() if args.github else None
     stopping = threading.Event()
 
     def on_signal(signum, _frame):
@@ -184,27 +260,13 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="wop-demo-") as tmp:
             envoy_yaml = Path(tmp) / "envoy.yaml"
-            render_envoy(envoy_yaml)
+            render_envoy(envoy_yaml, args.github)
 
             base_env = dict(os.environ)
-            idp = Child("idp", ["node", "idp/server.js"], {
-                **base_env,
-                "IDP_PORT": str(IDP_PORT),
-                "IDP_HOST": "127.0.0.1",
-                "IDP_ISSUER": f"http://127.0.0.1:{IDP_PORT}",
-                "IDP_CLIENT_ID": "demo-app",
-                "IDP_CLIENT_SECRET": CLIENT_SECRET,
-                "IDP_REDIRECT_URIS": f"http://127.0.0.1:{LISTEN_PORT}/oauth2/callback",
-                # Short-lived tokens, so the demo shows the filter refreshing them.
-                "IDP_TOKEN_TTL": "60",
-                "IDP_ACCESS_TOKEN_TTL": "60",
-            })
-            children.append(idp)
-            wait_ready(
-                idp,
-                lambda: http_ok(f"http://127.0.0.1:{IDP_PORT}/.well-known/openid-configuration"),
-                "discovery document", children, stopping,
-            )
+            if mock_program is not None:
+                start_mock_github(mock_program, children, stopping)
+            else:
+                start_idp(base_env, children, stopping)
 
             app = Child("app", ["node", "demo/app.js"], {
                 **base_env, "APP_PORT": str(APP_PORT), "APP_HOST": "127.0.0.1",
@@ -233,7 +295,11 @@ def main() -> int:
 
             say("")
             say(f"  wasm-oauth2-proxy demo is up: open http://127.0.0.1:{LISTEN_PORT}/")
-            say("  log in as john / john   (also jane / jane, bigjohn / bigjohn)")
+            if args.github:
+                say(f"  sign-in page: http://127.0.0.1:{LISTEN_PORT}/oauth2/sign_in")
+                say("  click \"Sign in with GitHub\": the mock GitHub approves as octocat")
+            else:
+                say("  log in as john / john   (also jane / jane, bigjohn / bigjohn)")
             say("  Ctrl-C to stop")
             say("")
 

@@ -3,6 +3,8 @@
 
 Usage: python3 scripts/demo_login.py [URL] [LOGIN] [PASSWORD]
 (defaults: http://127.0.0.1:4180/ john john). Standard library only.
+Started at the sign-in page (URL .../oauth2/sign_in) it clicks its "Sign in with ..."
+button first; with `just demo-github` the mock GitHub needs no form (it logs in as octocat).
 """
 import html.parser
 import http.cookiejar
@@ -33,6 +35,19 @@ class FormParser(html.parser.HTMLParser):
             self.in_form = False
 
 
+class ButtonParser(html.parser.HTMLParser):
+    """Collects the href of the sign-in page's button (`<a class="button">`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.href = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "a" and a.get("class") == "button" and self.href is None:
+            self.href = a.get("href")
+
+
 def main():
     url = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:4180/"
     login = sys.argv[2] if len(sys.argv) > 2 else "john"
@@ -43,6 +58,13 @@ def main():
 
     resp = opener.open(url, timeout=10)
     page = resp.read().decode()
+    if urllib.parse.urlsplit(resp.geturl()).path.endswith("/sign_in"):
+        button = ButtonParser()
+        button.feed(page)
+        if button.href is None:
+            sys.exit(f"no sign-in button on {resp.geturl()}")
+        resp = opener.open(urllib.parse.urljoin(resp.geturl(), button.href), timeout=10)
+        page = resp.read().decode()
     # Submit the IdP's forms (login, then consent if shown) until we are back at the app.
     for _ in range(4):
         if "/interaction/" not in resp.geturl():

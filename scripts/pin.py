@@ -4,9 +4,11 @@
     pin.py [--check]
 
 Builds are reproducible, so the shipped examples name exact digests:
-  envoy/sidecar-remote.yaml   sha256 of build/wasm_oauth2_proxy.wasm
-  wasmplugin/wasmplugin.yaml  sha256 of the OCI image manifest `just oci` builds (tag <version>)
-  README.md                   the same WasmPlugin sha256, in the Istio section
+  envoy/sidecar-remote.yaml          sha256 of build/wasm_oauth2_proxy.wasm
+  wasmplugin/wasmplugin.yaml         sha256 of the OCI image manifest `just oci` builds (tag <version>)
+  wasmplugin/github/wasmplugin.yaml  the same image sha256 (the GitHub set)
+  README.md                          the same WasmPlugin sha256, in the Istio section
+(envoy/sidecar.yaml and envoy/sidecar-github.yaml load a local file and pin nothing.)
 With --check, change nothing and exit 1 if any of them is stale (tests/sidecar.rs runs this).
 """
 
@@ -24,6 +26,7 @@ WASM = os.path.join(ROOT, "build", "wasm_oauth2_proxy.wasm")
 PINS = [
     ("envoy/sidecar-remote.yaml", r'^(\s+sha256: ")([0-9a-f]{64})(")$', "wasm"),
     ("wasmplugin/wasmplugin.yaml", r'^(  sha256: ")([0-9a-f]{64})(")$', "image"),
+    ("wasmplugin/github/wasmplugin.yaml", r'^(  sha256: ")([0-9a-f]{64})(")$', "image"),
     ("README.md", r'^(  sha256: ")([0-9a-f]{64})(")$', "image"),
 ]
 

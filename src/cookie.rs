@@ -3,6 +3,7 @@
 //! from the app.
 
 use crate::config::{CookieSettings, SameSite};
+use crate::domain;
 use std::borrow::Cow;
 
 /// Browsers cap a cookie (name, value and attributes) near 4096 bytes; stay clear of it.
@@ -140,14 +141,10 @@ fn attributes(settings: &CookieSettings, target: &Target, max_age: u64) -> Strin
 
 /// The longest configured domain that the host is in, as oauth2-proxy's `cookie_domains`.
 fn pick_domain<'a>(domains: &'a [String], host: &str) -> Option<&'a str> {
-    let host = host.to_ascii_lowercase();
     domains
         .iter()
         .map(|d| d.as_str())
-        .filter(|d| {
-            let bare = d.trim_start_matches('.').to_ascii_lowercase();
-            host == bare || host.ends_with(&format!(".{bare}"))
-        })
+        .filter(|d| domain::labels_below(host, d.trim_start_matches('.')).is_some())
         .max_by_key(|d| d.len())
 }
 

@@ -1,7 +1,7 @@
 //! The login in progress: `state`, `nonce` and the PKCE verifier, sealed into a short-lived
 //! CSRF cookie so the callback can prove it is finishing a login this browser started.
 
-use crate::seal;
+use crate::seal::{self, constant_time_eq};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -60,10 +60,6 @@ pub fn verify(
         .then_some(login)
 }
 
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,12 +91,5 @@ mod tests {
     fn session_cookie_cannot_pose_as_csrf_cookie() {
         let c = seal(&[9; 32], "_oauth2_proxy_csrf", &login(), [0; 12]).unwrap();
         assert!(verify(&[9; 32], "_oauth2_proxy", &c, &login().state, 50).is_none());
-    }
-
-    #[test]
-    fn eq() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

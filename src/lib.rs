@@ -17,13 +17,17 @@
 #![deny(unsafe_code)]
 
 pub mod cache;
+pub mod callout;
 pub mod config;
 pub mod cookie;
 pub mod csrf;
+pub mod domain;
 #[cfg(target_arch = "wasm32")]
 mod filter;
 pub mod gate;
 pub mod headers;
+pub mod loader;
+pub mod metrics;
 pub mod oidc;
 pub mod pages;
 pub mod path;

@@ -66,9 +66,8 @@ pub fn domain_matches(entry: &str, domain: &str) -> bool {
         return true;
     }
     match entry.strip_prefix("*.").or_else(|| entry.strip_prefix('.')) {
-        Some(base) => domain
-            .strip_suffix(base)
-            .is_some_and(|rest| rest.ends_with('.') && rest.len() > 1),
+        // Subdomains only: at least one label in front of the base.
+        Some(base) => crate::domain::labels_below(domain, base).is_some_and(|l| !l.is_empty()),
         None => domain == entry,
     }
 }

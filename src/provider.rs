@@ -3,8 +3,8 @@
 //! what each VM has loaded, by issuer id (the login issuer is id 0, then
 //! `extra_jwt_issuers` in the order configured).
 
+use crate::callout::Callout;
 use crate::config::Config;
-use crate::gate::Callout;
 use crate::oidc::{self, Discovery, Jwks, OidcError};
 use serde::{Deserialize, Serialize};
 use std::rc::Rc;
@@ -76,6 +76,13 @@ impl Provider {
             fetched_at,
             raw_jwks,
         })
+    }
+
+    /// The login provider when nothing needs loading: a provider that signs nothing (GitHub)
+    /// with its endpoints fixed by the configuration.
+    pub fn fixed(config: &Config) -> Option<Provider> {
+        let endpoints = config.provider.endpoints.clone()?;
+        (!config.provider.kind.has_id_token()).then(|| Provider::without_keys(endpoints))
     }
 
     /// A provider without signing keys (GitHub: no ID tokens) whose endpoints are fixed by

@@ -1,6 +1,9 @@
 //! The one place that decides whether a return URL (`rd`) is safe to redirect to.
 //! Everything that sends the browser somewhere it asked to go must pass through here.
 
+use crate::domain;
+use crate::oidc;
+
 /// `Some(url)` when `rd` stays on this site (or a `whitelist_domains` entry), else `None`.
 /// `host` is the request's own authority (`host[:port]`).
 pub fn allowed(rd: &str, host: &str, whitelist: &[String]) -> Option<String> {
@@ -12,13 +15,7 @@ pub fn allowed(rd: &str, host: &str, whitelist: &[String]) -> Option<String> {
     if rd.starts_with('/') {
         return (!rd.starts_with("//")).then(|| rd.to_string());
     }
-    let url = url::Url::parse(rd).ok()?;
-    if url.scheme() != "https" && url.scheme() != "http" {
-        return None;
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return None;
-    }
+    let url = oidc::http_url(rd, oidc::Credentials::Refused)?;
     let target_host = url.host_str()?.to_ascii_lowercase();
     let target = match url.port() {
         Some(p) => format!("{target_host}:{p}"),
@@ -45,7 +42,7 @@ fn whitelisted(entry: &str, host: &str, port: Option<u16>) -> bool {
         Some(p) => port.map(|n| n.to_string()).as_deref() == Some(p),
     };
     let host_ok = match domain.strip_prefix('.') {
-        Some(base) => host == base || host.ends_with(&format!(".{base}")),
+        Some(base) => domain::labels_below(host, base).is_some(),
         None => host == domain,
     };
     port_ok && host_ok

@@ -36,6 +36,11 @@ pub fn slot_key(cookie_name: &str, session_id: &str) -> String {
     slot_key_at(cookie_name, n)
 }
 
+/// Every slot's key, for creating them all before any request.
+pub fn slot_keys(cookie_name: &str) -> impl Iterator<Item = String> + '_ {
+    (0..SLOTS).map(move |n| slot_key_at(cookie_name, n))
+}
+
 /// The key of slot `n` (below [`SLOTS`]).
 pub fn slot_key_at(cookie_name: &str, n: u16) -> String {
     format!("wasm-oauth2-proxy.refresh.{cookie_name}.{n}")

@@ -2,6 +2,7 @@
 //!
 //! The cookie name and a purpose label are bound in as associated data, so a value sealed
 //! for one cookie (say the CSRF cookie) can never be opened as another (the session).
+//! Also the crate's one constant-time comparison of secrets.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -53,6 +54,13 @@ pub fn open(key: &[u8; 32], aad: &[u8], value: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// Equality whose timing does not reveal where two secrets (`state`, `nonce`) first differ:
+/// the one comparison of secrets in the crate. Only a difference in length returns early,
+/// and lengths are not secret here.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +103,14 @@ mod tests {
         let a = seal(&KEY, b"a", [1; 12], b"x").unwrap();
         let b = seal(&KEY, b"a", [2; 12], b"x").unwrap();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn constant_time_eq_behaves() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(b"", b""));
     }
 }

@@ -364,12 +364,14 @@ fn gate_strips_every_spelling_and_admits_no_one_without_a_session() {
         let mut sessions = Cache::new(16, 1 << 20);
         let mut bearers = Cache::new(16, 1 << 20);
         let mut exchanged = Cache::new(16, 1 << 20);
+        let mut metrics = wasm_oauth2_proxy::metrics::Metrics::default();
         let mut cx = Context {
             config: &config,
             providers: &providers,
             sessions: &mut sessions,
             bearers: &mut bearers,
             exchanged: &mut exchanged,
+            metrics: &mut metrics,
         };
         let mut random = |b: &mut [u8]| {
             b.fill(7);

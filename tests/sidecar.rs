@@ -1,11 +1,16 @@
 //! The shipped Envoy configs, used as written: every file in `envoy/` passes
 //! `envoy --mode validate` with the real filter, `envoy/sidecar.yaml` carries a real login
 //! against the IdP over verified TLS, refuses an IdP whose certificate it cannot verify, and
-//! `envoy/sidecar-remote.yaml` downloads the pinned `.wasm` and gates with it.
+//! `envoy/sidecar-remote.yaml` downloads the pinned `.wasm` and gates with it. The plugin
+//! configuration inside each sidecar file loads with the filter's own parser and every host
+//! it calls has a verified TLS cluster; `envoy/sidecar-github.yaml` differs from
+//! `envoy/sidecar.yaml` only in its plugin configuration and its clusters for GitHub.
 //!
 //! Same environment as the e2e suite (WOP_ENVOY, WOP_WASM, WOP_ROOT; `just e2e`). The
 //! sidecar files listen on fixed ports (4180, 8080, 9901), so these tests take turns.
 
+#[allow(dead_code)]
+mod openapi;
 mod support;
 
 use std::process::Command;
@@ -18,6 +23,7 @@ use support::sidecar::{fill, local_origin, Sidecar, Site};
 use support::stack::{idp_login, render_template};
 use support::tls::{FileServer, TestCa};
 use support::Env;
+use wasm_oauth2_proxy::config::{Config, Kind};
 
 /// The fixed ports allow one sidecar at a time.
 static PORTS: Mutex<()> = Mutex::new(());
@@ -112,6 +118,38 @@ fn local_sidecar(tag: &str, envoy_trusts_idp: bool) -> Sidecar {
     Sidecar::start(&env, dir, &ca, idp_port, &yaml)
 }
 
+/// The demo template rendered as `demo/run.py --github` renders it: demo/config-github.json
+/// and one more cluster for the mock GitHub's API host (scripts/render_envoy.py --cluster).
+fn render_github_demo(env: &Env, wasm: &std::path::Path, dir: &TempDir) -> String {
+    let out = dir.path.join("local-github.yaml");
+    let run = Command::new("python3")
+        .arg(env.root.join("scripts/render_envoy.py"))
+        .arg("--template")
+        .arg(env.root.join("envoy/local.yaml.tmpl"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--cluster", "github_api=9001"])
+        .args([
+            "LISTEN_PORT=4180",
+            "ADMIN_PORT=9901",
+            "APP_PORT=8080",
+            "IDP_PORT=9000",
+        ])
+        .arg(format!("WASM_PATH={}", wasm.display()))
+        .arg(format!(
+            "PLUGIN_CONFIG=@{}",
+            env.root.join("demo/config-github.json").display()
+        ))
+        .output()
+        .expect("run scripts/render_envoy.py");
+    assert!(
+        run.status.success(),
+        "render_envoy.py: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::read_to_string(&out).expect("rendered")
+}
+
 #[test]
 fn s01_every_envoy_config_validates() {
     let env = Env::get();
@@ -127,6 +165,9 @@ fn s01_every_envoy_config_validates() {
         let yaml = if name.ends_with(".tmpl") {
             let cfg = std::fs::read_to_string(env.root.join("demo/config.json")).expect("config");
             let cfg: serde_json::Value = serde_json::from_str(&cfg).expect("demo/config.json");
+            // The GitHub demo's rendering of the same template (`just demo-github`).
+            let github = render_github_demo(&env, &wasm, &dir);
+            validate(&env, &github, "envoy/local.yaml.tmpl (GitHub demo)", &dir);
             render_template(
                 &text,
                 &[
@@ -152,11 +193,145 @@ fn s01_every_envoy_config_validates() {
         seen,
         [
             "envoy/local.yaml.tmpl",
+            "envoy/sidecar-github.yaml",
             "envoy/sidecar-remote.yaml",
             "envoy/sidecar.yaml"
         ],
         "a new file in envoy/ needs a place in these tests"
     );
+}
+
+/// The shipped sidecar files (every `envoy/sidecar*.yaml`).
+fn sidecar_files(env: &Env) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(env.root.join("envoy"))
+        .expect("envoy/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("sidecar") && n.ends_with(".yaml"))
+        .map(|n| format!("envoy/{n}"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The Envoy config of `file` as JSON.
+fn envoy_json(env: &Env, file: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(env.root.join(file)).expect("read");
+    let mut docs = openapi::yaml_docs(&text, file);
+    assert_eq!(docs.len(), 1, "{file}: one YAML document");
+    docs.remove(0)
+}
+
+/// The wasm filter's `config` in the one listener of a sidecar file.
+fn wasm_filter_config(cfg: &serde_json::Value, file: &str) -> serde_json::Value {
+    let listeners = cfg["static_resources"]["listeners"]
+        .as_array()
+        .expect("listeners");
+    assert_eq!(listeners.len(), 1, "{file}");
+    let hcm = &listeners[0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let filters = hcm["http_filters"].as_array().expect("http_filters");
+    let wasm: Vec<&serde_json::Value> = filters
+        .iter()
+        .filter(|f| f["name"] == "envoy.filters.http.wasm")
+        .collect();
+    assert_eq!(wasm.len(), 1, "{file}: one wasm filter");
+    wasm[0]["typed_config"]["config"].clone()
+}
+
+#[test]
+fn s01b_sidecar_plugin_configs_load_and_call_their_hosts_over_verified_tls() {
+    use base64::Engine;
+    let env = Env::get();
+    let files = sidecar_files(&env);
+    assert_eq!(
+        files,
+        [
+            "envoy/sidecar-github.yaml",
+            "envoy/sidecar-remote.yaml",
+            "envoy/sidecar.yaml"
+        ]
+    );
+    let cookie = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    for file in &files {
+        let cfg = envoy_json(&env, file);
+        let wasm = wasm_filter_config(&cfg, file);
+        assert_eq!(wasm["failure_policy"], "FAIL_CLOSED", "{file}");
+        assert_eq!(
+            wasm["vm_config"]["environment_variables"]["host_env_keys"],
+            serde_json::json!(["OAUTH2_CLIENT_SECRET", "OAUTH2_COOKIE_SECRET"]),
+            "{file}"
+        );
+        let json = wasm["configuration"]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: configuration.value"));
+        let secrets = |k: &str| match k {
+            "OAUTH2_CLIENT_SECRET" => Some("client-secret".to_string()),
+            "OAUTH2_COOKIE_SECRET" => Some(cookie.clone()),
+            _ => None,
+        };
+        let plugin = Config::parse(json.as_bytes(), &secrets)
+            .unwrap_or_else(|e| panic!("{file}: the plugin configuration is refused: {e}"));
+        // Secrets only from Envoy's environment.
+        let raw: serde_json::Value = serde_json::from_str(json).expect("json");
+        assert!(
+            raw.get("client_secret").is_none() && raw.get("cookie_secret").is_none(),
+            "{file}: inline secret"
+        );
+        assert!(Config::parse(json.as_bytes(), &|_| None).is_err(), "{file}");
+        assert!(plugin.cookie.secure, "{file}: cookies must be Secure");
+
+        // Every URL the filter calls goes over HTTPS to a cluster for that very host, which
+        // verifies the host's certificate (SNI, SAN, CA bundle).
+        let mut urls = vec![plugin.issuer().to_string()];
+        if let Some(e) = &plugin.provider.endpoints {
+            urls.push(e.token_endpoint.clone());
+        }
+        if plugin.provider.kind == Kind::GitHub {
+            urls.push(format!("{}/user", plugin.provider.github.api));
+        }
+        let clusters = cfg["static_resources"]["clusters"]
+            .as_array()
+            .expect("clusters");
+        let mut used = vec![plugin.idp_cluster.clone()];
+        used.extend(plugin.idp_clusters.iter().map(|(_, c)| c.clone()));
+        for u in &urls {
+            let parsed = url::Url::parse(u).expect("url");
+            assert_eq!(parsed.scheme(), "https", "{file}: {u}");
+            let host = parsed.host_str().expect("host");
+            let port = parsed.port_or_known_default().expect("port");
+            let authority = wasm_oauth2_proxy::oidc::target(u)
+                .expect("target")
+                .authority;
+            let name = plugin
+                .cluster_for(&authority)
+                .unwrap_or_else(|| panic!("{file}: no cluster for {u}"));
+            let c = clusters
+                .iter()
+                .find(|c| c["name"] == name)
+                .unwrap_or_else(|| panic!("{file}: the plugin names cluster {name}, not defined"));
+            let addr = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+                ["address"]["socket_address"];
+            assert_eq!(addr["address"], host, "{file}: cluster {name} for {u}");
+            assert_eq!(addr["port_value"], port, "{file}: cluster {name} for {u}");
+            let tls = &c["transport_socket"]["typed_config"];
+            assert_eq!(tls["sni"], host, "{file}: cluster {name}");
+            let v = &tls["common_tls_context"]["validation_context"];
+            assert_eq!(
+                v["trusted_ca"]["filename"],
+                support::sidecar::CA_BUNDLE,
+                "{file}: cluster {name}"
+            );
+            assert_eq!(
+                v["match_typed_subject_alt_names"],
+                serde_json::json!([{"san_type": "DNS", "matcher": {"exact": host}}]),
+                "{file}: cluster {name}"
+            );
+            used.retain(|c| c != name);
+        }
+        assert!(
+            used.is_empty(),
+            "{file}: clusters named but never called: {used:?}"
+        );
+    }
 }
 
 #[test]
@@ -335,6 +510,39 @@ fn s05_remote_variant_differs_only_in_where_the_wasm_comes_from() {
         "envoy/sidecar-remote.yaml drifted from envoy/sidecar.yaml at {first_difference:?}"
     );
     assert!(remote[cluster..].contains("name: wasm_source"));
+}
+
+#[test]
+fn s05b_github_variant_differs_only_in_its_plugin_config_and_clusters() {
+    let env = Env::get();
+    let read = |f: &str| std::fs::read_to_string(env.root.join(f)).expect("read");
+    // Header comments, the plugin's JSON and the clusters after `app` aside, the GitHub file is
+    // the OIDC one: the same listener hardening, fail-closed filter and secrets from the env.
+    let shape = |t: &str| {
+        let t = &t[t.find("\nadmin:").expect("admin:")..];
+        let json_start = t.find("value: |\n").expect("value: |") + "value: |\n".len();
+        let json_end = t.find("                vm_config:").expect("vm_config");
+        let app_end = t
+            .find("port_value: 8080 }\n")
+            .expect("the app cluster's address")
+            + "port_value: 8080 }\n".len();
+        format!("{}{}", &t[..json_start], &t[json_end..app_end])
+    };
+    let oidc = shape(&read("envoy/sidecar.yaml"));
+    let github = shape(&read("envoy/sidecar-github.yaml"));
+    let first_difference = github.lines().zip(oidc.lines()).find(|(g, o)| g != o);
+    assert!(
+        first_difference.is_none() && github.len() == oidc.len(),
+        "envoy/sidecar-github.yaml drifted from envoy/sidecar.yaml at {first_difference:?}"
+    );
+    let cfg = envoy_json(&env, "envoy/sidecar-github.yaml");
+    let names: Vec<&str> = cfg["static_resources"]["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["app", "github", "github_api"]);
 }
 
 #[test]

@@ -283,6 +283,8 @@ impl Config {
         let idp_cluster = r.required_string("idp_cluster")?;
         let client_id = r.required_string("client_id")?;
         let client_auth = match r.string("token_endpoint_auth_method")?.as_deref() {
+            // GitHub documents the client credentials as form parameters only.
+            None if provider.kind == Kind::GitHub => ClientAuth::Post,
             None | Some("client_secret_basic") => ClientAuth::Basic,
             Some("client_secret_post") => ClientAuth::Post,
             Some("private_key_jwt") => ClientAuth::PrivateKeyJwt,

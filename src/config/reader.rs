@@ -2,6 +2,7 @@
 //! and the small value parsers (durations, URLs, the cookie secret) they rely on.
 
 use super::{err, ConfigError};
+use crate::oidc;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
@@ -172,12 +173,15 @@ impl Reader<'_> {
     }
 }
 
+/// A configured URL: [`oidc::http_url`]. Credentials in it are refused at load: no URL the
+/// filter calls or redirects to has a use for them, and they would end up in logs.
 pub(super) fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    match url::Url::parse(url) {
-        Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host_str().is_some() => {
-            Ok(())
-        }
-        _ => Err(err(key, "must be an absolute http(s) URL")),
+    match oidc::http_url(url, oidc::Credentials::Refused) {
+        Some(_) => Ok(()),
+        None => Err(err(
+            key,
+            "must be an absolute http(s) URL without credentials",
+        )),
     }
 }
 

@@ -46,6 +46,10 @@ fn wrong_types_are_named() {
         ),
         ("provider", serde_json::json!("okta")),
         ("oidc_issuer_url", serde_json::json!("idp.example.com")),
+        (
+            "oidc_issuer_url",
+            serde_json::json!("https://user:pw@idp.example.com"),
+        ),
         ("skip_auth_routes", serde_json::json!("^/public")),
         ("skip_auth_routes", serde_json::json!(["^/(unclosed"])),
         ("skip_auth_routes", serde_json::json!([7])),
@@ -768,6 +772,17 @@ fn idp_cluster_serves_only_the_login_issuers_host() {
     assert_eq!(c.cluster_for("keys.example.net:8443"), Some("keys"));
     assert_eq!(c.cluster_for("idp.example.com"), Some("idp"));
     assert_eq!(c.cluster_for("other.example.net"), None);
+}
+
+#[test]
+fn github_sends_its_client_credentials_in_the_form_by_default() {
+    let mut v = base();
+    v.as_object_mut().unwrap().remove("oidc_issuer_url");
+    v["provider"] = "github".into();
+    v["idp_clusters"] = serde_json::json!({"api.github.com": "api"});
+    assert_eq!(parse(&v).unwrap().client_auth, ClientAuth::Post);
+    v["token_endpoint_auth_method"] = "client_secret_basic".into();
+    assert_eq!(parse(&v).unwrap().client_auth, ClientAuth::Basic);
 }
 
 #[test]

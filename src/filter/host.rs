@@ -1,8 +1,8 @@
 //! Small, non-panicking wrappers over the proxy-wasm host calls we use.
 
-use crate::gate::{Callout, Level, Response};
+use crate::gate::{Callout, Level, Request, Response};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 use std::cell::Cell;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -27,6 +27,33 @@ pub fn now() -> Option<u64> {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
         .filter(|s| *s > 0)
+}
+
+/// Milliseconds since the epoch, for callout latencies; 0 when the clock cannot be read.
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A header of the current request (one host call; for log lines, off the hot path).
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+pub fn define_metric(kind: MetricType, name: &str) -> Option<u32> {
+    hostcalls::define_metric(kind, name).ok()
+}
+
+pub fn increment_metric(id: u32, by: u64) {
+    let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+}
+
+pub fn record_metric(id: u32, value: u64) {
+    let _ = hostcalls::record_metric(id, value);
 }
 
 pub fn random(buf: &mut [u8]) -> bool {
@@ -90,6 +117,31 @@ pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
 /// Replaces the whole request header map in one host call.
 pub fn replace_request_headers(pairs: Vec<(&str, &str)>) -> bool {
     hostcalls::set_map(MapType::HttpRequestHeaders, pairs).is_ok()
+}
+
+/// Edits the request headers: no host call when there is nothing to change, one that writes
+/// the whole map when the headers as read are at hand (each separate call costs a round trip
+/// out of the VM, which dominated the hot path), otherwise one call per header. `false` if
+/// an edit failed.
+pub fn edit_request_headers(
+    exact: Option<&Request>,
+    remove: &[String],
+    set: &[(String, String)],
+) -> bool {
+    if remove.is_empty() && set.is_empty() {
+        return true;
+    }
+    if let Some(req) = exact {
+        return replace_request_headers(crate::gate::edited_headers(&req.headers, remove, set));
+    }
+    let mut ok = true;
+    for name in remove {
+        ok &= set_request_header(name, None);
+    }
+    for (name, value) in set {
+        ok &= set_request_header(name, Some(value));
+    }
+    ok
 }
 
 pub fn add_response_header(name: &str, value: &str) -> bool {

@@ -3,7 +3,10 @@
 #![allow(unsafe_code)] // `proxy_wasm::main!` exports the `#[no_mangle]` entry point.
 
 mod host;
+mod loading;
 mod plugin;
+mod stats;
+mod steps;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};

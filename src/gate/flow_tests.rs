@@ -67,6 +67,7 @@ struct World {
     sessions: Cache<Admitted>,
     bearers: Cache<Admitted>,
     exchanged: Cache<Exchanged>,
+    metrics: crate::metrics::Metrics,
     counter: u8,
     now: u64,
 }
@@ -81,6 +82,7 @@ impl World {
             sessions: Cache::new(16, 1 << 20),
             bearers: Cache::new(16, 1 << 20),
             exchanged: Cache::new(16, 1 << 20),
+            metrics: crate::metrics::Metrics::default(),
             counter: 0,
             now: NOW,
         }
@@ -105,6 +107,7 @@ impl World {
             sessions: &mut self.sessions,
             bearers: &mut self.bearers,
             exchanged: &mut self.exchanged,
+            metrics: &mut self.metrics,
         };
         f(&mut cx, &mut env)
     }

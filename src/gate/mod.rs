@@ -12,6 +12,9 @@ mod logout;
 mod request;
 mod respond;
 
+/// Re-exported: the gate's callouts are [`Decision::Call`]'s; the type lives apart so the
+/// providers and the loader need not depend on the gate.
+pub use crate::callout::Callout;
 pub use exchange::Exchanged;
 pub use lifecycle::{RefreshCall, Renewal, Settled};
 pub use login::ProfileWait;
@@ -23,6 +26,7 @@ use crate::config::Config;
 use crate::cookie;
 use crate::csrf::LoginState;
 use crate::headers;
+use crate::metrics::Metrics;
 use crate::oidc::{self, TokenResponse};
 use crate::policy::{self, Denied};
 use crate::provider::{Provider, Providers, MAIN};
@@ -55,41 +59,6 @@ pub struct Response {
     pub body: String,
 }
 
-/// An HTTP request to an identity provider, sent to the cluster `Config::cluster_for` its
-/// authority names.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Callout {
-    pub method: &'static str,
-    pub authority: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Callout {
-    /// A form POST (token, refresh, exchange, revocation) to `to`.
-    pub fn post(to: oidc::Target, request: oidc::TokenRequest) -> Callout {
-        Callout {
-            method: "POST",
-            authority: to.authority,
-            path: to.path,
-            headers: request.headers,
-            body: request.body,
-        }
-    }
-}
-
-// The body can carry the authorization code and the client secret.
-impl std::fmt::Debug for Callout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Callout({} {}{})",
-            self.method, self.authority, self.path
-        )
-    }
-}
-
 /// What the gate needs to remember while a callout is in flight.
 #[derive(Debug, Clone)]
 pub enum Pending {
@@ -112,6 +81,24 @@ pub enum Pending {
 }
 
 impl Pending {
+    /// What the callout this waits for is for, as metrics name it.
+    pub fn target(&self) -> &'static str {
+        match self {
+            Pending::Token(_) | Pending::Keys(..) => "token",
+            Pending::Refresh(_) | Pending::RefreshKeys(..) => "refresh",
+            Pending::Exchange(_) => "token_exchange",
+            Pending::SignOut(_) => "sign_out",
+            Pending::Profile(_) => "profile",
+            Pending::Bearer(_) => "keys",
+        }
+    }
+
+    /// Whether the outcome matters after the request went away: a refresh the IdP may have
+    /// answered by rotating the refresh token must still be shared with the others.
+    pub fn outlives_request(&self) -> bool {
+        matches!(self, Pending::Refresh(_))
+    }
+
     /// Records the slot entry a refresh claimed, so its outcome is published only over it.
     pub fn set_claim(&mut self, claim: Vec<u8>) {
         if let Pending::Refresh(r) = self {
@@ -224,6 +211,8 @@ pub struct Context<'a> {
     pub sessions: &'a mut Cache<Admitted>,
     pub bearers: &'a mut Cache<Admitted>,
     pub exchanged: &'a mut Cache<Exchanged>,
+    /// The hot path's counts (log lines are counted by whoever writes them out).
+    pub metrics: &'a mut Metrics,
 }
 
 impl<'a> Context<'a> {
@@ -392,6 +381,7 @@ fn decide_http(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: b
         // As oauth2-proxy: a skipped route still gets the identity of a valid session, if
         // the request carries one and the rules admit it; otherwise only the stripping.
         // A session due for a refresh is not refreshed for a public route.
+        cx.metrics.skipped_route += 1;
         let identity = current_session(cx, &cookies, env).filter(|a| {
             a.verdict.is_ok() && matches!(lifecycle::due(config, &a.session, env.now), Due::Fresh)
         });
@@ -485,7 +475,10 @@ fn identify(
         .filter(|_| cx.config.skip_jwt_bearer_tokens)
     {
         match bearer::verify(cx, token, now, keys_refreshed) {
-            bearer::Outcome::Admitted(a) => return Who::Known(a),
+            bearer::Outcome::Admitted(a) => {
+                cx.metrics.bearer_accepted += 1;
+                return Who::Known(a);
+            }
             bearer::Outcome::NeedProvider(issuer) => {
                 return Who::Pause(Box::new(pause(Decision::NeedProvider(issuer))));
             }
@@ -503,6 +496,7 @@ fn identify(
     let Some(a) = current_session(cx, cookies, env) else {
         return Who::Nobody(refused);
     };
+    cx.metrics.session_accepted += 1;
     match lifecycle::due(cx.config, &a.session, now) {
         Due::Fresh => Who::Known(a),
         Due::Refresh => Who::Pause(Box::new(lifecycle::refresh(cx, req, cookies, &a, env))),
@@ -708,13 +702,26 @@ fn current_session(
         return Some(hit);
     }
     let previous = config.lifecycle.previous_keys.iter().map(|(s, _)| s);
-    let (s, old_key) = session::open_any(
+    // Opened without the expiry check first, to count an expired session apart from a
+    // forged or foreign one.
+    let opened = session::open_any(
         &config.session_key,
         previous,
         &config.cookie.name,
         &value,
-        env.now,
-    )?;
+        0,
+    );
+    let (s, old_key) = match opened {
+        Some((s, _)) if s.expires_at <= env.now => {
+            cx.metrics.count("sessions_rejected.expired");
+            return None;
+        }
+        Some(found) => found,
+        None => {
+            cx.metrics.count("sessions_rejected.invalid");
+            return None;
+        }
+    };
     let mut a = Admitted::new(config, s);
     if old_key {
         // Sealed with a previous `cookie_secret`: seal it again with the current one, set on

@@ -19,8 +19,8 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use super::jwks::MIN_RSA_BITS;
-use super::jwt::{Alg, SHA256_PREFIX};
+use super::jwks::{Alg, MIN_RSA_BITS};
+use super::jwt::SHA256_PREFIX;
 
 /// Signing cost grows with the cube of the modulus and runs on the request path inside
 /// the proxy; 4096 is also the largest key [`super::Jwks`] will verify with.

@@ -141,19 +141,33 @@ fn metadata_url(value: &str, field: &'static str) -> Result<Url, OidcError> {
     Ok(url)
 }
 
-/// http is allowed alongside https because local/dev providers (and in-mesh ones behind
-/// an Envoy TLS cluster) are commonly plain http; whether that is acceptable is config policy.
-fn parse_http_url(value: &str, field: &'static str) -> Result<Url, OidcError> {
-    let url = Url::parse(value).map_err(|_| OidcError::BadUrl(field))?;
+/// Whether an absolute URL may carry `user:password@`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// Only what the configuration names (checked once at load, never used as is).
+    Allowed,
+    /// Anything the filter calls or sends a browser to: credentials in a URL would end up
+    /// in logs and headers.
+    Refused,
+}
+
+/// The one check of an absolute URL, whoever gives it (the configuration, a discovery
+/// document, a browser's `rd`): it parses, is http or https, and has a host. http is
+/// allowed alongside https because local/dev providers (and in-mesh ones behind an Envoy
+/// TLS cluster) are commonly plain http; whether that is acceptable is config policy.
+/// What a caller refuses beyond this (fragments, queries) it checks itself.
+pub fn http_url(value: &str, credentials: Credentials) -> Option<Url> {
+    let url = Url::parse(value).ok()?;
     let http = matches!(url.scheme(), "https" | "http");
     let has_host = url.host_str().is_some_and(|h| !h.is_empty());
-    // Credentials in a URL would end up in logs and headers.
-    let no_credentials = url.username().is_empty() && url.password().is_none();
-    if http && has_host && no_credentials {
-        Ok(url)
-    } else {
-        Err(OidcError::BadUrl(field))
-    }
+    let credentials_ok = credentials == Credentials::Allowed
+        || (url.username().is_empty() && url.password().is_none());
+    (http && has_host && credentials_ok).then_some(url)
+}
+
+/// [`http_url`] for a URL the filter will call, failing with the field it came from.
+fn parse_http_url(value: &str, field: &'static str) -> Result<Url, OidcError> {
+    http_url(value, Credentials::Refused).ok_or(OidcError::BadUrl(field))
 }
 
 /// Issuers are scheme://host[:port][/path] only (OIDC Core 2, `iss`).
@@ -347,5 +361,25 @@ mod tests {
         );
         assert!(target("/relative").is_err());
         assert!(target("file:///etc/passwd").is_err());
+    }
+
+    #[test]
+    fn the_one_url_check() {
+        use Credentials::{Allowed, Refused};
+        for ok in ["https://idp.example.com", "http://[::1]:8080/x?y#z"] {
+            assert!(http_url(ok, Refused).is_some(), "{ok}");
+        }
+        for bad in [
+            "/relative",
+            "ftp://idp.example.com/",
+            "https://",
+            "file:///etc/passwd",
+        ] {
+            assert!(http_url(bad, Allowed).is_none(), "{bad}");
+        }
+        // Credentials: only the configuration lets them through (see `config::check_url`).
+        assert!(http_url("https://u:p@idp.example.com/", Allowed).is_some());
+        assert!(http_url("https://u:p@idp.example.com/", Refused).is_none());
+        assert!(http_url("https://u@idp.example.com/", Refused).is_none());
     }
 }

@@ -4,7 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::jwks::Jwks;
-use super::{ct_eq, jwt, JwtError};
+use super::{jwt, JwtError};
+use crate::seal::constant_time_eq;
 
 /// Clock skew tolerated between us and the provider.
 pub const DEFAULT_SKEW: u64 = 60;
@@ -91,7 +92,7 @@ pub fn validate_id_token(
             .get("nonce")
             .and_then(Value::as_str)
             .ok_or(JwtError::BadNonce)?;
-        if !ct_eq(got.as_bytes(), expected.as_bytes()) {
+        if !constant_time_eq(got.as_bytes(), expected.as_bytes()) {
             return Err(JwtError::BadNonce);
         }
     }

@@ -6,9 +6,9 @@ use ed25519_dalek::VerifyingKey as Ed25519Key;
 use p256::ecdsa::VerifyingKey as P256Key;
 use p384::ecdsa::VerifyingKey as P384Key;
 use rsa::{BigUint, RsaPublicKey};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::jwt::Alg;
 use super::{OidcError, MAX_DOCUMENT_BYTES};
 
 /// Below this, RSA signatures are forgeable with realistic effort (NIST SP 800-131A).
@@ -16,6 +16,66 @@ pub const MIN_RSA_BITS: usize = 2048;
 
 /// Bounds the work a kid-less token can cause (each candidate key costs one verification).
 const MAX_KEYS: usize = 32;
+
+/// The only JWS algorithms we accept. Anything else (none, HS*, ES512, Ed448...) is refused.
+#[allow(clippy::upper_case_acronyms)] // names mirror the JOSE registry spelling
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    /// Ed25519 only (RFC 8037): the sole OKP curve [`Jwks`] keeps.
+    EdDSA,
+}
+
+impl Alg {
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Some(match name {
+            "RS256" => Alg::RS256,
+            "RS384" => Alg::RS384,
+            "RS512" => Alg::RS512,
+            "PS256" => Alg::PS256,
+            "PS384" => Alg::PS384,
+            "PS512" => Alg::PS512,
+            "ES256" => Alg::ES256,
+            "ES384" => Alg::ES384,
+            "EdDSA" => Alg::EdDSA,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+
+    /// Each key type lists what it may verify, so a new `Alg` fits no key until added here.
+    pub(crate) fn fits(self, key: &PublicKey) -> bool {
+        match key {
+            PublicKey::Rsa(_) => matches!(
+                self,
+                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512
+            ),
+            PublicKey::P256(_) => self == Alg::ES256,
+            PublicKey::P384(_) => self == Alg::ES384,
+            PublicKey::Ed25519(_) => self == Alg::EdDSA,
+        }
+    }
+}
 
 /// Verifying key material.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,11 +8,12 @@ use base64::Engine as _;
 use p256::ecdsa::signature::Verifier as _;
 use rsa::traits::PublicKeyParts;
 use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::digest::DynDigest;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+/// Re-exported: where `Alg` was first defined; it lives with the keys it fits.
+pub use super::jwks::Alg;
 use super::jwks::{Jwk, Jwks, PublicKey};
 use super::JwtError;
 
@@ -33,66 +34,6 @@ const SHA512_PREFIX: &[u8] = &[
     0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05,
     0x00, 0x04, 0x40,
 ];
-
-/// The only JWS algorithms we accept. Anything else (none, HS*, ES512, Ed448...) is refused.
-#[allow(clippy::upper_case_acronyms)] // names mirror the JOSE registry spelling
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Alg {
-    RS256,
-    RS384,
-    RS512,
-    PS256,
-    PS384,
-    PS512,
-    ES256,
-    ES384,
-    /// Ed25519 only (RFC 8037): the sole OKP curve [`Jwks`] keeps.
-    EdDSA,
-}
-
-impl Alg {
-    pub fn from_name(name: &str) -> Option<Alg> {
-        Some(match name {
-            "RS256" => Alg::RS256,
-            "RS384" => Alg::RS384,
-            "RS512" => Alg::RS512,
-            "PS256" => Alg::PS256,
-            "PS384" => Alg::PS384,
-            "PS512" => Alg::PS512,
-            "ES256" => Alg::ES256,
-            "ES384" => Alg::ES384,
-            "EdDSA" => Alg::EdDSA,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Alg::RS256 => "RS256",
-            Alg::RS384 => "RS384",
-            Alg::RS512 => "RS512",
-            Alg::PS256 => "PS256",
-            Alg::PS384 => "PS384",
-            Alg::PS512 => "PS512",
-            Alg::ES256 => "ES256",
-            Alg::ES384 => "ES384",
-            Alg::EdDSA => "EdDSA",
-        }
-    }
-
-    /// Each key type lists what it may verify, so a new `Alg` fits no key until added here.
-    pub(crate) fn fits(self, key: &PublicKey) -> bool {
-        match key {
-            PublicKey::Rsa(_) => matches!(
-                self,
-                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512
-            ),
-            PublicKey::P256(_) => self == Alg::ES256,
-            PublicKey::P384(_) => self == Alg::ES384,
-            PublicKey::Ed25519(_) => self == Alg::EdDSA,
-        }
-    }
-}
 
 /// Verifies `token` against `jwks` and returns its claims. Claims are NOT validated
 /// here (see `id_token`); this only establishes who signed the bytes.

@@ -18,10 +18,13 @@ pub(crate) mod testkeys;
 
 pub use assertion::ClientKey;
 pub use claims::{identity, ClaimNames, Identity};
-pub use discovery::{discovery_url, issuer_matches, target, well_known_path, Discovery, Target};
+pub use discovery::{
+    discovery_url, http_url, issuer_matches, target, well_known_path, Credentials, Discovery,
+    Target,
+};
 pub use id_token::{validate_id_token, IdTokenRules, Kind, Verified};
-pub use jwks::Jwks;
-pub use jwt::{unverified_issuer, verify, Alg};
+pub use jwks::{Alg, Jwks};
+pub use jwt::{unverified_issuer, verify};
 pub use token::{
     code_exchange, parse_grant_response, parse_token_response, refresh_grant, revocation,
     token_exchange, Client, ClientAuth, TokenRequest, TokenResponse,
@@ -128,25 +131,9 @@ impl fmt::Display for JwtError {
 
 impl std::error::Error for JwtError {}
 
-/// Comparison whose timing does not reveal where two secrets (e.g. nonces) first differ.
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ct_eq_behaves() {
-        assert!(ct_eq(b"abc", b"abc"));
-        assert!(!ct_eq(b"abc", b"abd"));
-        assert!(!ct_eq(b"abc", b"abcd"));
-        assert!(ct_eq(b"", b""));
-    }
 
     #[test]
     fn display_never_echoes_details() {

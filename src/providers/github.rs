@@ -26,7 +26,7 @@ pub(super) enum Stage {
     Checked,
 }
 
-fn api_get(config: &Config, p: &Profile, path: &str) -> Option<crate::gate::Callout> {
+fn api_get(config: &Config, p: &Profile, path: &str) -> Option<crate::callout::Callout> {
     get_with(
         &format!("{}{path}", config.provider.github.api),
         &format!("Bearer {}", p.access_token),
@@ -102,6 +102,8 @@ pub(super) fn on_answer(
             Ok(v) => v,
             Err(next) => return next,
         },
+        // GitHub answers 404 for a private repository the user cannot see.
+        Some((404, _)) if stage == Stage::Repo => return Next::Denied("github_repo".into()),
         other => return refused(other, stage_name(&stage)),
     };
     match stage {

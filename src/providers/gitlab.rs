@@ -70,6 +70,10 @@ pub(super) fn on_answer(
             }
             project(config, p, i + 1)
         }
+        // A token without `read_api` cannot look: a misconfiguration, not a refusal.
+        Some((403, body)) if String::from_utf8_lossy(body).contains("insufficient_scope") => {
+            Next::Failed("gitlab_project_insufficient_scope".into())
+        }
         // Not visible to this user: not a member.
         Some((403 | 404, _)) => project(config, p, i + 1),
         Some((status, _)) => Next::Failed(format!("gitlab_project_status_{status}")),

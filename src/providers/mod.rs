@@ -11,8 +11,8 @@ mod entra;
 mod github;
 mod gitlab;
 
+use crate::callout::Callout;
 use crate::config::{Config, Kind};
-use crate::gate::Callout;
 use crate::oidc::{self, ClaimNames, Discovery, Identity, Verified};
 use serde_json::{Map, Value};
 

@@ -489,6 +489,11 @@ fn gitlab_api_failures_fail_the_login() {
         (Some((500, &b""[..])), "gitlab_project_status_500"),
         (Some((200, &b"<html>"[..])), "gitlab_project_malformed"),
         (None, "gitlab_project_unreachable"),
+        // A token without `read_api`: the configuration is wrong, the user is not refused.
+        (
+            Some((403, &br#"{"error":"insufficient_scope"}"#[..])),
+            "gitlab_project_insufficient_scope",
+        ),
     ] {
         let (_, p) = called(start_with(&c, &d, gitlab_claims(&["other"])));
         assert_eq!(failed(resume(&c, &d, p, answer)), reason);
@@ -1036,6 +1041,15 @@ fn github_repo_access_with_the_users_token() {
         failed(reply(&c, &d, p, 401, json!({}))),
         "github_repo_token_refused"
     );
+}
+
+#[test]
+fn github_private_repo_the_user_cannot_see_is_a_refusal() {
+    let c = github(json!({"github_repo": "acme/app"}));
+    let d = github_d(&c);
+    let (_, p) = called(github_user(&c, &d));
+    let answer = Some((404, &br#"{"message":"Not Found"}"#[..]));
+    assert_eq!(denied(resume(&c, &d, p, answer)), "github_repo");
 }
 
 #[test]

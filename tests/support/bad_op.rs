@@ -9,7 +9,9 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use super::http::{Browser, Hop, Response};
 use super::jwt::{self, Key};
+use super::stack::{App, Idp, Stack};
 use super::upstream::{MiniServer, ServerRequest, ServerResponse};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -440,4 +442,23 @@ fn token(st: &mut OpState, req: &ServerRequest) -> ServerResponse {
         }
         _ => ServerResponse::json(200, &body),
     }
+}
+
+/// A stack (Recorder app, 2 s `idp_timeout`) whose OpenID Provider is `op`, with `op`
+/// told the stack's redirect URI.
+pub fn bad_op_stack(op: &BadOp) -> Stack {
+    let st = Stack::builder()
+        .idp(Idp::External { port: op.port() })
+        .app(App::Recorder)
+        .inline_secrets()
+        .client_secret("bad-op-secret")
+        .plugin("idp_timeout", json!("2s"))
+        .start();
+    op.set_redirect_uri(&st.redirect_url());
+    st
+}
+
+/// Log in against the bad OP with the current scenario. Returns final response + hops.
+pub fn bad_op_login(st: &Stack, b: &mut Browser) -> (Response, Vec<Hop>) {
+    b.follow_get(&st.url("/private?from=e2e"))
 }

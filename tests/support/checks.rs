@@ -1,12 +1,13 @@
-//! Checks shared by `tests/policy.rs` and `tests/hardening.rs`: what the gate's answers
-//! look like (login redirect, the bare 401), requests with a raw target, and reading the
-//! Recorder's `/headers` echo.
+//! Checks shared by the end-to-end suites (`tests/policy.rs`, `tests/hardening.rs`,
+//! `tests/login.rs`, `tests/sessions.rs` and the others): what the gate's answers look like
+//! (login redirect, the bare 401), the session cookies a response, a redirect chain or a
+//! browser holds, requests with a raw target, and reading the Recorder's `/headers` echo.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::http::{raw_request, raw_request_target, Response, SetCookie};
+use super::http::{raw_request, raw_request_target, Browser, Hop, Response, SetCookie};
 use super::stack::Stack;
 
 /// The default session cookie name and its login-attempt (CSRF) cookie.
@@ -15,6 +16,20 @@ pub const CSRF: &str = "_oauth2_proxy_csrf";
 
 /// What an API client sends.
 pub const API: &[(&str, &str)] = &[("Accept", "application/json")];
+
+/// Every identity header the filter owns: the client may never supply any of them.
+pub const IDENTITY_HEADERS: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-preferred-username",
+    "x-auth-request-groups",
+    "x-auth-request-access-token",
+];
 
 /// `_oauth2_proxy` or `_oauth2_proxy_<digits>` (not the CSRF cookie).
 pub fn is_session_cookie_name(n: &str) -> bool {
@@ -29,6 +44,31 @@ pub fn session_cookies_set(r: &Response) -> Vec<SetCookie> {
         .into_iter()
         .filter(|c| is_session_cookie_name(&c.name) && !c.is_deletion() && !c.value.is_empty())
         .collect()
+}
+
+/// Session Set-Cookies (not deletions) anywhere in a chain of hops.
+pub fn session_cookies_set_in_hops(hops: &[Hop]) -> Vec<SetCookie> {
+    hops.iter()
+        .flat_map(|h| h.set_cookies.iter().map(|s| SetCookie::parse(s)))
+        .filter(|c| is_session_cookie_name(&c.name) && !c.is_deletion() && !c.value.is_empty())
+        .collect()
+}
+
+/// The names of the session cookies `b` holds for `origin`, sorted.
+pub fn session_cookies_in_jar(b: &Browser, origin: &str) -> Vec<String> {
+    let mut v: Vec<String> = b
+        .cookies(origin)
+        .iter()
+        .filter(|c| is_session_cookie_name(&c.name))
+        .map(|c| c.name.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The first hop of a chain whose URL contains `path_part`.
+pub fn find_hop<'a>(hops: &'a [Hop], path_part: &str) -> Option<&'a Hop> {
+    hops.iter().find(|h| h.url.contains(path_part))
 }
 
 pub fn discovery(st: &Stack) -> Value {
@@ -83,6 +123,21 @@ pub fn assert_gate_401(st: &Stack, resp: &Response, ctx: &str) {
     });
     st.check(session_cookies_set(resp).is_empty(), || {
         format!("{ctx}: a 401 set a session cookie: {}", resp.short())
+    });
+}
+
+/// `resp` is a 401 without a Location (an API client without a session) and sets no
+/// session; unlike [`assert_gate_401`] the body is not checked.
+pub fn assert_401(st: &Stack, resp: &Response, ctx: &str) {
+    st.check(
+        resp.status == 401 && resp.header("location").is_none(),
+        || format!("{ctx}: expected 401 without redirect, got {}", resp.short()),
+    );
+    st.check(session_cookies_set(resp).is_empty(), || {
+        format!(
+            "{ctx}: a 401 must not set a session cookie: {}",
+            resp.short()
+        )
     });
 }
 

@@ -130,10 +130,13 @@ impl Drop for MiniServer {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        204 => "No Content",
         302 => "Found",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
+        429 => "Too Many Requests",
         500 => "Internal Server Error",
         _ => "Status",
     }
@@ -204,7 +207,10 @@ fn serve_conn(s: TcpStream, h: Handler, stop: Arc<AtomicBool>) {
         for (k, v) in &resp.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
-        out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+        // RFC 9110 8.6: no Content-Length on a 204.
+        if resp.status != 204 {
+            out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+        }
         if close {
             out.push_str("Connection: close\r\n");
         }

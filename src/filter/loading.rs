@@ -1,0 +1,73 @@
+//! Carrying out the metadata loader's actions: its callouts, shared-data writes, and the
+//! parked streams it wakes.
+
+use super::host;
+use super::plugin::{Owner, Vm};
+use super::steps::{carry_out, dispatch, refresh, unavailable, with_gate};
+use crate::gate;
+use crate::loader::{self, Then};
+
+/// Carries out the loader's actions.
+pub(super) fn perform(vm: &mut Vm, root: u32, actions: Vec<loader::Action>, now: u64) {
+    for action in actions {
+        let Some(plugin) = vm.plugins.get_mut(&root) else {
+            return;
+        };
+        match action {
+            loader::Action::Fetch {
+                issuer,
+                callout,
+                fetch,
+            } => match dispatch(&plugin.config, &callout) {
+                Some(token) => vm.await_answer(
+                    token,
+                    Owner::Load {
+                        root,
+                        issuer,
+                        fetch,
+                    },
+                ),
+                None => {
+                    let more = plugin.loader.on_dispatch_failed(
+                        &plugin.providers,
+                        issuer,
+                        now,
+                        &callout.authority,
+                    );
+                    perform(vm, root, more, now);
+                }
+            },
+            loader::Action::Share { issuer, key, bytes } => {
+                host::shared_set(&key, &bytes, None);
+                plugin
+                    .loader
+                    .shared_written(issuer, host::shared_get(&key).1);
+            }
+            loader::Action::Log(level, line) => {
+                plugin.metrics.count_log(&line);
+                host::log(level, &line);
+            }
+            loader::Action::Wake { stream, then } => {
+                if host::switch_to(stream) {
+                    wake(vm, root, stream, then);
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn wake(vm: &mut Vm, root: u32, stream: u32, then: Then) {
+    let Some(plugin) = vm.plugins.get_mut(&root) else {
+        return;
+    };
+    let step = match then {
+        Then::Decide(req) => with_gate(plugin, |cx, env| gate::decide(cx, &req, env)),
+        Then::Unavailable(req) => return unavailable(503, Some(&req), "provider_unavailable"),
+        Then::Keys(pending) => with_gate(plugin, |cx, env| gate::resume_keys(cx, pending, env)),
+        Then::Refresh(call) => {
+            refresh(vm, root, stream, call, true);
+            return;
+        }
+    };
+    carry_out(vm, root, stream, step, None, true);
+}
