@@ -1,6 +1,8 @@
 """Envoy bootstraps for the benchmark: one listener, the same connection manager and the same
 upstream in every configuration; only the auth filter in front of the router differs.
-Built as dicts (Envoy reads JSON bootstraps) so every variant shares one definition."""
+Built as dicts (Envoy reads JSON bootstraps) so every variant shares one definition.
+`bootstrap_listeners` puts several such listeners, one per configuration, into one Envoy
+(`python3 -m bench.paired`)."""
 
 from __future__ import annotations
 
@@ -44,12 +46,13 @@ def _wasm(name: str, path: str, configuration: str, env_keys: list[str]) -> dict
     }
 
 
-def bootstrap(port: int, admin: int, app_port: int, idp_port: int,
-              filters: list[dict], secrets: list[dict] | None = None) -> dict:
+def listener(name: str, port: int, filters: list[dict], stat_prefix: str = "bench") -> dict:
+    """One benchmark listener: the shared connection manager with `filters` before the router.
+    Its request counters are `http.<stat_prefix>.downstream_rq_*`."""
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network."
                  "http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "bench",
+        "stat_prefix": stat_prefix,
         "codec_type": "AUTO",
         "upgrade_configs": [{"upgrade_type": "websocket"}],
         "use_remote_address": True,
@@ -72,15 +75,26 @@ def bootstrap(port: int, admin: int, app_port: int, idp_port: int,
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
         }],
     }
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": hcm,
+        }]}],
+    }
+
+
+def bootstrap(port: int, admin: int, app_port: int, idp_port: int,
+              filters: list[dict], secrets: list[dict] | None = None) -> dict:
+    return bootstrap_listeners(admin, app_port, idp_port, [listener("main", port, filters)], secrets)
+
+
+def bootstrap_listeners(admin: int, app_port: int, idp_port: int, listeners: list[dict],
+                        secrets: list[dict] | None = None) -> dict:
+    """One Envoy with every listener in `listeners` (see `listener`), the same clusters."""
     static = {
-        "listeners": [{
-            "name": "main",
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": hcm,
-            }]}],
-        }],
+        "listeners": listeners,
         "clusters": [_cluster("app", app_port), _cluster("idp", idp_port)],
     }
     if secrets:
@@ -91,12 +105,17 @@ def bootstrap(port: int, admin: int, app_port: int, idp_port: int,
     }
 
 
-def trivial_filter(wasm_path: str) -> list[dict]:
-    return [_wasm("bench-trivial", wasm_path, "", [])]
+# `name` is the plugin's name, root_id and vm_id. Envoy gives plugins with the same vm_id and
+# the same code one VM (per thread); within it, root_id picks the root context. Several
+# listeners in one Envoy therefore pass distinct names to get a VM each.
 
 
-def gate_filter(wasm_path: str, plugin_config: str) -> list[dict]:
-    return [_wasm("wasm-oauth2-proxy", wasm_path, plugin_config,
+def trivial_filter(wasm_path: str, name: str = "bench-trivial") -> list[dict]:
+    return [_wasm(name, wasm_path, "", [])]
+
+
+def gate_filter(wasm_path: str, plugin_config: str, name: str = "wasm-oauth2-proxy") -> list[dict]:
+    return [_wasm(name, wasm_path, plugin_config,
                   ["OAUTH2_CLIENT_SECRET", "OAUTH2_COOKIE_SECRET"])]
 
 

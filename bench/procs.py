@@ -181,15 +181,36 @@ class Envoy:
         fields = stat.rsplit(")", 1)[1].split()
         return int(fields[11]) + int(fields[12])
 
+    def cpu_ns(self) -> int:
+        """CPU time of the Envoy process in nanoseconds: the sum over its threads of the
+        first field of /proc/PID/task/TID/schedstat (the scheduler's own run time, not
+        sampled in clock ticks). Falls back to `cpu_ticks` where schedstat is missing.
+        Threads that exited between two readings drop out of the sum; Envoy keeps its
+        threads for its whole life."""
+        total = 0
+        try:
+            for task in Path(f"/proc/{self.pid}/task").iterdir():
+                try:
+                    total += int((task / "schedstat").read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue
+        except OSError:
+            total = 0
+        if total == 0:
+            return self.cpu_ticks() * 1_000_000_000 // CLK_TCK
+        return total
+
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         return 0
 
-    def response_codes(self) -> dict[str, int]:
-        """downstream_rq_{1..5}xx of the benchmark listener (not the admin one)."""
-        url = f"http://127.0.0.1:{self.admin}/stats?filter=^http\\.bench\\.downstream_rq_[1-5]xx$"
+    def response_codes(self, stat_prefix: str = "bench") -> dict[str, int]:
+        """downstream_rq_{1..5}xx of the benchmark listener (not the admin one); with several
+        listeners, of the one whose connection manager has `stat_prefix`."""
+        url = (f"http://127.0.0.1:{self.admin}/stats?filter="
+               f"^http\\.{stat_prefix}\\.downstream_rq_[1-5]xx$")
         with urllib.request.urlopen(url, timeout=5) as r:
             text = r.read().decode()
         out = {f"{c}xx": 0 for c in "12345"}

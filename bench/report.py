@@ -268,3 +268,194 @@ def write(out: Path, results: dict) -> None:
     raw.mkdir(parents=True, exist_ok=True)
     (raw / "latest.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     (out / "RESULTS.md").write_text(markdown(results, s))
+
+
+# --- `python3 -m bench.paired`: one Envoy, paired differences -------------------------------
+
+PAIRED_SECTION = "Paired differences, one Envoy"
+PAIRED_ORDER = ["trivial", "hostcalls", "session", "chunked", "bearer", "skip", "oauth2", "jwt",
+                "jwt_cache"]
+
+
+def _spread(values: list[float]) -> dict:
+    """Median, quartiles (inclusive method: for 5 values, the 2nd and 4th) and range."""
+    v = sorted(values)
+    if len(v) >= 2:
+        q1, _, q3 = statistics.quantiles(v, n=4, method="inclusive")
+    else:
+        q1 = q3 = v[0]
+    return {"n": len(v), "median": statistics.median(v), "q1": q1, "q3": q3,
+            "iqr": q3 - q1, "min": v[0], "max": v[-1], "range": v[-1] - v[0]}
+
+
+def per_process_spreads(latest: dict) -> dict:
+    """From `bench.run`'s results: per configuration, the difference to its baseline within
+    each round (the two ran in separate Envoys, minutes apart at most), with its spread, and
+    the table's "added" (difference of the medians)."""
+    out = {}
+    cases = latest.get("cases", {})
+    for key, c in cases.items():
+        base = cases.get(c.get("baseline", "base"))
+        if key.startswith("base") or base is None:
+            continue
+        diffs = [a["envoy_cpu_us_per_req"] - b["envoy_cpu_us_per_req"]
+                 for a, b in zip(c["saturated"], base["saturated"])]
+        if not diffs:
+            continue
+        added = statistics.median(r["envoy_cpu_us_per_req"] for r in c["saturated"]) \
+            - statistics.median(r["envoy_cpu_us_per_req"] for r in base["saturated"])
+        out[key] = {"baseline": c.get("baseline", "base"), "added_us": added,
+                    "per_round_diff_us": _spread(diffs)}
+    return out
+
+
+def summarize_paired(results: dict, latest: dict | None) -> dict:
+    s = {}
+    for key, c in results["cases"].items():
+        pairs = c["pairs"]
+        s[key] = {
+            "title": c["title"],
+            "diff_us": _spread([p["diff_us"] for p in pairs]),
+            "config_cpu_us": statistics.median(p["config"]["envoy_cpu_us_per_req"] for p in pairs),
+            "baseline_cpu_us": statistics.median(p["baseline"]["envoy_cpu_us_per_req"] for p in pairs),
+            "config_rps": statistics.median(p["config"]["rps"] for p in pairs),
+            # The same runs in clock ticks, to show what schedstat's resolution buys.
+            "diff_us_ticks": _spread([p["config"]["envoy_cpu_us_per_req_ticks"]
+                                      - p["baseline"]["envoy_cpu_us_per_req_ticks"] for p in pairs]),
+        }
+    for ref in ("trivial", "oauth2"):
+        d = s.get(ref, {}).get("diff_us", {}).get("median")
+        for v in s.values():
+            v[f"x_{ref}"] = v["diff_us"]["median"] / d if d and d > 0 else None
+    pp = per_process_spreads(latest) if latest else {}
+    for key, v in s.items():
+        v["per_process"] = pp.get(key)
+    return s
+
+
+def _x(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def paired_markdown(results: dict, s: dict, latest: dict | None) -> str:
+    m, st = results["machine"], results["settings"]
+    w = results["wasm"]
+    lines = [
+        f"## {PAIRED_SECTION}",
+        "",
+        f"- **Command:** `{results['command']}` → `python3 -m bench.paired` "
+        f"(took {results['seconds']:.0f} s), {m['date']}; load average at start "
+        f"{' '.join(m['loadavg_at_start'])}",
+        "- **One Envoy** (`--concurrency 1`, core 0; wrk, nginx and the IdP on core 1) with a "
+        "listener per configuration: no filter (the baseline), the two Wasm floors, this filter "
+        "once per request kind (3)–(6), native oauth2, jwt_authn without and with cache. Each "
+        "Wasm listener has its own `vm_id`/`root_id`, so a VM of its own "
+        f"(filter sha256 `{w['gate']['sha256'][:16]}…`, {w['gate']['bytes']} bytes). "
+        f"Envoy RSS after warm-up: {results['envoy_rss_kb'] / 1024:.0f} MB for all of them.",
+        f"- **Runs:** {st['warmup_seconds']} s warm-up per listener, then {st['rounds']} rounds; "
+        f"in each, per configuration, two adjacent {st['seconds']} s saturation runs (wrk, "
+        f"{st['connections']} connections): its listener, and the baseline listener with the "
+        "identical request (same headers, same path), the order alternating (AB, BA). Envoy "
+        "CPU per request is the process's CPU time from `/proc/PID/task/*/schedstat` "
+        "(nanoseconds) around the run over the requests wrk completed; every run checked as "
+        "above (credential at nginx first, any non-2xx fails).",
+        "- **Paired Δ** is the configuration's CPU per request minus the baseline's in the same "
+        "pair: median, interquartile range (inclusive quartiles) and min–max over the rounds; "
+        "× (2) and × (7) divide the median by the trivial filter's and native oauth2's.",
+    ]
+    have_pp = any(v["per_process"] for v in s.values())
+    if have_pp:
+        when = latest.get("machine", {}).get("date", "?")
+        lines.append(
+            "- **Per process** (the table above, `bench/results/latest.json`, run of "
+            f"{when}): \"added\" is its difference of medians; its spread is that of the "
+            "per-round differences (configuration minus its baseline Envoy in the same round, "
+            "each a separate process). Rows (2), (2b), (7), (8a), (8b) are there measured "
+            "against (1), which carries john's cookie rather than exactly their request.")
+    lines += [
+        "",
+        "| configuration | Envoy CPU µs/req, config / baseline | paired Δ µs/req | IQR | min–max "
+        "| × (2) | × (7) | per process: added | per-round Δ IQR | min–max |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    narrower_iqr = narrower_range = compared = 0
+    iqr_ratios = []
+    for key in PAIRED_ORDER + [k for k in s if k not in PAIRED_ORDER]:
+        if key not in s:
+            continue
+        v = s[key]
+        d = v["diff_us"]
+        row = (f"| {v['title']} | {v['config_cpu_us']:.1f} / {v['baseline_cpu_us']:.1f} | "
+               f"{d['median']:+.1f} | {d['q1']:+.1f} … {d['q3']:+.1f} ({d['iqr']:.1f}) | "
+               f"{d['min']:+.1f} … {d['max']:+.1f} ({d['range']:.1f}) | "
+               f"{_x(v['x_trivial'])} | {_x(v['x_oauth2'])} | ")
+        pp = v["per_process"]
+        if pp:
+            pd = pp["per_round_diff_us"]
+            row += (f"{pp['added_us']:+.1f} | {pd['q1']:+.1f} … {pd['q3']:+.1f} ({pd['iqr']:.1f}) | "
+                    f"{pd['min']:+.1f} … {pd['max']:+.1f} ({pd['range']:.1f}) |")
+            compared += 1
+            narrower_iqr += d["iqr"] < pd["iqr"]
+            narrower_range += d["range"] < pd["range"]
+            if pd["iqr"] > 0:
+                iqr_ratios.append(d["iqr"] / pd["iqr"])
+        else:
+            row += "— | — | — |"
+        lines.append(row)
+    lines.append("")
+    if compared:
+        lines.append(
+            f"Spread, paired against per process (same rows, widths in parentheses): the paired "
+            f"IQR is narrower in {narrower_iqr} of {compared} rows and the paired range in "
+            f"{narrower_range} of {compared}; the median ratio of IQR widths (paired / per "
+            f"process) is {statistics.median(iqr_ratios):.2f}." if iqr_ratios else "")
+        lines.append("")
+    worst = max(abs(v["diff_us_ticks"]["median"] - v["diff_us"]["median"]) for v in s.values())
+    lines += [
+        f"The same runs timed in clock ticks (`/proc/PID/stat`, 1/{_clk_tck()} s) give paired "
+        f"medians within {worst:.1f} µs of these; the raw runs are in "
+        "`bench/results/paired.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _clk_tck() -> int:
+    return os.sysconf("SC_CLK_TCK")
+
+
+def insert_section(md: Path, heading: str, text: str, before: str = "## Cold paths") -> None:
+    """Puts `text` (starting with `## heading`) into `md`: in place of an existing section of
+    that heading, else before the section `before`, else at the end."""
+    old = md.read_text() if md.is_file() else ""
+    lines = old.splitlines()
+    start = next((i for i, l in enumerate(lines) if l.strip() == f"## {heading}"), None)
+    new = text.rstrip("\n").splitlines() + [""]
+    if start is not None:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[start:end] = new
+    else:
+        at = next((i for i, l in enumerate(lines) if l.startswith(before)), None)
+        if at is None:
+            lines += ([""] if lines and lines[-1] else []) + new
+        else:
+            lines[at:at] = new
+    md.write_text("\n".join(lines).rstrip("\n") + "\n")
+
+
+def write_paired(out: Path, results: dict, per_process: Path) -> Path:
+    latest = None
+    if per_process.is_file():
+        try:
+            latest = json.loads(per_process.read_text())
+        except ValueError:
+            latest = None
+    s = summarize_paired(results, latest)
+    results["summary"] = s
+    results["per_process_source"] = str(per_process) if latest else None
+    raw = out / "results"
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / "paired.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    md = out / "RESULTS.md"
+    insert_section(md, PAIRED_SECTION, paired_markdown(results, s, latest))
+    return md

@@ -18,6 +18,33 @@ JWT_ISSUER = "https://bench.example"
 JWT_AUDIENCE = "bench"
 
 
+def gate_plugin_config(idp_port: int, redirect_url: str) -> str:
+    """The filter's configuration in every measured case (3)–(6)."""
+    return json.dumps({
+        "provider": "oidc",
+        "oidc_issuer_url": f"http://127.0.0.1:{idp_port}",
+        "idp_cluster": "idp",
+        "client_id": CLIENT_ID,
+        "client_secret_env": "OAUTH2_CLIENT_SECRET",
+        "cookie_secret_env": "OAUTH2_COOKIE_SECRET",
+        "redirect_url": redirect_url,
+        "email_domains": ["*"],
+        "cookie_secure": False,
+        "skip_auth_routes": ["GET=^/public/"],
+        # Row 5: a verified ID token in `Authorization: Bearer` stands in for a session.
+        "skip_jwt_bearer_tokens": True,
+    })
+
+
+def mint_jwt() -> dict:
+    """A fresh key and a bearer JWT for `jwt_authn` (`token`, `jwks`)."""
+    minted = subprocess.run(
+        ["node", str(ROOT / "bench" / "mint_jwt.mjs"), JWT_ISSUER, JWT_AUDIENCE],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(minted.stdout)
+
+
 class Stack:
     def __init__(self, procs: Procs, gate_wasm: Path, trivial_wasm: Path, hostcalls_wasm: Path,
                  before_wasm: Path | None = None):
@@ -35,27 +62,10 @@ class Stack:
 
         start_nginx(procs, self.app_port)
         start_idp(procs, self.idp_port, self.redirect_uris, self.client_secret)
-        minted = subprocess.run(
-            ["node", str(ROOT / "bench" / "mint_jwt.mjs"), JWT_ISSUER, JWT_AUDIENCE],
-            check=True, capture_output=True, text=True,
-        )
-        jwt = json.loads(minted.stdout)
+        jwt = mint_jwt()
         self.bearer = jwt["token"]
 
-        plugin = json.dumps({
-            "provider": "oidc",
-            "oidc_issuer_url": f"http://127.0.0.1:{self.idp_port}",
-            "idp_cluster": "idp",
-            "client_id": CLIENT_ID,
-            "client_secret_env": "OAUTH2_CLIENT_SECRET",
-            "cookie_secret_env": "OAUTH2_COOKIE_SECRET",
-            "redirect_url": self.redirect_uris[0],
-            "email_domains": ["*"],
-            "cookie_secure": False,
-            "skip_auth_routes": ["GET=^/public/"],
-            # Row 5: a verified ID token in `Authorization: Bearer` stands in for a session.
-            "skip_jwt_bearer_tokens": True,
-        })
+        plugin = gate_plugin_config(self.idp_port, self.redirect_uris[0])
         # Builds from before bearer support refuse the option as unknown; their rows (3′,
         # 4′) carry no bearer token, so they run without it.
         plugin_before = json.dumps({k: v for k, v in json.loads(plugin).items()
