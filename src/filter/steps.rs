@@ -79,7 +79,8 @@ pub(super) fn carry_out(
         plugin.metrics.count_log(line);
         host::log(*level, &with_request_id(line));
     }
-    let now = host::now().unwrap_or(0);
+    // Only the cold arms need the time: the hot path makes no clock call here.
+    let now = || host::now().unwrap_or(0);
     match step.decision {
         Decision::Continue { remove, set, reply } => {
             if !host::edit_request_headers(exact.as_ref(), &remove, &set) {
@@ -118,7 +119,7 @@ pub(super) fn carry_out(
                 Some(req)
                     if plugin
                         .loader
-                        .park_for_provider(stream, issuer, req.clone(), now) =>
+                        .park_for_provider(stream, issuer, req.clone(), now()) =>
                 {
                     set_pace(plugin.loader.pace())
                 }
@@ -127,7 +128,10 @@ pub(super) fn carry_out(
             Action::Pause
         }
         Decision::RefreshKeys(issuer, pending) => {
-            match plugin.loader.park_for_keys(stream, issuer, pending.0, now) {
+            match plugin
+                .loader
+                .park_for_keys(stream, issuer, pending.0, now())
+            {
                 KeysWait::Parked => set_pace(plugin.loader.pace()),
                 KeysWait::AsTheyAre(pending) => {
                     let step = with_gate(plugin, |cx, env| gate::resume_keys(cx, pending, env));

@@ -303,6 +303,20 @@ pub(super) fn callback(
     ))
 }
 
+impl Callback {
+    /// This login's end in an error page (see [`fail`]).
+    fn fail(&self, config: &Config, now: u64, status: u16, message: &str, reason: &str) -> Step {
+        fail(
+            config,
+            &self.target(now),
+            &self.csrf_cookie,
+            status,
+            message,
+            reason,
+        )
+    }
+}
+
 /// A login that cannot finish: an error page, the login attempt's CSRF cookie expired, and
 /// one log line with the reason. Never a session.
 pub(super) fn fail(
@@ -340,11 +354,9 @@ pub(super) fn finish_login(
 ) -> Step {
     let config = cx.config;
     let callback_path = config.callback_path();
-    let t = cb.target(env.now);
-    let csrf_name = cb.csrf_cookie.as_str();
-    let failed = |status: u16, message: &str, reason: &str| {
-        fail(config, &t, csrf_name, status, message, reason)
-    };
+    let now = env.now;
+    let failed =
+        |status: u16, message: &str, reason: &str| cb.fail(config, now, status, message, reason);
     let Some(provider) = cx.provider() else {
         return failed(
             503,
@@ -480,11 +492,9 @@ fn complete_login(
 ) -> Step {
     let config = cx.config;
     let callback_path = config.callback_path();
-    let t = cb.target(env.now);
-    let csrf_name = cb.csrf_cookie.as_str();
-    let failed = |status: u16, message: &str, reason: &str| {
-        fail(config, &t, csrf_name, status, message, reason)
-    };
+    let now = env.now;
+    let failed =
+        |status: u16, message: &str, reason: &str| cb.fail(config, now, status, message, reason);
     let Some(id) = env.bytes::<16>() else {
         return failed(
             500,
@@ -537,6 +547,7 @@ fn complete_login(
             "seal_failed",
         );
     };
+    let t = cb.target(now);
     let present: Vec<&str> = cb.present.iter().map(String::as_str).collect();
     let Some(mut set_cookies) = cookie::set_chunked(
         &config.cookie,
@@ -553,7 +564,7 @@ fn complete_login(
             "session_too_large",
         );
     };
-    set_cookies.push(cookie::clear_cookie(&config.cookie, &t, csrf_name));
+    set_cookies.push(cookie::clear_cookie(&config.cookie, &t, &cb.csrf_cookie));
     let email = session.email.clone();
     cx.sessions.insert(&sealed, Rc::new(admitted));
     respond_step(

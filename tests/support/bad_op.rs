@@ -2,11 +2,11 @@
 //! token endpoints (with strict client-auth and PKCE checks), whose ID tokens are crafted
 //! per scenario to be wrong in exactly one way.
 
+use super::mock_common::basic_credentials;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::{json, Value};
 
 use super::http::{Browser, Hop, Response};
@@ -303,24 +303,6 @@ fn authorize(st: &mut OpState, req: &ServerRequest) -> ServerResponse {
         url::form_urlencoded::byte_serialize(ret_state.as_bytes()).collect::<String>()
     );
     ServerResponse::redirect(&loc)
-}
-
-fn basic_credentials(h: &str) -> Option<(String, String)> {
-    let b64 = h
-        .strip_prefix("Basic ")
-        .or_else(|| h.strip_prefix("basic "))?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    let raw = String::from_utf8(raw).ok()?;
-    let (id, secret) = raw.split_once(':')?;
-    let dec = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    Some((dec(id), dec(secret)))
 }
 
 fn token(st: &mut OpState, req: &ServerRequest) -> ServerResponse {
