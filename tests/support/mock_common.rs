@@ -1,6 +1,8 @@
 //! Plumbing shared by the provider mocks (`mock_github`, `mock_google`, `mock_gitlab`,
-//! `mock_entra`): a log of every request each listener received, client authentication at
-//! a token endpoint, PKCE, redirects back to the relying party, and `at_hash`.
+//! `mock_entra`): listeners that log every request they receive, client authentication at
+//! a token endpoint, the authorization code's round trip (grant, redirect back, redemption
+//! checks, PKCE), bearer tokens, and `at_hash`. What only the OpenID Providers share is in
+//! `mock_oidc`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::upstream::{ServerRequest, ServerResponse};
+use super::upstream::{MiniServer, ServerRequest, ServerResponse};
 
 /// One request a mock received, and which of its listeners (`web`, `api`, `token`, …) took it.
 #[derive(Clone, Debug)]
@@ -248,4 +250,128 @@ pub fn check_code_grant(req: &ServerRequest, grant: &Grant) -> Result<(), &'stat
         }
     }
     Ok(())
+}
+
+/// What the shared steps of the authorization-code flow use of a mock's state; a state with
+/// the usual fields (`client_id`, `client_secret`, `current`, `codes`, `violations`) gets it
+/// from [`code_issuer!`].
+pub trait CodeIssuer {
+    /// The registered client: id and secret.
+    fn client(&self) -> (&str, &str);
+    /// Who approves the next authorization request.
+    fn current(&self) -> &str;
+    /// Grants by the code they were answered with.
+    fn codes(&mut self) -> &mut HashMap<String, Grant>;
+    /// Notes a protocol mistake of the relying party.
+    fn violation(&mut self, what: String);
+}
+
+/// `impl CodeIssuer` for a mock's state type with the usual fields.
+macro_rules! code_issuer {
+    ($state:ty) => {
+        impl super::mock_common::CodeIssuer for $state {
+            fn client(&self) -> (&str, &str) {
+                (&self.client_id, &self.client_secret)
+            }
+            fn current(&self) -> &str {
+                &self.current
+            }
+            fn codes(
+                &mut self,
+            ) -> &mut std::collections::HashMap<String, super::mock_common::Grant> {
+                &mut self.codes
+            }
+            fn violation(&mut self, what: String) {
+                self.violations.push(what);
+            }
+        }
+    };
+}
+pub(crate) use code_issuer;
+
+/// The start of every authorization request: what it asks for, as the current user approves
+/// it, and its `state`. `None`, noted as a violation, when it names another client than the
+/// registered one (the caller refuses it as its provider does).
+pub fn authorization(st: &mut impl CodeIssuer, req: &ServerRequest) -> Option<(Grant, String)> {
+    let g = grant_of(req, st.current());
+    if g.client_id != st.client().0 {
+        st.violation(format!("authorize: client_id {:?}", g.client_id));
+        return None;
+    }
+    let state = req.query().get("state").cloned().unwrap_or_default();
+    Some((g, state))
+}
+
+/// Keeps `grant` under `code` and sends the browser back to its `redirect_uri` with `params`.
+pub fn approve(
+    st: &mut impl CodeIssuer,
+    code: &str,
+    grant: Grant,
+    params: &[(&str, &str)],
+) -> ServerResponse {
+    let back = redirect_back(&grant.redirect_uri, params);
+    st.codes().insert(code.to_string(), grant);
+    back
+}
+
+/// The grant of a token request's code, taken out of the state's codes (a code redeems once).
+pub fn take_code(st: &mut impl CodeIssuer, req: &ServerRequest) -> Option<Grant> {
+    let code = req.form().get("code").cloned().unwrap_or_default();
+    st.codes().remove(&code)
+}
+
+/// [`check_code_grant`], a failure noted as a violation (`token: <error>`).
+pub fn check_grant(
+    st: &mut impl CodeIssuer,
+    req: &ServerRequest,
+    grant: &Grant,
+) -> Result<(), &'static str> {
+    check_code_grant(req, grant).inspect_err(|e| st.violation(format!("token: {e}")))
+}
+
+/// What `tokens` holds for the bearer token of a resource request.
+pub fn token_of<V: Clone>(req: &ServerRequest, tokens: &HashMap<String, V>) -> Option<V> {
+    bearer(req).and_then(|t| tokens.get(&t).cloned())
+}
+
+/// A value a mock's handlers need that is known only once every listener has its port (an
+/// issuer, an API base).
+#[derive(Default)]
+pub struct Late<T>(Arc<Mutex<T>>);
+
+impl<T> Clone for Late<T> {
+    fn clone(&self) -> Self {
+        Late(self.0.clone())
+    }
+}
+
+impl<T: Clone> Late<T> {
+    pub fn get(&self) -> T {
+        self.0.lock().expect("late").clone()
+    }
+    pub fn set(&self, v: T) {
+        *self.0.lock().expect("late") = v;
+    }
+}
+
+/// Starts the listener `name` of a mock: `handle` answers each request with the mock's state
+/// locked and the value of `late` as it is then; `log` records the request and its status.
+pub fn listen<S, L>(
+    name: &'static str,
+    state: &Arc<Mutex<S>>,
+    late: &Late<L>,
+    log: &Log,
+    handle: impl Fn(&mut S, &L, &ServerRequest) -> ServerResponse + Send + Sync + 'static,
+) -> MiniServer
+where
+    S: Send + 'static,
+    L: Clone + Send + 'static,
+{
+    let (s, late, log) = (state.clone(), late.clone(), log.clone());
+    MiniServer::start(Arc::new(move |req: &ServerRequest| {
+        let l = late.get();
+        let r = handle(&mut s.lock().expect("mock state"), &l, req);
+        log.push(name, req, r.status);
+        r
+    }))
 }

@@ -13,15 +13,14 @@
 //!   paging with `@odata.nextLink` on `https://graph.microsoft.com/…` and `$skiptoken`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::jwt::{self, Key};
-use super::mock_common::{
-    bearer, check_code_grant, client_credentials, grant_of, redirect_back, Grant, Log,
-};
+use super::mock_common::{approve, authorization, code_issuer, listen, token_of, Grant, Late, Log};
+use super::mock_oidc::{discovery, id_token, jwks, redeem, want_openid, Refused};
 use super::upstream::{MiniServer, ServerRequest, ServerResponse};
 
 /// Where Graph's `@odata.nextLink`s point (the filter only follows links on this host).
@@ -56,6 +55,8 @@ pub struct EntraState {
     pub violations: Vec<String>,
 }
 
+code_issuer!(EntraState);
+
 pub struct MockEntra {
     pub login: MiniServer,
     pub graph: MiniServer,
@@ -83,26 +84,13 @@ impl MockEntra {
             violations: Vec::new(),
         }));
         let log = Log::default();
-        let urls = Arc::new(Mutex::new(Urls::default()));
-        let listener = |name: &'static str| {
-            let (s, l, u) = (state.clone(), log.clone(), urls.clone());
-            MiniServer::start(Arc::new(move |req: &ServerRequest| {
-                let urls = u.lock().expect("urls").clone();
-                let mut st = s.lock().expect("entra");
-                let r = if name == "login" {
-                    login(&mut st, &urls, req)
-                } else {
-                    graph(&mut st, req)
-                };
-                l.push(name, req, r.status);
-                r
-            }))
-        };
-        let (login_srv, graph_srv) = (listener("login"), listener("graph"));
-        *urls.lock().expect("urls") = Urls {
+        let urls = Late::default();
+        let login_srv = listen("login", &state, &urls, &log, login);
+        let graph_srv = listen("graph", &state, &urls, &log, |st, _, req| graph(st, req));
+        urls.set(Urls {
             login: format!("http://127.0.0.1:{}", login_srv.port),
             graph: format!("http://127.0.0.1:{}", graph_srv.port),
-        };
+        });
         MockEntra {
             login: login_srv,
             graph: graph_srv,
@@ -120,20 +108,19 @@ impl MockEntra {
         format!("http://127.0.0.1:{}/{tid}/v2.0", self.login.port)
     }
     pub fn add_user(&self, u: EntraUser) {
-        self.state
-            .lock()
-            .expect("entra")
-            .users
-            .insert(u.upn.clone(), u);
+        self.st().users.insert(u.upn.clone(), u);
     }
     pub fn approve_as(&self, upn: &str) {
-        self.state.lock().expect("entra").current = upn.to_string();
+        self.st().current = upn.to_string();
     }
     pub fn set_graph_page_size(&self, n: usize) {
-        self.state.lock().expect("entra").graph_page_size = n;
+        self.st().graph_page_size = n;
     }
     pub fn violations(&self) -> Vec<String> {
-        self.state.lock().expect("entra").violations.clone()
+        self.st().violations.clone()
+    }
+    fn st(&self) -> MutexGuard<'_, EntraState> {
+        self.state.lock().expect("entra")
     }
 }
 
@@ -158,13 +145,13 @@ fn login(st: &mut EntraState, urls: &Urls, req: &ServerRequest) -> ServerRespons
         ("GET", [tenant, "v2.0", ".well-known", "openid-configuration"])
             if matches!(*tenant, "common" | "organizations") =>
         {
-            ServerResponse::json(200, &discovery(urls, tenant))
+            ServerResponse::json(200, &entra_discovery(urls, tenant))
         }
         ("GET", [_, "discovery", "v2.0", "keys"]) => {
             let mut jwk = st.key.jwk();
             jwk["x5t"] = json!(st.key.kid);
             jwk["issuer"] = json!(format!("{}/{{tenantid}}/v2.0", urls.login));
-            ServerResponse::json(200, &json!({"keys": [jwk]}))
+            jwks(vec![jwk])
         }
         ("GET", ["common", "oauth2", "v2.0", "authorize"]) => authorize(st, req),
         ("POST", ["common", "oauth2", "v2.0", "token"]) => token(st, urls, req),
@@ -172,53 +159,45 @@ fn login(st: &mut EntraState, urls: &Urls, req: &ServerRequest) -> ServerRespons
     }
 }
 
-fn discovery(u: &Urls, tenant: &str) -> Value {
+fn entra_discovery(u: &Urls, tenant: &str) -> Value {
     let l = &u.login;
-    json!({
-        "token_endpoint": format!("{l}/{tenant}/oauth2/v2.0/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-        "jwks_uri": format!("{l}/{tenant}/discovery/v2.0/keys"),
-        "response_modes_supported": ["query", "fragment", "form_post"],
-        "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "issuer": format!("{l}/{{tenantid}}/v2.0"),
-        "request_uri_parameter_supported": false,
-        "userinfo_endpoint": format!("{}/oidc/userinfo", u.graph),
-        "authorization_endpoint": format!("{l}/{tenant}/oauth2/v2.0/authorize"),
-        "device_authorization_endpoint": format!("{l}/{tenant}/oauth2/v2.0/devicecode"),
-        "http_logout_supported": true,
-        "frontchannel_logout_supported": true,
-        "end_session_endpoint": format!("{l}/{tenant}/oauth2/v2.0/logout"),
-        "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"],
-        "kerberos_endpoint": format!("{l}/{tenant}/kerberos"),
-        "tenant_region_scope": Value::Null,
-        "cloud_instance_name": "microsoftonline.com",
-        "cloud_graph_host_name": "graph.windows.net",
-        "msgraph_host": GRAPH_HOST,
-        "rbac_url": "https://pas.windows.net",
-    })
+    discovery(
+        &format!("{l}/{{tenantid}}/v2.0"),
+        json!({
+            "token_endpoint": format!("{l}/{tenant}/oauth2/v2.0/token"),
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "jwks_uri": format!("{l}/{tenant}/discovery/v2.0/keys"),
+            "subject_types_supported": ["pairwise"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "request_uri_parameter_supported": false,
+            "userinfo_endpoint": format!("{}/oidc/userinfo", u.graph),
+            "authorization_endpoint": format!("{l}/{tenant}/oauth2/v2.0/authorize"),
+            "device_authorization_endpoint": format!("{l}/{tenant}/oauth2/v2.0/devicecode"),
+            "http_logout_supported": true,
+            "frontchannel_logout_supported": true,
+            "end_session_endpoint": format!("{l}/{tenant}/oauth2/v2.0/logout"),
+            "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"],
+            "kerberos_endpoint": format!("{l}/{tenant}/kerberos"),
+            "tenant_region_scope": Value::Null,
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": GRAPH_HOST,
+            "rbac_url": "https://pas.windows.net",
+        }),
+    )
 }
 
 fn authorize(st: &mut EntraState, req: &ServerRequest) -> ServerResponse {
-    let q = req.query();
-    let g = grant_of(req, &st.current);
-    if g.client_id != st.client_id {
-        st.violations
-            .push(format!("authorize: client_id {:?}", g.client_id));
+    let Some((g, state)) = authorization(st, req) else {
         return ServerResponse::text(400, "AADSTS700016: Application not found in the directory.");
-    }
-    if !g.scope.split(' ').any(|s| s == "openid") {
-        st.violations
-            .push(format!("authorize: scope without openid: {:?}", g.scope));
-    }
-    let state = q.get("state").cloned().unwrap_or_default();
+    };
+    want_openid(st, &g);
     let code = format!("1.AXkA{}", super::random_token(48));
-    let redirect_uri = g.redirect_uri.clone();
-    st.codes.insert(code.clone(), g);
-    redirect_back(
-        &redirect_uri,
+    approve(
+        st,
+        &code,
+        g,
         &[
             ("code", &code),
             ("state", &state),
@@ -234,27 +213,17 @@ fn pairwise_sub(oid: &str, client_id: &str) -> String {
 }
 
 fn token(st: &mut EntraState, urls: &Urls, req: &ServerRequest) -> ServerResponse {
-    match client_credentials(req) {
-        Some((id, secret, _)) if id == st.client_id && secret == st.client_secret => {}
-        other => {
-            st.violations
-                .push(format!("token: bad client authentication {other:?}"));
-            return aad_error(
-                401,
-                "invalid_client",
-                "AADSTS7000215: Invalid client secret provided.",
-                &[7000215],
-            );
+    let grant = match redeem(st, req) {
+        Ok(g) => g,
+        Err(r) => {
+            let (description, code) = match r {
+                Refused::Client => ("AADSTS7000215: Invalid client secret provided.", 7000215),
+                Refused::Code => ("AADSTS70008: The provided authorization code or refresh token has expired due to inactivity.", 70008),
+                Refused::Grant(_) => ("AADSTS501481: The Code_Verifier does not match the code_challenge supplied in the authorization request.", 501481),
+            };
+            return aad_error(r.status(), r.error(), description, &[code]);
         }
-    }
-    let code = req.form().get("code").cloned().unwrap_or_default();
-    let Some(grant) = st.codes.remove(&code) else {
-        return aad_error(400, "invalid_grant", "AADSTS70008: The provided authorization code or refresh token has expired due to inactivity.", &[70008]);
     };
-    if let Err(e) = check_code_grant(req, &grant) {
-        st.violations.push(format!("token: {e}"));
-        return aad_error(400, e, "AADSTS501481: The Code_Verifier does not match the code_challenge supplied in the authorization request.", &[501481]);
-    }
     let Some(u) = st.users.get(&grant.user).cloned() else {
         return aad_error(400, "invalid_grant", "no such user", &[50034]);
     };
@@ -289,10 +258,7 @@ fn token(st: &mut EntraState, urls: &Urls, req: &ServerRequest) -> ServerRespons
     } else {
         claims["groups"] = json!(u.groups);
     }
-    if let Some(n) = &grant.nonce {
-        claims["nonce"] = json!(n);
-    }
-    let id_token = jwt::sign_rs256(&st.key, &st.key.kid, &claims);
+    let id_token = id_token(&st.key, &grant, claims);
     ServerResponse::json(
         200,
         &json!({
@@ -318,7 +284,7 @@ fn graph_error(status: u16, code: &str, message: &str) -> ServerResponse {
 }
 
 fn graph(st: &mut EntraState, req: &ServerRequest) -> ServerResponse {
-    let Some(upn) = bearer(req).and_then(|t| st.tokens.get(&t).cloned()) else {
+    let Some(upn) = token_of(req, &st.tokens) else {
         return graph_error(
             401,
             "InvalidAuthenticationToken",

@@ -18,13 +18,13 @@
 //! for a request without `User-Agent`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
 
 use super::mock_common::{
-    bearer, check_code_grant, client_credentials, empty, grant_of, redirect_back, with_header,
-    ClientAuthSeen, Grant, Log, Seen,
+    approve, authorization, check_grant, client_credentials, code_issuer, empty, listen,
+    redirect_back, take_code, token_of, with_header, ClientAuthSeen, Grant, Late, Log, Seen,
 };
 use super::upstream::{MiniServer, ServerRequest, ServerResponse};
 
@@ -161,6 +161,8 @@ pub struct GhState {
     pub violations: Vec<String>,
 }
 
+code_issuer!(GhState);
+
 pub struct MockGitHub {
     pub web: MiniServer,
     pub api: MiniServer,
@@ -187,21 +189,14 @@ impl MockGitHub {
         }));
         let log = Log::default();
         // The API's own base URL (for `url` fields and `Link` headers) needs its port first.
-        let base = Arc::new(Mutex::new(String::new()));
-        let (s1, l1) = (state.clone(), log.clone());
-        let web = MiniServer::start(Arc::new(move |req: &ServerRequest| {
-            let r = web(&mut s1.lock().expect("gh"), req);
-            l1.push("web", req, r.status);
-            r
-        }));
-        let (s2, l2, b2) = (state.clone(), log.clone(), base.clone());
-        let api = MiniServer::start(Arc::new(move |req: &ServerRequest| {
-            let base = b2.lock().expect("base").clone();
-            let r = api(&mut s2.lock().expect("gh"), &base, req);
-            l2.push("api", req, r.status);
-            r
-        }));
-        *base.lock().expect("base") = format!("http://127.0.0.1:{}{API_PREFIX}", api.port);
+        let base = Late::default();
+        let web = listen("web", &state, &Late::default(), &log, |st, _: &(), req| {
+            web(st, req)
+        });
+        let api = listen("api", &state, &base, &log, |st, b: &String, req| {
+            api(st, b, req)
+        });
+        base.set(format!("http://127.0.0.1:{}{API_PREFIX}", api.port));
         MockGitHub {
             web,
             api,
@@ -231,37 +226,29 @@ impl MockGitHub {
     }
 
     pub fn add_user(&self, u: GhUser) {
-        self.state
-            .lock()
-            .expect("gh")
-            .users
-            .insert(u.login.clone(), u);
+        self.st().users.insert(u.login.clone(), u);
     }
     pub fn add_repo(&self, r: GhRepo) {
-        self.state
-            .lock()
-            .expect("gh")
-            .repos
-            .insert(r.full_name.clone(), r);
+        self.st().repos.insert(r.full_name.clone(), r);
     }
     /// The user who approves the next authorization request.
     pub fn approve_as(&self, login: &str) {
-        self.state.lock().expect("gh").current = login.to_string();
+        self.st().current = login.to_string();
     }
     pub fn set_fault(&self, f: GhFault) {
-        let mut st = self.state.lock().expect("gh");
+        let mut st = self.st();
         st.fault = f;
         st.api_calls = 0;
     }
     pub fn set_redirect_uri(&self, u: &str) {
-        self.state.lock().expect("gh").redirect_uri = Some(u.to_string());
+        self.st().redirect_uri = Some(u.to_string());
     }
     pub fn set_scope_override(&self, s: Option<&str>) {
-        self.state.lock().expect("gh").scope_override = s.map(str::to_string);
+        self.st().scope_override = s.map(str::to_string);
     }
     /// A personal access token of `login` with `scopes` (for `github_token`).
     pub fn add_pat(&self, token: &str, login: &str, scopes: &[&str]) {
-        self.state.lock().expect("gh").tokens.insert(
+        self.st().tokens.insert(
             token.to_string(),
             Token {
                 login: login.to_string(),
@@ -270,10 +257,10 @@ impl MockGitHub {
         );
     }
     pub fn violations(&self) -> Vec<String> {
-        self.state.lock().expect("gh").violations.clone()
+        self.st().violations.clone()
     }
     pub fn token_auth(&self) -> Vec<ClientAuthSeen> {
-        self.state.lock().expect("gh").token_auth.clone()
+        self.st().token_auth.clone()
     }
     pub fn requests(&self) -> Vec<Seen> {
         self.log.all()
@@ -290,6 +277,9 @@ impl MockGitHub {
                     .to_string()
             })
             .collect()
+    }
+    fn st(&self) -> MutexGuard<'_, GhState> {
+        self.state.lock().expect("gh")
     }
 }
 
@@ -317,13 +307,9 @@ fn web(st: &mut GhState, req: &ServerRequest) -> ServerResponse {
 }
 
 fn authorize(st: &mut GhState, req: &ServerRequest) -> ServerResponse {
-    let q = req.query();
-    let g = grant_of(req, &st.current);
-    if g.client_id != st.client_id {
-        st.violations
-            .push(format!("authorize: client_id {:?}", g.client_id));
+    let Some((g, state)) = authorization(st, req) else {
         return ServerResponse::text(404, "Not Found");
-    }
+    };
     if g.redirect_uri.is_empty()
         || st
             .redirect_uri
@@ -337,7 +323,6 @@ fn authorize(st: &mut GhState, req: &ServerRequest) -> ServerResponse {
             "The redirect_uri MUST match the registered callback URL for this application.",
         );
     }
-    let state = q.get("state").cloned().unwrap_or_default();
     if state.len() < 16 {
         st.violations
             .push(format!("authorize: weak state {state:?}"));
@@ -361,9 +346,7 @@ fn authorize(st: &mut GhState, req: &ServerRequest) -> ServerResponse {
     }
     // GitHub's codes look like this: 20 hex characters.
     let code = hex(10);
-    let redirect_uri = g.redirect_uri.clone();
-    st.codes.insert(code.clone(), g);
-    redirect_back(&redirect_uri, &[("code", &code), ("state", &state)])
+    approve(st, &code, g, &[("code", &code), ("state", &state)])
 }
 
 fn token(st: &mut GhState, req: &ServerRequest) -> ServerResponse {
@@ -390,8 +373,7 @@ fn token(st: &mut GhState, req: &ServerRequest) -> ServerResponse {
                 "The client_id and/or client_secret passed are incorrect.",
             ));
         }
-        let code = req.form().get("code").cloned().unwrap_or_default();
-        let Some(grant) = st.codes.remove(&code) else {
+        let Some(grant) = take_code(st, req) else {
             return Err(oauth_error(
                 "bad_verification_code",
                 "The code passed is incorrect or expired.",
@@ -403,8 +385,7 @@ fn token(st: &mut GhState, req: &ServerRequest) -> ServerResponse {
                 "The code passed is incorrect or expired.",
             ));
         }
-        if let Err(e) = check_code_grant(req, &grant) {
-            st.violations.push(format!("token: {e}"));
+        if let Err(e) = check_grant(st, req, &grant) {
             let code = if e == "invalid_grant"
                 && req.form().get("redirect_uri") != Some(&grant.redirect_uri)
             {
@@ -565,7 +546,7 @@ fn api(st: &mut GhState, base: &str, req: &ServerRequest) -> ServerResponse {
         GhFault::SecondaryRateLimit { after } if st.api_calls > after => Some(429),
         _ => None,
     };
-    let Some(token) = bearer(req).and_then(|t| st.tokens.get(&t).cloned()) else {
+    let Some(token) = token_of(req, &st.tokens) else {
         let msg = if req.header("authorization").is_some() {
             "Bad credentials"
         } else {

@@ -12,14 +12,15 @@
 //!   The API needs the `read_api` (or `api`) scope: without it, 403 `insufficient_scope`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
 
 use super::jwt::{self, Key};
 use super::mock_common::{
-    bearer, check_code_grant, client_credentials, grant_of, redirect_back, with_header, Grant, Log,
+    approve, authorization, code_issuer, listen, token_of, with_header, Grant, Late, Log,
 };
+use super::mock_oidc::{discovery, id_token, jwks, merged, redeem, revoke, Refused};
 use super::upstream::{MiniServer, ServerRequest, ServerResponse};
 
 #[derive(Clone, Debug)]
@@ -76,6 +77,8 @@ pub struct GitLabState {
     pub violations: Vec<String>,
 }
 
+code_issuer!(GitLabState);
+
 pub struct MockGitLab {
     pub server: MiniServer,
     pub state: Arc<Mutex<GitLabState>>,
@@ -96,15 +99,11 @@ impl MockGitLab {
             violations: Vec::new(),
         }));
         let log = Log::default();
-        let issuer = Arc::new(Mutex::new(String::new()));
-        let (s, l, i) = (state.clone(), log.clone(), issuer.clone());
-        let server = MiniServer::start(Arc::new(move |req: &ServerRequest| {
-            let iss = i.lock().expect("iss").clone();
-            let r = handle(&mut s.lock().expect("gitlab"), &iss, req);
-            l.push("gitlab", req, r.status);
-            r
-        }));
-        *issuer.lock().expect("iss") = format!("http://127.0.0.1:{}", server.port);
+        let issuer = Late::default();
+        let server = listen("gitlab", &state, &issuer, &log, |st, iss: &String, req| {
+            handle(st, iss, req)
+        });
+        issuer.set(format!("http://127.0.0.1:{}", server.port));
         MockGitLab { server, state, log }
     }
     pub fn port(&self) -> u16 {
@@ -114,44 +113,38 @@ impl MockGitLab {
         format!("http://127.0.0.1:{}", self.server.port)
     }
     pub fn add_user(&self, u: GitLabUser) {
-        self.state
-            .lock()
-            .expect("gitlab")
-            .users
-            .insert(u.username.clone(), u);
+        self.st().users.insert(u.username.clone(), u);
     }
     pub fn add_project(&self, id: u64, path: &str, visibility: &'static str) {
-        self.state
-            .lock()
-            .expect("gitlab")
-            .projects
-            .push(GitLabProject {
-                id,
-                path: path.to_string(),
-                visibility,
-            });
+        self.st().projects.push(GitLabProject {
+            id,
+            path: path.to_string(),
+            visibility,
+        });
     }
     pub fn approve_as(&self, username: &str) {
-        self.state.lock().expect("gitlab").current = username.to_string();
+        self.st().current = username.to_string();
     }
     pub fn violations(&self) -> Vec<String> {
-        self.state.lock().expect("gitlab").violations.clone()
+        self.st().violations.clone()
+    }
+    fn st(&self) -> MutexGuard<'_, GitLabState> {
+        self.state.lock().expect("gitlab")
     }
 }
 
 fn handle(st: &mut GitLabState, iss: &str, req: &ServerRequest) -> ServerResponse {
     let path = req.path().to_string();
     match (req.method.as_str(), path.as_str()) {
-        ("GET", "/.well-known/openid-configuration") => ServerResponse::json(200, &discovery(iss)),
-        ("GET", "/oauth/discovery/keys") => {
-            ServerResponse::json(200, &json!({"keys": [st.key.jwk()]}))
+        ("GET", "/.well-known/openid-configuration") => {
+            ServerResponse::json(200, &gitlab_discovery(iss))
         }
+        ("GET", "/oauth/discovery/keys") => jwks(vec![st.key.jwk()]),
         ("GET", "/oauth/authorize") => authorize(st, req),
         ("POST", "/oauth/token") => token(st, iss, req),
         ("GET" | "POST", "/oauth/userinfo") => userinfo(st, iss, req),
         ("POST", "/oauth/revoke") => {
-            let t = req.form().get("token").cloned().unwrap_or_default();
-            st.tokens.remove(&t);
+            revoke(req, &mut st.tokens);
             ServerResponse::json(200, &json!({}))
         }
         ("GET", p) if p.starts_with("/api/v4/") => api(st, iss, req),
@@ -159,26 +152,26 @@ fn handle(st: &mut GitLabState, iss: &str, req: &ServerRequest) -> ServerRespons
     }
 }
 
-fn discovery(iss: &str) -> Value {
-    json!({
-        "issuer": iss,
-        "authorization_endpoint": format!("{iss}/oauth/authorize"),
-        "token_endpoint": format!("{iss}/oauth/token"),
-        "revocation_endpoint": format!("{iss}/oauth/revoke"),
-        "introspection_endpoint": format!("{iss}/oauth/introspect"),
-        "userinfo_endpoint": format!("{iss}/oauth/userinfo"),
-        "jwks_uri": format!("{iss}/oauth/discovery/keys"),
-        "scopes_supported": ["api", "read_api", "read_user", "create_runner", "k8s_proxy", "read_repository", "write_repository", "read_registry", "write_registry", "sudo", "admin_mode", "openid", "profile", "email"],
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query", "fragment", "form_post"],
-        "grant_types_supported": ["authorization_code", "password", "client_credentials", "device_code", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "claim_types_supported": ["normal"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "sub_legacy", "name", "nickname", "preferred_username", "email", "email_verified", "website", "profile", "picture", "groups", "groups_direct", "https://gitlab.org/claims/groups/owner", "https://gitlab.org/claims/groups/maintainer", "https://gitlab.org/claims/groups/developer"],
-        "code_challenge_methods_supported": ["plain", "S256"],
-    })
+fn gitlab_discovery(iss: &str) -> Value {
+    discovery(
+        iss,
+        json!({
+            "authorization_endpoint": format!("{iss}/oauth/authorize"),
+            "token_endpoint": format!("{iss}/oauth/token"),
+            "revocation_endpoint": format!("{iss}/oauth/revoke"),
+            "introspection_endpoint": format!("{iss}/oauth/introspect"),
+            "userinfo_endpoint": format!("{iss}/oauth/userinfo"),
+            "jwks_uri": format!("{iss}/oauth/discovery/keys"),
+            "scopes_supported": ["api", "read_api", "read_user", "create_runner", "k8s_proxy", "read_repository", "write_repository", "read_registry", "write_registry", "sudo", "admin_mode", "openid", "profile", "email"],
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "password", "client_credentials", "device_code", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "subject_types_supported": ["public"],
+            "claim_types_supported": ["normal"],
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "sub_legacy", "name", "nickname", "preferred_username", "email", "email_verified", "website", "profile", "picture", "groups", "groups_direct", "https://gitlab.org/claims/groups/owner", "https://gitlab.org/claims/groups/maintainer", "https://gitlab.org/claims/groups/developer"],
+            "code_challenge_methods_supported": ["plain", "S256"],
+        }),
+    )
 }
 
 fn oauth_error(status: u16, code: &str, description: &str) -> ServerResponse {
@@ -189,38 +182,26 @@ fn oauth_error(status: u16, code: &str, description: &str) -> ServerResponse {
 }
 
 fn authorize(st: &mut GitLabState, req: &ServerRequest) -> ServerResponse {
-    let q = req.query();
-    let g = grant_of(req, &st.current);
-    if g.client_id != st.client_id {
-        st.violations
-            .push(format!("authorize: client_id {:?}", g.client_id));
+    let Some((g, state)) = authorization(st, req) else {
         return ServerResponse::text(400, "Client authentication failed due to unknown client");
-    }
-    let state = q.get("state").cloned().unwrap_or_default();
+    };
     // GitLab refuses scopes the application was not registered with; this one has them all.
     let code = super::random_token(32);
-    let redirect_uri = g.redirect_uri.clone();
-    st.codes.insert(code.clone(), g);
-    redirect_back(&redirect_uri, &[("code", &code), ("state", &state)])
+    approve(st, &code, g, &[("code", &code), ("state", &state)])
 }
 
 fn token(st: &mut GitLabState, iss: &str, req: &ServerRequest) -> ServerResponse {
-    match client_credentials(req) {
-        Some((id, secret, _)) if id == st.client_id && secret == st.client_secret => {}
-        other => {
-            st.violations
-                .push(format!("token: bad client authentication {other:?}"));
-            return oauth_error(401, "invalid_client", "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method.");
+    let grant = match redeem(st, req) {
+        Ok(g) => g,
+        Err(r) => {
+            let description = match r {
+                Refused::Client => "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method.",
+                Refused::Code => "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.",
+                Refused::Grant(_) => "The provided authorization grant is invalid.",
+            };
+            return oauth_error(r.status(), r.error(), description);
         }
-    }
-    let code = req.form().get("code").cloned().unwrap_or_default();
-    let Some(grant) = st.codes.remove(&code) else {
-        return oauth_error(400, "invalid_grant", "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.");
     };
-    if let Err(e) = check_code_grant(req, &grant) {
-        st.violations.push(format!("token: {e}"));
-        return oauth_error(400, e, "The provided authorization grant is invalid.");
-    }
     let Some(u) = st.users.get(&grant.user).cloned() else {
         return oauth_error(400, "invalid_grant", "no such user");
     };
@@ -234,30 +215,15 @@ fn token(st: &mut GitLabState, iss: &str, req: &ServerRequest) -> ServerResponse
     st.tokens
         .insert(access_token.clone(), (u.username.clone(), scopes.clone()));
     let now = super::now();
-    let mut claims = json!({
+    let claims = json!({
         "iss": iss,
-        "sub": u.id.to_string(),
         "aud": st.client_id,
         "exp": now + 120,
         "iat": now,
         "auth_time": now - 5,
-        "sub_legacy": format!("{:064x}", u.id),
-        "name": format!("{} (mock)", u.username),
-        "nickname": u.username,
-        "preferred_username": u.username,
-        "website": "",
-        "profile": format!("{iss}/{}", u.username),
-        "picture": format!("{iss}/uploads/-/system/user/avatar/{}/avatar.png", u.id),
         "groups_direct": u.groups,
     });
-    if scopes.iter().any(|s| s == "email") {
-        claims["email"] = json!(u.email);
-        claims["email_verified"] = json!(u.email_verified);
-    }
-    if let Some(n) = &grant.nonce {
-        claims["nonce"] = json!(n);
-    }
-    let id_token = jwt::sign_rs256(&st.key, &st.key.kid, &claims);
+    let id_token = id_token(&st.key, &grant, merged(profile(&u, iss, &scopes), claims));
     ServerResponse::json(
         200,
         &json!({
@@ -290,16 +256,9 @@ fn insufficient_scope(needed: &str) -> ServerResponse {
     )
 }
 
-fn userinfo(st: &mut GitLabState, iss: &str, req: &ServerRequest) -> ServerResponse {
-    let Some((username, scopes)) = bearer(req).and_then(|t| st.tokens.get(&t).cloned()) else {
-        return unauthorized();
-    };
-    if !scopes.iter().any(|s| s == "openid") {
-        return insufficient_scope("openid");
-    }
-    let Some(u) = st.users.get(&username) else {
-        return unauthorized();
-    };
+/// The claims about `u` that both the ID token and userinfo carry (the email ones only with
+/// the `email` scope).
+fn profile(u: &GitLabUser, iss: &str, scopes: &[String]) -> Value {
     let mut v = json!({
         "sub": u.id.to_string(),
         "sub_legacy": format!("{:064x}", u.id),
@@ -309,17 +268,32 @@ fn userinfo(st: &mut GitLabState, iss: &str, req: &ServerRequest) -> ServerRespo
         "website": "",
         "profile": format!("{iss}/{}", u.username),
         "picture": format!("{iss}/uploads/-/system/user/avatar/{}/avatar.png", u.id),
+    });
+    if scopes.iter().any(|s| s == "email") {
+        v["email"] = json!(u.email);
+        v["email_verified"] = json!(u.email_verified);
+    }
+    v
+}
+
+fn userinfo(st: &mut GitLabState, iss: &str, req: &ServerRequest) -> ServerResponse {
+    let Some((username, scopes)) = token_of(req, &st.tokens) else {
+        return unauthorized();
+    };
+    if !scopes.iter().any(|s| s == "openid") {
+        return insufficient_scope("openid");
+    }
+    let Some(u) = st.users.get(&username) else {
+        return unauthorized();
+    };
+    let groups = json!({
         "groups": u.groups,
         "groups_direct": u.groups,
         "https://gitlab.org/claims/groups/owner": [],
         "https://gitlab.org/claims/groups/maintainer": [],
         "https://gitlab.org/claims/groups/developer": [],
     });
-    if scopes.iter().any(|s| s == "email") {
-        v["email"] = json!(u.email);
-        v["email_verified"] = json!(u.email_verified);
-    }
-    ServerResponse::json(200, &v)
+    ServerResponse::json(200, &merged(profile(u, iss, &scopes), groups))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -330,7 +304,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn api(st: &mut GitLabState, iss: &str, req: &ServerRequest) -> ServerResponse {
-    let Some((username, scopes)) = bearer(req).and_then(|t| st.tokens.get(&t).cloned()) else {
+    let Some((username, scopes)) = token_of(req, &st.tokens) else {
         return unauthorized();
     };
     if !scopes.iter().any(|s| s == "read_api" || s == "api") {

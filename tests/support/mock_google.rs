@@ -15,15 +15,15 @@
 //! account chooser) is recorded.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
 
 use super::jwt::{self, Key};
 use super::mock_common::{
-    at_hash, bearer, check_code_grant, client_credentials, grant_of, redirect_back, with_header,
-    Grant, Log,
+    approve, at_hash, authorization, code_issuer, listen, token_of, with_header, Grant, Late, Log,
 };
+use super::mock_oidc::{discovery, id_token, jwks, merged, redeem, revoke, want_openid, Refused};
 use super::upstream::{MiniServer, ServerRequest, ServerResponse};
 
 #[derive(Clone, Debug)]
@@ -65,6 +65,8 @@ pub struct GoogleState {
     pub violations: Vec<String>,
 }
 
+code_issuer!(GoogleState);
+
 pub struct MockGoogle {
     pub accounts: MiniServer,
     pub oauth2: MiniServer,
@@ -99,15 +101,11 @@ impl MockGoogle {
             violations: Vec::new(),
         }));
         let log = Log::default();
-        let urls = Arc::new(Mutex::new(Urls::default()));
+        let urls = Late::default();
         let listener = |name: &'static str| {
-            let (s, l, u) = (state.clone(), log.clone(), urls.clone());
-            MiniServer::start(Arc::new(move |req: &ServerRequest| {
-                let urls = u.lock().expect("urls").clone();
-                let r = handle(&mut s.lock().expect("google"), &urls, name, req);
-                l.push(name, req, r.status);
-                r
-            }))
+            listen(name, &state, &urls, &log, move |st, u, req| {
+                handle(st, u, name, req)
+            })
         };
         let (accounts, oauth2, certs, userinfo) = (
             listener("accounts"),
@@ -115,12 +113,12 @@ impl MockGoogle {
             listener("certs"),
             listener("userinfo"),
         );
-        *urls.lock().expect("urls") = Urls {
+        urls.set(Urls {
             issuer: format!("http://127.0.0.1:{}", accounts.port),
             oauth2: format!("http://127.0.0.1:{}", oauth2.port),
             certs: format!("http://127.0.0.1:{}", certs.port),
             userinfo: format!("http://127.0.0.1:{}", userinfo.port),
-        };
+        });
         MockGoogle {
             accounts,
             oauth2,
@@ -135,17 +133,16 @@ impl MockGoogle {
         format!("http://127.0.0.1:{}", self.accounts.port)
     }
     pub fn add_user(&self, u: GoogleUser) {
-        self.state
-            .lock()
-            .expect("google")
-            .users
-            .insert(u.email.clone(), u);
+        self.st().users.insert(u.email.clone(), u);
     }
     pub fn approve_as(&self, email: &str) {
-        self.state.lock().expect("google").current = email.to_string();
+        self.st().current = email.to_string();
     }
     pub fn violations(&self) -> Vec<String> {
-        self.state.lock().expect("google").violations.clone()
+        self.st().violations.clone()
+    }
+    fn st(&self) -> MutexGuard<'_, GoogleState> {
+        self.state.lock().expect("google")
     }
 }
 
@@ -164,29 +161,24 @@ fn handle(
 ) -> ServerResponse {
     match (listener, req.method.as_str(), req.path()) {
         ("accounts", "GET", "/.well-known/openid-configuration") => {
-            ServerResponse::json(200, &discovery(urls))
+            ServerResponse::json(200, &google_discovery(urls))
         }
         ("accounts", "GET", "/o/oauth2/v2/auth") => authorize(st, req),
         ("oauth2", "POST", "/token") => token(st, urls, req),
         ("oauth2", "POST", "/revoke") => {
-            let t = req.form().get("token").cloned().unwrap_or_default();
-            if st.tokens.remove(&t).is_some() {
+            if revoke(req, &mut st.tokens) {
                 ServerResponse::json(200, &json!({}))
             } else {
                 google_error(400, "invalid_token", "Token expired or revoked")
             }
         }
-        ("certs", "GET", "/oauth2/v3/certs") => {
-            let keys: Vec<Value> = st.keys.iter().map(Key::jwk).collect();
-            let r = ServerResponse::json(200, &json!({ "keys": keys }));
-            with_header(
-                r,
-                "Cache-Control",
-                "public, max-age=21600, must-revalidate, no-transform",
-            )
-        }
+        ("certs", "GET", "/oauth2/v3/certs") => with_header(
+            jwks(st.keys.iter().map(Key::jwk).collect()),
+            "Cache-Control",
+            "public, max-age=21600, must-revalidate, no-transform",
+        ),
         ("userinfo", "GET", "/v1/userinfo") => {
-            let Some(email) = bearer(req).and_then(|t| st.tokens.get(&t).cloned()) else {
+            let Some(email) = token_of(req, &st.tokens) else {
                 let r = google_error(401, "invalid_request", "Invalid Credentials");
                 return with_header(
                     r,
@@ -197,73 +189,69 @@ fn handle(
             let Some(u) = st.users.get(&email) else {
                 return google_error(401, "invalid_request", "Invalid Credentials");
             };
-            let mut v = json!({
-                "sub": u.sub,
-                "name": format!("{} {}", u.given_name, u.family_name),
-                "given_name": u.given_name,
-                "family_name": u.family_name,
-                "picture": "https://lh3.googleusercontent.com/a/default-user=s96-c",
-                "email": u.email,
-                "email_verified": u.email_verified,
-            });
-            if let Some(hd) = &u.hd {
-                v["hd"] = json!(hd);
-            }
-            ServerResponse::json(200, &v)
+            ServerResponse::json(200, &profile(u))
         }
         _ => ServerResponse::text(404, "Not Found"),
     }
 }
 
+/// The claims about `u` that the userinfo endpoint answers and the ID token carries.
+fn profile(u: &GoogleUser) -> Value {
+    let mut v = json!({
+        "sub": u.sub,
+        "name": format!("{} {}", u.given_name, u.family_name),
+        "given_name": u.given_name,
+        "family_name": u.family_name,
+        "picture": "https://lh3.googleusercontent.com/a/default-user=s96-c",
+        "email": u.email,
+        "email_verified": u.email_verified,
+    });
+    if let Some(hd) = &u.hd {
+        v["hd"] = json!(hd);
+    }
+    v
+}
+
 /// Google's discovery document, with its hosts replaced by the mock's listeners.
-fn discovery(u: &Urls) -> Value {
-    json!({
-        "issuer": u.issuer,
-        "authorization_endpoint": format!("{}/o/oauth2/v2/auth", u.issuer),
-        "device_authorization_endpoint": format!("{}/device/code", u.oauth2),
-        "token_endpoint": format!("{}/token", u.oauth2),
-        "userinfo_endpoint": format!("{}/v1/userinfo", u.userinfo),
-        "revocation_endpoint": format!("{}/revoke", u.oauth2),
-        "jwks_uri": format!("{}/oauth2/v3/certs", u.certs),
-        "response_types_supported": ["code", "token", "id_token", "code token", "code id_token", "token id_token", "code token id_token", "none"],
-        "response_modes_supported": ["query", "fragment", "form_post"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "scopes_supported": ["openid", "email", "profile"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-        "claims_supported": ["aud", "email", "email_verified", "exp", "family_name", "given_name", "iat", "iss", "name", "picture", "sub"],
-        "code_challenge_methods_supported": ["plain", "S256"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
-    })
+fn google_discovery(u: &Urls) -> Value {
+    discovery(
+        &u.issuer,
+        json!({
+            "authorization_endpoint": format!("{}/o/oauth2/v2/auth", u.issuer),
+            "device_authorization_endpoint": format!("{}/device/code", u.oauth2),
+            "token_endpoint": format!("{}/token", u.oauth2),
+            "userinfo_endpoint": format!("{}/v1/userinfo", u.userinfo),
+            "revocation_endpoint": format!("{}/revoke", u.oauth2),
+            "jwks_uri": format!("{}/oauth2/v3/certs", u.certs),
+            "response_types_supported": ["code", "token", "id_token", "code token", "code id_token", "token id_token", "code token id_token", "none"],
+            "subject_types_supported": ["public"],
+            "scopes_supported": ["openid", "email", "profile"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "claims_supported": ["aud", "email", "email_verified", "exp", "family_name", "given_name", "iat", "iss", "name", "picture", "sub"],
+            "code_challenge_methods_supported": ["plain", "S256"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code", "urn:ietf:params:oauth:grant-type:jwt-bearer"],
+        }),
+    )
 }
 
 fn authorize(st: &mut GoogleState, req: &ServerRequest) -> ServerResponse {
-    let q = req.query();
-    let g = grant_of(req, &st.current);
-    if g.client_id != st.client_id {
-        st.violations
-            .push(format!("authorize: client_id {:?}", g.client_id));
+    let Some((g, state)) = authorization(st, req) else {
         return ServerResponse::text(401, "Error 401: invalid_client");
-    }
-    if q.get("response_type").map(String::as_str) != Some("code") {
-        st.violations.push(format!(
-            "authorize: response_type {:?}",
-            q.get("response_type")
-        ));
-    }
-    if !g.scope.split(' ').any(|s| s == "openid") {
+    };
+    let response_type = req.query().get("response_type").cloned();
+    if response_type.as_deref() != Some("code") {
         st.violations
-            .push(format!("authorize: scope without openid: {:?}", g.scope));
+            .push(format!("authorize: response_type {response_type:?}"));
     }
-    let state = q.get("state").cloned().unwrap_or_default();
+    want_openid(st, &g);
     if !st.users.contains_key(&st.current) {
         return ServerResponse::text(500, &format!("mock: no user {:?}", st.current));
     }
     let code = format!("4/0A{}", super::random_token(30));
-    let redirect_uri = g.redirect_uri.clone();
-    st.codes.insert(code.clone(), g);
-    redirect_back(
-        &redirect_uri,
+    approve(
+        st,
+        &code,
+        g,
         &[
             ("state", &state),
             ("code", &code),
@@ -275,51 +263,26 @@ fn authorize(st: &mut GoogleState, req: &ServerRequest) -> ServerResponse {
 }
 
 fn token(st: &mut GoogleState, urls: &Urls, req: &ServerRequest) -> ServerResponse {
-    match client_credentials(req) {
-        Some((id, secret, _)) if id == st.client_id && secret == st.client_secret => {}
-        other => {
-            st.violations
-                .push(format!("token: bad client authentication {other:?}"));
-            return google_error(401, "invalid_client", "Unauthorized");
-        }
-    }
-    let code = req.form().get("code").cloned().unwrap_or_default();
-    let Some(grant) = st.codes.remove(&code) else {
-        return google_error(400, "invalid_grant", "Bad Request");
+    let grant = match redeem(st, req) {
+        Ok(g) => g,
+        Err(Refused::Client) => return google_error(401, "invalid_client", "Unauthorized"),
+        Err(r) => return google_error(r.status(), r.error(), "Bad Request"),
     };
-    if let Err(e) = check_code_grant(req, &grant) {
-        st.violations.push(format!("token: {e}"));
-        return google_error(400, e, "Bad Request");
-    }
     let Some(u) = st.users.get(&grant.user).cloned() else {
         return google_error(400, "invalid_grant", "Bad Request");
     };
     let access_token = format!("ya29.a0{}", super::random_token(40));
     st.tokens.insert(access_token.clone(), u.email.clone());
     let now = super::now();
-    let mut claims = json!({
+    let claims = json!({
         "iss": urls.issuer,
         "azp": st.client_id,
         "aud": st.client_id,
-        "sub": u.sub,
-        "email": u.email,
-        "email_verified": u.email_verified,
         "at_hash": at_hash(&access_token),
-        "name": format!("{} {}", u.given_name, u.family_name),
-        "picture": "https://lh3.googleusercontent.com/a/default-user=s96-c",
-        "given_name": u.given_name,
-        "family_name": u.family_name,
         "iat": now,
         "exp": now + 3600,
     });
-    if let Some(hd) = &u.hd {
-        claims["hd"] = json!(hd);
-    }
-    if let Some(n) = &grant.nonce {
-        claims["nonce"] = json!(n);
-    }
-    let key = &st.keys[0];
-    let id_token = jwt::sign_rs256(key, &key.kid, &claims);
+    let id_token = id_token(&st.keys[0], &grant, merged(profile(&u), claims));
     ServerResponse::json(
         200,
         &json!({
