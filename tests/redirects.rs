@@ -3,7 +3,7 @@
 //! browser nowhere but our own origin (or `/`). `src/redirect.rs` checks the same corpus
 //! natively; this proves the filter as deployed does too.
 //!
-//! Run with `just e2e` (needs WOP_ENVOY, WOP_WASM and WOP_ROOT, see tests/e2e.rs).
+//! Run with `just e2e` (needs WOP_ENVOY, WOP_WASM and WOP_ROOT, see tests/support/mod.rs).
 
 mod support;
 
