@@ -67,7 +67,33 @@ impl Vm {
         self.callouts.insert(token, owner);
         self.sent.insert(token, host::now_ms());
     }
+
+    /// Forgets callouts whose answer can no longer come: the host's own timeout passed long
+    /// ago, or it cancelled them with their stream (a refresh kept for its outcome, say).
+    /// Without this, clients aborting requests mid-callout would grow both maps for good.
+    fn expire_callouts(&mut self, now_ms: u64) {
+        let (plugins, callouts) = (&self.plugins, &mut self.callouts);
+        self.sent.retain(|token, sent| {
+            let root = match callouts.get(token) {
+                Some(
+                    Owner::Stream { root, .. }
+                    | Owner::Orphan { root, .. }
+                    | Owner::Load { root, .. },
+                ) => *root,
+                None => return false,
+            };
+            let timeout = plugins.get(&root).map_or(0, |p| p.config.idp_timeout_ms);
+            let live = now_ms.saturating_sub(*sent) <= timeout.saturating_add(LATE_ANSWER_MS);
+            if !live {
+                callouts.remove(token);
+            }
+            live
+        });
+    }
 }
+
+/// How long after its timeout a callout's answer is still waited for.
+const LATE_ANSWER_MS: u64 = 5000;
 
 thread_local! {
     static VM: RefCell<Vm> = RefCell::new(Vm::default());
@@ -161,6 +187,7 @@ pub fn on_tick(root: u32) {
     with_vm(
         || (),
         |vm| {
+            vm.expire_callouts(host::now_ms());
             let Some(plugin) = vm.plugins.get_mut(&root) else {
                 return;
             };
@@ -285,6 +312,8 @@ pub fn forget_stream(root: u32, stream: u32) {
                     owner => Some((token, owner)),
                 })
                 .collect();
+            let callouts = &vm.callouts;
+            vm.sent.retain(|token, _| callouts.contains_key(token));
         },
     );
 }
