@@ -3,6 +3,7 @@
 //! rules are applied again on every request and a configuration change reaches existing
 //! sessions.
 
+use crate::oidc::Identity;
 use crate::seal;
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +91,32 @@ pub fn open_any<'k>(
 }
 
 impl Session {
+    /// What the session says of its user, as the providers read and write it.
+    pub fn identity(&self) -> Identity {
+        let text = |v: &String| Some(v.clone()).filter(|v| !v.is_empty());
+        Identity {
+            user: self.user.clone(),
+            email: text(&self.email),
+            email_verified: self.email_verified,
+            preferred_username: text(&self.preferred_username),
+            groups: self.groups.clone(),
+            roles: self.roles.clone(),
+        }
+    }
+
+    /// This session with `who` as its user; everything else (subject, tokens, times) kept.
+    pub fn with_identity(self, who: Identity) -> Session {
+        Session {
+            user: who.user,
+            email: who.email.unwrap_or_default(),
+            preferred_username: who.preferred_username.unwrap_or_default(),
+            email_verified: who.email_verified,
+            groups: who.groups,
+            roles: who.roles,
+            ..self
+        }
+    }
+
     /// Heap bytes held, for the cache's byte bound.
     pub fn weight(&self) -> usize {
         let list = |l: &[String]| l.iter().map(|g| g.len() + 24).sum::<usize>();

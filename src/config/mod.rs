@@ -225,6 +225,15 @@ impl Config {
         }
     }
 
+    /// The claims `user_id_claim`, `oidc_email_claim` and `oidc_groups_claim` name.
+    pub fn claim_names(&self) -> oidc::ClaimNames<'_> {
+        oidc::ClaimNames {
+            user: &self.user_id_claim,
+            email: &self.email_claim,
+            groups: &self.groups_claim,
+        }
+    }
+
     /// The login issuer's URL.
     pub fn issuer(&self) -> &str {
         self.issuers.first().map_or("", |i| i.url.as_str())

@@ -5,7 +5,6 @@
 use super::login::{internal_error, target};
 use super::respond::{error_page, json_error, log_line, respond_step};
 use super::*;
-use crate::oidc::Identity;
 use crate::oidc::{IdTokenRules, JwtError, OidcError};
 use crate::providers;
 use crate::refresh::{self, Entry, State};
@@ -85,32 +84,6 @@ pub(super) fn with_tokens(
     }
 }
 
-/// What the session says of its user, as the providers read and write it.
-fn identity_of(s: &Session) -> Identity {
-    let text = |v: &String| Some(v.clone()).filter(|v| !v.is_empty());
-    Identity {
-        user: s.user.clone(),
-        email: text(&s.email),
-        email_verified: s.email_verified,
-        preferred_username: text(&s.preferred_username),
-        groups: s.groups.clone(),
-        roles: s.roles.clone(),
-    }
-}
-
-fn with_identity(s: Session, who: Identity, sub: String) -> Session {
-    Session {
-        user: who.user,
-        email: who.email.unwrap_or_default(),
-        preferred_username: who.preferred_username.unwrap_or_default(),
-        email_verified: who.email_verified,
-        groups: who.groups,
-        roles: who.roles,
-        sub,
-        ..s
-    }
-}
-
 /// What a refresh remembers while its callout is out.
 #[derive(Debug, Clone)]
 pub struct Renewal {
@@ -129,6 +102,16 @@ impl Renewal {
 
     fn slot(&self, config: &Config) -> String {
         refresh::slot_key(&config.cookie.name, &session_id(&self.session))
+    }
+
+    /// The slot entry saying this refresh failed (`Ended` or `Unavailable`).
+    fn outcome(&self, state: State, now: u64) -> Entry {
+        Entry {
+            session: session_id(&self.session),
+            generation: self.session.generation,
+            at: now,
+            state,
+        }
     }
 
     fn publish(&self, config: &Config, entry: &Entry) -> Option<Publish> {
@@ -252,25 +235,19 @@ pub(super) fn finish(
         let rules = IdTokenRules::new(&issuer, audiences, now);
         match oidc::validate_id_token(&tokens.id_token, &provider.jwks, &rules) {
             Ok(v) if old.sub.is_empty() || v.sub == old.sub => {
-                match providers::refreshed(config, &v, &identity_of(old)) {
-                    Ok(who) => with_identity(old.clone(), who, v.sub.clone()),
+                match providers::refreshed(config, &v, &old.identity()) {
+                    Ok(who) => Session {
+                        sub: v.sub.clone(),
+                        ..old.clone()
+                    }
+                    .with_identity(who),
                     Err(reason) => return ended(cx, renewal, env, &format!("refresh_{reason}")),
                 }
             }
             Ok(_) => return ended(cx, renewal, env, "refresh_sub_changed"),
             Err(JwtError::UnknownKid) if !keys_refreshed => {
                 let path = renewal.req.path_only().to_string();
-                return Step {
-                    decision: Decision::RefreshKeys(
-                        MAIN,
-                        PendingBox(Pending::RefreshKeys(Box::new(renewal), tokens)),
-                    ),
-                    log: Some((
-                        Level::Info,
-                        log_line("jwks_refresh", &path, &[("reason", "unknown_kid")]),
-                    )),
-                    publish: None,
-                };
+                return refetch_keys(Pending::RefreshKeys(Box::new(renewal), tokens), &path);
             }
             Err(e) => return ended(cx, renewal, env, &format!("refresh_id_token: {e}")),
         }
@@ -355,12 +332,7 @@ pub(super) fn settle(cx: &mut Context, renewal: Renewal, settled: Settled, env: 
 /// The IdP refused the refresh: the session is over, for this request and (through the
 /// published entry) every other one waiting on it.
 fn ended(cx: &mut Context, renewal: Renewal, env: &mut Env, reason: &str) -> Step {
-    let entry = Entry {
-        session: session_id(&renewal.session),
-        generation: renewal.session.generation,
-        at: env.now,
-        state: State::Ended,
-    };
+    let entry = renewal.outcome(State::Ended, env.now);
     let cookies = cookie::parse(renewal.req.all("cookie"));
     let publish = renewal.publish(cx.config, &entry);
     let mut step = end_session(cx, &renewal.req, &cookies, env, reason);
@@ -370,12 +342,7 @@ fn ended(cx: &mut Context, renewal: Renewal, env: &mut Env, reason: &str) -> Ste
 
 /// The IdP could not be reached: said once for everyone waiting, then as for them.
 fn unavailable(cx: &mut Context, renewal: Renewal, env: &mut Env, reason: &str) -> Step {
-    let entry = Entry {
-        session: session_id(&renewal.session),
-        generation: renewal.session.generation,
-        at: env.now,
-        state: State::Unavailable,
-    };
+    let entry = renewal.outcome(State::Unavailable, env.now);
     let publish = renewal.publish(cx.config, &entry);
     let path = renewal.req.path_only().to_string();
     let mut step = keep_or_unavailable(cx, renewal, env);
@@ -413,9 +380,7 @@ pub(super) fn end_session(
     reason: &str,
 ) -> Step {
     let config = cx.config;
-    if let Some(value) = cookie::read_joined(cookies, &config.cookie.name) {
-        cx.sessions.remove(&value);
-    }
+    forget_session(cx, cookies);
     let log = Some((
         Level::Info,
         log_line("session_ended", req.path_only(), &[("reason", reason)]),
@@ -468,9 +433,7 @@ pub(super) fn too_large(
     env: &mut Env,
 ) -> Step {
     let config = cx.config;
-    if let Some(value) = cookie::read_joined(cookies, &config.cookie.name) {
-        cx.sessions.remove(&value);
-    }
+    forget_session(cx, cookies);
     let mut r = error_page(
         &config.proxy_prefix,
         500,

@@ -93,8 +93,7 @@ pub(super) fn start_login(
     }
     // A new login ends whatever session the browser holds, valid or not: no session
     // fixation, and no stale cookie riding along on every request.
-    if let Some(value) = cookie::read_joined(cookies, &config.cookie.name) {
-        cx.sessions.remove(&value);
+    if forget_session(cx, cookies) {
         set_cookies.extend(cookie::clear_all(
             &config.cookie,
             &t,
@@ -376,17 +375,7 @@ pub(super) fn finish_login(
         match oidc::validate_id_token(&tokens.id_token, &provider.jwks, &rules) {
             Ok(v) => Some(v),
             Err(JwtError::UnknownKid) if !keys_refreshed => {
-                return Step {
-                    decision: Decision::RefreshKeys(
-                        MAIN,
-                        PendingBox(Pending::Keys(Box::new(cb), tokens)),
-                    ),
-                    log: Some((
-                        Level::Info,
-                        log_line("jwks_refresh", &callback_path, &[("reason", "unknown_kid")]),
-                    )),
-                    publish: None,
-                };
+                return refetch_keys(Pending::Keys(Box::new(cb), tokens), &callback_path);
             }
             Err(e) => {
                 return failed(
@@ -508,17 +497,12 @@ fn complete_login(
         ..lifecycle::with_tokens(
             config,
             Session {
-                user: who.user,
-                email: who.email.unwrap_or_default(),
-                preferred_username: who.preferred_username.unwrap_or_default(),
-                email_verified: who.email_verified,
-                groups: who.groups,
-                roles: who.roles,
                 sub: profile.sub,
                 created_at: env.now,
                 expires_at: env.now.saturating_add(config.cookie.expire),
                 ..Session::default()
-            },
+            }
+            .with_identity(who),
             &tokens,
             env.now,
         )

@@ -260,29 +260,13 @@ impl Cached for Admitted {
 /// A session of what a verified token says about its user, read with the configured claim
 /// names; its tokens are the caller's to fill in.
 fn session_from(config: &Config, verified: &oidc::Verified, now: u64, expires_at: u64) -> Session {
-    let who = oidc::identity(
-        verified,
-        &oidc::ClaimNames {
-            user: &config.user_id_claim,
-            email: &config.email_claim,
-            groups: &config.groups_claim,
-        },
-    );
     Session {
-        user: who.user,
-        email: who.email.unwrap_or_default(),
-        preferred_username: who.preferred_username.unwrap_or_default(),
-        email_verified: who.email_verified,
-        groups: who.groups,
-        roles: who.roles,
-        access_token: String::new(),
-        id_token: String::new(),
-        refresh_token: String::new(),
         created_at: now,
         expires_at,
         sub: verified.sub.clone(),
         ..Session::default()
     }
+    .with_identity(oidc::identity(verified, &config.claim_names()))
 }
 
 /// The signed client assertion for a call to the IdP with `private_key_jwt` (RFC 7523): made
@@ -689,6 +673,29 @@ pub fn edited_headers<'a>(
         .chain(set.iter())
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect()
+}
+
+/// Drops the session the request's cookie holds from the cache (it is ending); `false`
+/// when the request has no session cookie.
+fn forget_session(cx: &mut Context, cookies: &[(&str, &str)]) -> bool {
+    let value = cookie::read_joined(cookies, &cx.config.cookie.name);
+    if let Some(value) = &value {
+        cx.sessions.remove(value);
+    }
+    value.is_some()
+}
+
+/// Waits for the login issuer's keys to be fetched again: an ID token (a login's or a
+/// refresh's) named a `kid` they lack.
+fn refetch_keys(pending: Pending, path: &str) -> Step {
+    Step {
+        decision: Decision::RefreshKeys(MAIN, PendingBox(pending)),
+        log: Some((
+            Level::Info,
+            respond::log_line("jwks_refresh", path, &[("reason", "unknown_kid")]),
+        )),
+        publish: None,
+    }
 }
 
 fn current_session(

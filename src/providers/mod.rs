@@ -13,7 +13,7 @@ mod gitlab;
 
 use crate::callout::Callout;
 use crate::config::{Config, Kind};
-use crate::oidc::{self, ClaimNames, Discovery, Identity, Verified};
+use crate::oidc::{self, Discovery, Identity, Verified};
 use serde_json::{Map, Value};
 
 /// Pages of a paginated API (GitHub's emails, orgs and teams; Graph's groups) read at most:
@@ -53,14 +53,6 @@ pub enum Next {
     Failed(String),
 }
 
-fn names(config: &Config) -> ClaimNames<'_> {
-    ClaimNames {
-        user: &config.user_id_claim,
-        email: &config.email_claim,
-        groups: &config.groups_claim,
-    }
-}
-
 /// The profile from the token answer: the verified ID token's claims (OIDC providers), or
 /// nothing yet (GitHub).
 pub fn start(
@@ -71,7 +63,7 @@ pub fn start(
 ) -> Next {
     let (identity, sub, claims) = match verified {
         Some(v) => (
-            oidc::identity(v, &names(config)),
+            oidc::identity(v, &config.claim_names()),
             v.sub.clone(),
             v.claims.clone(),
         ),
@@ -173,7 +165,7 @@ fn userinfo(config: &Config, p: &mut Profile, answer: Option<(u16, &[u8])>) -> R
         exp: 0,
         claims: p.claims.clone(),
     };
-    p.identity = oidc::identity(&v, &names(config));
+    p.identity = oidc::identity(&v, &config.claim_names());
     Ok(())
 }
 
@@ -224,7 +216,7 @@ fn unverified_claims(jwt: &str) -> Option<Map<String, Value>> {
 /// from the session, and the provider's rules applied again to the token's own claims.
 pub fn refreshed(config: &Config, v: &Verified, old: &Identity) -> Result<Identity, String> {
     let mut p = Profile {
-        identity: oidc::identity(v, &names(config)),
+        identity: oidc::identity(v, &config.claim_names()),
         sub: v.sub.clone(),
         claims: v.claims.clone(),
         access_token: String::new(),
