@@ -87,6 +87,31 @@ impl Proc {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// The process's scheduler state, kernel wait channel and CPU time, for a failure
+    /// message about a process that hangs.
+    pub fn what_it_is_doing(&self) -> String {
+        let pid = self.pid();
+        let proc_file =
+            |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+        let state = proc_file("status")
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap_or("State: ?")
+            .to_string();
+        // utime and stime are fields 14 and 15 of /proc/<pid>/stat, after the ")".
+        let stat = proc_file("stat");
+        let cpu = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().skip(11).take(2).collect::<Vec<_>>())
+            .unwrap_or_default();
+        format!(
+            "{} pid {pid}: {state}, wchan {}, utime+stime {:?} ticks",
+            self.name,
+            proc_file("wchan"),
+            cpu
+        )
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::html;
 use super::http::{format_hops, raw_request, Browser, Hop, Response};
-use super::proc::{free_ports, tcp_open, wait_until, Proc, TempDir};
+use super::proc::{free_port, free_ports, tcp_open, wait_until, Proc, TempDir};
 use super::upstream::Recorder;
 use super::Env;
 
@@ -156,6 +156,44 @@ impl StackBuilder {
         }
     }
 
+    /// Spawn the Node IdP on `st.idp_port` and wait for its discovery document. On failure
+    /// the process is killed and the error says what it was doing.
+    fn start_idp(&self, st: &mut Stack) -> Result<(), String> {
+        let mut cmd = Command::new("node");
+        cmd.arg(st.env.root.join("idp/server.js"))
+            .current_dir(st.env.root.join("idp"))
+            .env("IDP_PORT", st.idp_port.to_string())
+            .env("IDP_ISSUER", st.issuer())
+            .env("IDP_CLIENT_ID", &st.client_id)
+            .env("IDP_CLIENT_SECRET", &st.client_secret)
+            .env("IDP_REDIRECT_URIS", st.redirect_url())
+            .envs(self.idp_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut p = Proc::spawn("idp", cmd, &st.dir.path);
+        let disco = format!("{}/.well-known/openid-configuration", st.issuer());
+        let r = wait_until(
+            "the IdP's discovery document",
+            Duration::from_secs(45),
+            &mut p,
+            || {
+                raw_request("GET", &disco, &[], None, Duration::from_secs(2))
+                    .map(|r| r.status == 200)
+                    .unwrap_or(false)
+            },
+        );
+        match r {
+            Ok(()) => {
+                st.idp = Some(p);
+                Ok(())
+            }
+            Err(e) => {
+                let doing = p.what_it_is_doing();
+                let log = p.tail(20);
+                p.kill();
+                Err(format!("{e}; {doing}; its log: {log}"))
+            }
+        }
+    }
+
     /// Start IdP + app, render the Envoy config, but don't run Envoy.
     pub fn start_no_envoy(self) -> Stack {
         let env = Env::get();
@@ -191,30 +229,27 @@ impl StackBuilder {
         };
 
         if let Idp::Node = self.idp {
-            let mut cmd = Command::new("node");
-            cmd.arg(st.env.root.join("idp/server.js"))
-                .current_dir(st.env.root.join("idp"))
-                .env("IDP_PORT", idp_port.to_string())
-                .env("IDP_ISSUER", st.issuer())
-                .env("IDP_CLIENT_ID", &st.client_id)
-                .env("IDP_CLIENT_SECRET", &st.client_secret)
-                .env("IDP_REDIRECT_URIS", st.redirect_url())
-                .envs(self.idp_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            let mut p = Proc::spawn("idp", cmd, &st.dir.path);
-            let disco = format!("{}/.well-known/openid-configuration", st.issuer());
-            let r = wait_until(
-                "the IdP's discovery document",
-                Duration::from_secs(40),
-                &mut p,
-                || {
-                    raw_request("GET", &disco, &[], None, Duration::from_secs(2))
-                        .map(|r| r.status == 200)
-                        .unwrap_or(false)
-                },
-            );
-            st.idp = Some(p);
-            if let Err(e) = r {
-                st.fail(&format!("IdP did not start: {e}"));
+            // A Node IdP starts in about 0.4 s; one once sat 40 s without listening on a
+            // loaded CI machine. Such a start is retried once on a fresh port, with what the
+            // stuck process was doing kept for the failure message.
+            const ATTEMPTS: usize = 2;
+            let mut stuck = Vec::new();
+            for attempt in 1..=ATTEMPTS {
+                match self.start_idp(&mut st) {
+                    Ok(()) => break,
+                    Err(e) if attempt < ATTEMPTS => {
+                        eprintln!("stack: the IdP did not start ({e}); starting it again");
+                        stuck.push(e);
+                        let taken = [st.listen_port, st.admin_port, st.app_port, st.idp_port];
+                        st.idp_port = std::iter::repeat_with(free_port)
+                            .find(|p| !taken.contains(p))
+                            .unwrap_or(st.idp_port);
+                    }
+                    Err(e) => {
+                        stuck.push(e);
+                        st.fail(&format!("IdP did not start: {}", stuck.join("; then ")))
+                    }
+                }
             }
         }
 
