@@ -90,6 +90,7 @@ pub enum Action {
     /// refused dispatch to [`Loader::on_dispatch_failed`].
     Fetch {
         issuer: usize,
+        load: u64,
         callout: Callout,
         fetch: Fetch,
     },
@@ -123,7 +124,10 @@ struct Issuer {
     url: String,
     /// The shared-data version of the snapshot last adopted or written.
     shared_version: Option<u32>,
-    in_flight_since: Option<u64>,
+    /// The load in flight: its number and when it started. Answers carry their load's
+    /// number, so a late answer to a load given up cannot end the one that replaced it.
+    in_flight: Option<(u64, u64)>,
+    loads: u64,
     failed_at: Option<u64>,
     keys_fetched_at: u64,
 }
@@ -246,6 +250,8 @@ impl Loader {
             .get(id)
             .is_none_or(|mine| p.fetched_at > mine.fetched_at);
         if newer {
+            // Another worker's fetch counts as ours for the unknown-`kid` refetch limit.
+            issuer.keys_fetched_at = issuer.keys_fetched_at.max(p.fetched_at);
             providers.set(id, p);
         }
         newer
@@ -268,13 +274,13 @@ impl Loader {
         let Some(issuer) = self.issuers.get_mut(id) else {
             return Vec::new();
         };
-        if let Some(since) = issuer.in_flight_since {
+        if let Some((_, since)) = issuer.in_flight {
             // The callout's own timeout answers long before this; a lost answer must not
             // wedge loading forever.
             if now.saturating_sub(since) <= lost_after {
                 return Vec::new();
             }
-            issuer.in_flight_since = None;
+            issuer.in_flight = None;
         }
         let retry_due = issuer
             .failed_at
@@ -314,9 +320,11 @@ impl Loader {
         };
         match first {
             Ok((callout, fetch)) => {
-                issuer.in_flight_since = Some(now);
+                issuer.loads = issuer.loads.wrapping_add(1);
+                issuer.in_flight = Some((issuer.loads, now));
                 vec![Action::Fetch {
                     issuer: id,
+                    load: issuer.loads,
                     callout,
                     fetch,
                 }]
@@ -325,21 +333,23 @@ impl Loader {
         }
     }
 
-    /// A load's callout was answered (`None`: it failed).
+    /// A callout of load `load` was answered (`None`: it failed). The answer of a load
+    /// given up as lost changes nothing.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_answer(
         &mut self,
         config: &Config,
         providers: &mut Providers,
         id: usize,
+        load: u64,
         fetch: Fetch,
         answer: Option<(u16, &[u8])>,
         now: u64,
     ) -> Vec<Action> {
-        let url = self
-            .issuers
-            .get(id)
-            .map(|i| i.url.clone())
-            .unwrap_or_default();
+        let url = match self.issuers.get(id) {
+            Some(i) if i.in_flight.is_some_and(|(current, _)| current == load) => i.url.clone(),
+            _ => return Vec::new(),
+        };
         match fetch {
             Fetch::Discovery => {
                 let next = provider::on_discovery(&url, answer)
@@ -352,6 +362,7 @@ impl Loader {
                 match next {
                     Ok((callout, d)) => vec![Action::Fetch {
                         issuer: id,
+                        load,
                         callout,
                         fetch: Fetch::Keys(Box::new(d)),
                     }],
@@ -370,7 +381,7 @@ impl Loader {
                     }
                     providers.set(id, p);
                     if let Some(issuer) = self.issuers.get_mut(id) {
-                        issuer.in_flight_since = None;
+                        issuer.in_flight = None;
                         issuer.failed_at = None;
                         issuer.keys_fetched_at = now;
                     }
@@ -416,7 +427,7 @@ impl Loader {
             .map(|i| i.url.clone())
             .unwrap_or_default();
         if let Some(issuer) = self.issuers.get_mut(id) {
-            issuer.in_flight_since = None;
+            issuer.in_flight = None;
             // Keys may still be fetched again soon; a failure is not a fetch.
             issuer.failed_at = Some(now);
         }
@@ -494,8 +505,7 @@ impl Loader {
     ) -> KeysWait {
         let recent = |t: u64| now.saturating_sub(t) < KEY_REFETCH_MIN_SECS;
         let tried_moments_ago = self.issuers.get(id).is_none_or(|i| {
-            i.in_flight_since.is_none()
-                && (recent(i.keys_fetched_at) || i.failed_at.is_some_and(recent))
+            i.in_flight.is_none() && (recent(i.keys_fetched_at) || i.failed_at.is_some_and(recent))
         });
         if tried_moments_ago {
             return KeysWait::AsTheyAre(pending);
@@ -520,6 +530,11 @@ impl Loader {
 
     pub fn parked(&self) -> usize {
         self.parked.len()
+    }
+
+    #[cfg(test)]
+    fn load_in_flight(&self, id: usize) -> Option<u64> {
+        self.issuers.get(id)?.in_flight.map(|(load, _)| load)
     }
 }
 

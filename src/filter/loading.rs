@@ -2,10 +2,11 @@
 //! parked streams it wakes.
 
 use super::host;
-use super::plugin::{Owner, Vm};
 use super::steps::{carry_out, dispatch, refresh, unavailable, with_gate};
+use super::vm::{Owner, Vm};
 use crate::gate;
-use crate::loader::{self, Then};
+use crate::loader::{self, Pace, Then};
+use std::time::Duration;
 
 /// Carries out the loader's actions.
 pub(super) fn perform(vm: &mut Vm, root: u32, actions: Vec<loader::Action>, now: u64) {
@@ -16,6 +17,7 @@ pub(super) fn perform(vm: &mut Vm, root: u32, actions: Vec<loader::Action>, now:
         match action {
             loader::Action::Fetch {
                 issuer,
+                load,
                 callout,
                 fetch,
             } => match dispatch(&plugin.config, &callout) {
@@ -24,6 +26,7 @@ pub(super) fn perform(vm: &mut Vm, root: u32, actions: Vec<loader::Action>, now:
                     Owner::Load {
                         root,
                         issuer,
+                        load,
                         fetch,
                     },
                 ),
@@ -70,4 +73,13 @@ pub(super) fn wake(vm: &mut Vm, root: u32, stream: u32, then: Then) {
         }
     };
     carry_out(vm, root, stream, step, None, true);
+}
+
+/// The tick's period for how urgently the loader needs it.
+pub(super) fn set_pace(pace: Pace) {
+    host::set_tick(match pace {
+        Pace::Eager => Duration::from_millis(1),
+        Pace::Poll => Duration::from_millis(10),
+        Pace::Idle => Duration::from_secs(5),
+    });
 }

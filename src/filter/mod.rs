@@ -7,6 +7,7 @@ mod loading;
 mod plugin;
 mod stats;
 mod steps;
+mod vm;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};

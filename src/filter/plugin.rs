@@ -1,115 +1,18 @@
-//! Per-VM state of each configured plugin, and the carrying-out of what the core decides:
-//! the gate's decisions for requests, the loader's actions for metadata, the refresh slot
-//! reads and writes in shared data. Every choice is the core's; this file only moves bytes
-//! between it and the host.
+//! The carrying-out of what the core decides: the gate's decisions for requests, the
+//! loader's actions for metadata, the refresh slot reads and writes in shared data. Every
+//! choice is the core's; this file only moves bytes between it and the host.
 
 use super::host;
-use super::loading::perform;
-use super::stats::Stats;
+use super::loading::{perform, set_pace};
 use super::steps::{carry_out, publish, refuse, with_gate};
-use crate::cache::Cache;
+use super::vm::{with_vm, Owner, Plugin};
 use crate::config::Config;
-use crate::gate::{
-    self, Admitted, Exchanged, Pending, Request, BEARER_CACHE_BYTES, BEARER_CACHE_ENTRIES,
-    EXCHANGE_CACHE_BYTES, EXCHANGE_CACHE_ENTRIES, SESSION_CACHE_BYTES, SESSION_CACHE_ENTRIES,
-};
-use crate::loader::{Fetch, Loader, Pace};
-use crate::metrics::Metrics;
+use crate::gate::{self, Request};
+use crate::loader::Pace;
 use crate::oidc::MAX_DOCUMENT_BYTES;
-use crate::provider::{Provider, Providers, MAIN};
 use crate::refresh;
 use proxy_wasm::types::Action;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
-
-pub(super) struct Plugin {
-    pub(super) config: Rc<Config>,
-    pub(super) providers: Providers,
-    pub(super) loader: Loader,
-    pub(super) sessions: Cache<Admitted>,
-    pub(super) bearers: Cache<Admitted>,
-    pub(super) exchanged: Cache<Exchanged>,
-    pub(super) metrics: Metrics,
-    pub(super) stats: Stats,
-}
-
-pub(super) enum Owner {
-    Stream {
-        root: u32,
-        stream: u32,
-        pending: Pending,
-    },
-    /// A refresh whose request went away: its outcome is still published (the IdP may
-    /// have rotated the refresh token), and nobody is answered.
-    Orphan { root: u32, pending: Pending },
-    Load {
-        root: u32,
-        issuer: usize,
-        fetch: Fetch,
-    },
-}
-
-#[derive(Default)]
-pub(super) struct Vm {
-    pub(super) plugins: HashMap<u32, Plugin>,
-    pub(super) callouts: HashMap<u32, Owner>,
-    /// `Set-Cookie` values for a stream's response (a refreshed or re-sealed session).
-    pub(super) replies: HashMap<u32, Vec<String>>,
-    /// When each callout in flight was sent (ms), for its latency.
-    pub(super) sent: HashMap<u32, u64>,
-}
-
-impl Vm {
-    /// Remembers who waits for callout `token`'s answer.
-    pub(super) fn await_answer(&mut self, token: u32, owner: Owner) {
-        self.callouts.insert(token, owner);
-        self.sent.insert(token, host::now_ms());
-    }
-
-    /// Forgets callouts whose answer can no longer come: the host's own timeout passed long
-    /// ago, or it cancelled them with their stream (a refresh kept for its outcome, say).
-    /// Without this, clients aborting requests mid-callout would grow both maps for good.
-    fn expire_callouts(&mut self, now_ms: u64) {
-        let (plugins, callouts) = (&self.plugins, &mut self.callouts);
-        self.sent.retain(|token, sent| {
-            let root = match callouts.get(token) {
-                Some(
-                    Owner::Stream { root, .. }
-                    | Owner::Orphan { root, .. }
-                    | Owner::Load { root, .. },
-                ) => *root,
-                None => return false,
-            };
-            let timeout = plugins.get(&root).map_or(0, |p| p.config.idp_timeout_ms);
-            let live = now_ms.saturating_sub(*sent) <= timeout.saturating_add(LATE_ANSWER_MS);
-            if !live {
-                callouts.remove(token);
-            }
-            live
-        });
-    }
-}
-
-/// How long after its timeout a callout's answer is still waited for.
-const LATE_ANSWER_MS: u64 = 5000;
-
-thread_local! {
-    static VM: RefCell<Vm> = RefCell::new(Vm::default());
-}
-
-/// Runs `f` on the VM state. Host calls never call back into the VM synchronously (Envoy
-/// defers local replies and resumptions), so a nested borrow means a bug; we fail closed.
-pub(super) fn with_vm<R>(fallback: impl FnOnce() -> R, f: impl FnOnce(&mut Vm) -> R) -> R {
-    VM.with(|vm| match vm.try_borrow_mut() {
-        Ok(mut vm) => f(&mut vm),
-        Err(_) => {
-            host::log_error("{\"event\":\"error\",\"reason\":\"reentrant_call\"}");
-            fallback()
-        }
-    })
-}
 
 pub fn configure(root: u32, size: usize) -> bool {
     host::refresh_log_level();
@@ -128,20 +31,7 @@ pub fn configure(root: u32, size: usize) -> bool {
             host::shared_set(&key, b"free", None);
         }
     }
-    let mut providers = Providers::new(config.issuers.len());
-    if let Some(fixed) = Provider::fixed(&config) {
-        providers.set(MAIN, fixed);
-    }
-    let plugin = Plugin {
-        loader: Loader::new(&config),
-        config: Rc::new(config),
-        providers,
-        sessions: Cache::new(SESSION_CACHE_ENTRIES, SESSION_CACHE_BYTES),
-        bearers: Cache::new(BEARER_CACHE_ENTRIES, BEARER_CACHE_BYTES),
-        exchanged: Cache::new(EXCHANGE_CACHE_ENTRIES, EXCHANGE_CACHE_BYTES),
-        metrics: Metrics::default(),
-        stats: Stats::default(),
-    };
+    let plugin = Plugin::new(config);
     with_vm(|| (), |vm| drop(vm.plugins.insert(root, plugin)));
     set_pace(Pace::Eager);
     true
@@ -170,14 +60,6 @@ pub fn on_response(stream: u32) {
     }
 }
 
-pub(super) fn set_pace(pace: Pace) {
-    host::set_tick(match pace {
-        Pace::Eager => Duration::from_millis(1),
-        Pace::Poll => Duration::from_millis(10),
-        Pace::Idle => Duration::from_secs(5),
-    });
-}
-
 pub fn on_tick(root: u32) {
     host::refresh_log_level();
     // Without a clock nothing can be judged stale; try again next tick.
@@ -204,17 +86,7 @@ pub fn on_tick(root: u32) {
             perform(vm, root, actions, now);
             if let Some(p) = vm.plugins.get_mut(&root) {
                 set_pace(p.loader.pace());
-                let gauges = [
-                    ("sessions_cached", p.sessions.len() as u64),
-                    ("bearer_tokens_cached", p.bearers.len() as u64),
-                    ("exchanged_tokens_cached", p.exchanged.len() as u64),
-                    (
-                        "cache_evictions",
-                        p.sessions.evictions() + p.bearers.evictions(),
-                    ),
-                    ("parked_requests", p.loader.parked() as u64),
-                ];
-                p.stats.flush(&p.metrics, &gauges);
+                p.flush_stats();
             }
         },
     );
@@ -268,6 +140,7 @@ pub fn on_callout_response(token: u32, num_headers: usize, body_size: usize) {
                 Owner::Load {
                     root,
                     issuer,
+                    load,
                     fetch,
                 } => {
                     let Some(plugin) = vm.plugins.get_mut(&root) else {
@@ -278,6 +151,7 @@ pub fn on_callout_response(token: u32, num_headers: usize, body_size: usize) {
                         &config,
                         &mut plugin.providers,
                         issuer,
+                        load,
                         fetch,
                         answer,
                         now,
@@ -296,24 +170,7 @@ pub fn forget_stream(root: u32, stream: u32) {
             if let Some(plugin) = vm.plugins.get_mut(&root) {
                 plugin.loader.forget(stream);
             }
-            vm.replies.remove(&stream);
-            // A refresh in flight still lands (its outcome is shared); anything else is dropped.
-            let callouts = std::mem::take(&mut vm.callouts);
-            vm.callouts = callouts
-                .into_iter()
-                .filter_map(|(token, owner)| match owner {
-                    Owner::Stream {
-                        root,
-                        stream: s,
-                        pending,
-                    } if s == stream => pending
-                        .outlives_request()
-                        .then_some((token, Owner::Orphan { root, pending })),
-                    owner => Some((token, owner)),
-                })
-                .collect();
-            let callouts = &vm.callouts;
-            vm.sent.retain(|token, _| callouts.contains_key(token));
+            vm.forget_stream(stream);
         },
     );
 }

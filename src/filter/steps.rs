@@ -2,7 +2,8 @@
 //! parking, and the refresh slot's reads and writes. Every choice is the core's.
 
 use super::host;
-use super::plugin::{set_pace, Owner, Plugin, Vm};
+use super::loading::set_pace;
+use super::vm::{Owner, Plugin, Vm};
 use crate::config::Config;
 use crate::gate::{
     self, Callout, Context, Decision, Env, Level, Publish, RefreshCall, Request, Settled, Step,

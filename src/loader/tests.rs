@@ -98,6 +98,7 @@ fn fetches(actions: &[Action]) -> Vec<(usize, &Callout, &Fetch)> {
                 issuer,
                 callout,
                 fetch,
+                ..
             } => Some((*issuer, callout, fetch)),
             _ => None,
         })
@@ -214,11 +215,18 @@ impl World {
         self.tick_seeing(&[(Some(bytes.to_vec()), Some(version))])
     }
 
+    /// Answers `fetch` as part of the load `id` has in flight.
     fn answer(&mut self, id: usize, fetch: Fetch, answer: Answer) -> Vec<Action> {
+        let load = self.loader.load_in_flight(id).expect("a load in flight");
+        self.answer_load(id, load, fetch, answer)
+    }
+
+    fn answer_load(&mut self, id: usize, load: u64, fetch: Fetch, answer: Answer) -> Vec<Action> {
         self.loader.on_answer(
             &self.config,
             &mut self.providers,
             id,
+            load,
             fetch,
             answer,
             self.now,
@@ -482,6 +490,39 @@ fn a_load_whose_answer_never_came_is_given_up_after_the_callout_timeout() {
 }
 
 #[test]
+fn the_late_answer_of_a_load_given_up_does_not_end_the_one_that_replaced_it() {
+    for late in [None, Some(200u16)] {
+        let mut w = World::new(config());
+        assert!(w.park(1, MAIN));
+        assert_eq!(w.loader.load_in_flight(MAIN), None);
+        assert_eq!(fetched(&w.tick()), [(0, "discovery")]);
+        let given_up = w.loader.load_in_flight(MAIN).expect("in flight");
+        w.now += 11;
+        assert_eq!(
+            fetched(&w.tick()),
+            [(0, "discovery")],
+            "given up, started again"
+        );
+        let current = w.loader.load_in_flight(MAIN).expect("in flight");
+        assert_ne!(current, given_up);
+        // The lost answer turns up: a failure or a good document, it changes nothing.
+        let doc = discovery_json(ISSUER, json!({}));
+        let late = late.map(|s| (s, doc.as_bytes()));
+        let a = w.answer_load(MAIN, given_up, Fetch::Discovery, late);
+        assert!(a.is_empty(), "{a:?}");
+        assert_eq!(w.loader.load_in_flight(MAIN), Some(current));
+        assert_eq!(w.loader.parked(), 1);
+        // So no third load starts while the current one is in flight...
+        w.now += 1;
+        assert!(w.tick().is_empty());
+        // ...and the current one's answers still count.
+        let keys = w.discovered(MAIN, ISSUER);
+        let a = w.ok(MAIN, keys, &testkeys::jwks_json());
+        assert_eq!(woken(&a), [(1, "decide")]);
+    }
+}
+
+#[test]
 fn a_stale_provider_is_refetched_and_a_fresh_one_is_not() {
     let mut w = World::new(config());
     w.load();
@@ -596,6 +637,19 @@ fn another_workers_newer_snapshot_is_adopted_without_fetching() {
     // Nothing shared at all: kept.
     assert!(w.tick().is_empty());
     assert_eq!(w.fetched_at(), Some(NOW + 10));
+}
+
+#[test]
+fn keys_another_worker_fetched_moments_ago_are_not_fetched_again_for_an_unknown_kid() {
+    let mut w = World::new(config());
+    w.load();
+    w.now += KEY_REFETCH_MIN_SECS;
+    // Another worker fetched (a token's unknown kid, say) after ours; adopting its copy
+    // restarts the limit here too.
+    assert!(w.tick_shared(&snapshot(ISSUER, w.now), 1).is_empty());
+    assert!(matches!(w.park_keys(1), KeysWait::AsTheyAre(_)));
+    w.now += KEY_REFETCH_MIN_SECS;
+    assert!(matches!(w.park_keys(1), KeysWait::Parked));
 }
 
 #[test]
