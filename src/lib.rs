@@ -27,6 +27,7 @@ mod filter;
 pub mod gate;
 pub mod headers;
 pub mod loader;
+pub mod memcmp;
 pub mod metrics;
 pub mod oidc;
 pub mod pages;

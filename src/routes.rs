@@ -12,7 +12,7 @@ use regex_lite::Regex;
 #[derive(Clone, Debug)]
 pub struct SkipRoute {
     method: Method,
-    path: Regex,
+    path: PathRegex,
 }
 
 #[derive(Clone, Debug)]
@@ -58,16 +58,64 @@ impl SkipRoute {
     }
 }
 
-fn regex(pattern: &str) -> Result<Regex, String> {
+/// A path regex, and the plain string test that decides it alike when the pattern is an
+/// anchored literal (`^/public/`, `^/healthz$`): regex-lite has no literal shortcuts, and
+/// these run on every request.
+#[derive(Clone, Debug)]
+struct PathRegex {
+    regex: Regex,
+    literal: Option<Literal>,
+}
+
+#[derive(Clone, Debug)]
+enum Literal {
+    Prefix(String),
+    Exact(String),
+}
+
+impl PathRegex {
+    fn is_match(&self, path: &str) -> bool {
+        match &self.literal {
+            Some(Literal::Prefix(p)) => path.starts_with(p.as_str()),
+            Some(Literal::Exact(p)) => path == p,
+            None => self.regex.is_match(path),
+        }
+    }
+}
+
+/// `^literal` or `^literal$`, where the literal holds only characters no regex syntax gives a
+/// meaning to outside a class (`$` is end of text: regex-lite has no multi-line mode unless
+/// asked for with a flag, which starts with `(`).
+fn literal(pattern: &str) -> Option<Literal> {
+    let rest = pattern.strip_prefix('^')?;
+    let (text, exact) = match rest.strip_suffix('$') {
+        Some(text) => (text, true),
+        None => (rest, false),
+    };
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"/_-=,:@!%;'\"<>".contains(&b);
+    if !text.bytes().all(plain) {
+        return None;
+    }
+    Some(match exact {
+        true => Literal::Exact(text.to_string()),
+        false => Literal::Prefix(text.to_string()),
+    })
+}
+
+fn regex(pattern: &str) -> Result<PathRegex, String> {
     if pattern.is_empty() {
         return Err("empty path regex".into());
     }
-    Regex::new(pattern).map_err(|e| format!("`{pattern}` is not a regex: {e}"))
+    let regex = Regex::new(pattern).map_err(|e| format!("`{pattern}` is not a regex: {e}"))?;
+    Ok(PathRegex {
+        regex,
+        literal: literal(pattern),
+    })
 }
 
 /// One `api_routes` entry: a path regex, unanchored like `skip_auth_routes`.
 #[derive(Clone, Debug)]
-pub struct ApiRoute(Regex);
+pub struct ApiRoute(PathRegex);
 
 impl ApiRoute {
     pub fn parse(entry: &str) -> Result<ApiRoute, String> {
@@ -194,6 +242,43 @@ mod tests {
         assert!(SkipRoute::parse("").is_err());
         assert!(ApiRoute::parse("").is_err());
         assert!(ApiRoute::parse("(").is_err());
+    }
+
+    /// The literal shortcut decides every pattern it takes exactly as the regex does.
+    #[test]
+    fn literal_patterns_match_as_their_regex() {
+        let pieces = [
+            "^", "$", "/", "a", "b", ".", "*", "+", "?", "|", "(", ")", "[", "]", "\\", "-", "=",
+            "%", "$",
+        ];
+        let mut taken = 0;
+        let mut patterns = vec![String::new()];
+        for _ in 0..4 {
+            patterns = patterns
+                .iter()
+                .flat_map(|p| pieces.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            for pattern in &patterns {
+                let Ok(re) = regex(pattern) else { continue };
+                if re.literal.is_none() {
+                    continue;
+                }
+                taken += 1;
+                for path in [
+                    "/", "/a", "/a/", "/ab", "/a/b", "a", "", "/b", "/a$", "/-=%", "^/a",
+                ] {
+                    assert_eq!(
+                        re.is_match(path),
+                        re.regex.is_match(path),
+                        "{pattern:?} on {path:?}"
+                    );
+                }
+            }
+        }
+        assert!(taken > 100, "only {taken} literal patterns tried");
+        assert!(regex("^/public/").unwrap().literal.is_some());
+        assert!(regex("^/public/a.css").unwrap().literal.is_none());
+        assert!(regex("(?m)^/a$").unwrap().literal.is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod host;
 mod loading;
+mod memcmp;
 mod plugin;
 mod stats;
 mod steps;
