@@ -99,11 +99,16 @@ setup:
     echo "setup: ok"
 
 # Build the filter and optimize it into build/wasm_oauth2_proxy.wasm (reproducible: `just repro`).
+# Envoy's V8 compiles the whole module with TurboFan at load, and its memory grows with the
+# size of the largest functions, not just the total: inlining every single-caller function
+# (wasm-opt's default) made 47 KB ones and cost Envoy 7-8 MB of RSS; capped at 200 bytes, the
+# module is the same size.
 build:
     CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="{{wasm_rustflags}}" \
         cargo build --release --target wasm32-wasip1
     mkdir -p build
-    wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+    wasm-opt -Oz --one-caller-inline-max-function-size 200 \
+        --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
         --enable-nontrapping-float-to-int --strip-debug \
         {{raw_wasm}} -o {{wasm}}
     @echo "build: {{raw_wasm}} $(stat -c %s {{raw_wasm}}) bytes -> {{wasm}} $(stat -c %s {{wasm}}) bytes"
@@ -213,7 +218,7 @@ clean:
     cargo clean
     rm -rf build
 
-# What `just bench` needs beyond `just setup`: wrk (load generator) and nginx (upstream).
+# What `just bench` needs beyond `just setup`: wrk (load generator), nginx (upstream), perf.
 bench-setup: setup
     #!/usr/bin/env bash
     set -euo pipefail
@@ -223,6 +228,7 @@ bench-setup: setup
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
     command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+    command -v perf >/dev/null 2>&1 || missing+=(linux-perf)  # `just bench-profile`
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "bench-setup: installing ${missing[*]}"
         $sudo apt-get update -qq
@@ -262,6 +268,13 @@ bench: bench-setup build bench-trivial
 # of the differences into bench/RESULTS.md ("Paired differences, one Envoy").
 bench-paired *FLAGS: bench-setup build bench-trivial
     python3 -m bench.paired --command "just bench-paired {{FLAGS}}" {{FLAGS}}
+
+# Where Envoy's CPU per request goes (about 4 minutes; flags go to `python3 -m bench.profile`):
+# perf samples one Envoy under load per configuration, split into the filter's own compiled
+# Wasm, host-call work, the C++ glue into Wasm, the rest of Envoy and the kernel. Writes
+# bench/results/profile.md. Needs perf (Debian's linux-perf; `just bench-setup` installs it).
+bench-profile *FLAGS: bench-setup build bench-trivial
+    python3 -m bench.profile {{FLAGS}}
 
 # Memory soak: one Envoy with the filter under 100,000-request phases (sign-out churn, forged
 # cookies, forged and valid bearer tokens); fails when its RSS grows more than the cache
