@@ -523,9 +523,13 @@ impl Loader {
         self.park(stream, NO_ISSUER, Wait::Refresh(call))
     }
 
-    /// A stream went away: nothing waits for it any more.
+    /// A stream went away: nothing waits for it any more, except a refresh waiting for keys,
+    /// whose outcome the session's other requests still need (the IdP may have rotated the
+    /// refresh token). It is woken like the others; the adapter finds its stream gone.
     pub fn forget(&mut self, stream: u32) {
-        self.parked.retain(|(s, _, _)| *s != stream);
+        self.parked.retain(|(s, _, w)| {
+            *s != stream || matches!(w, Wait::Keys(pending) if pending.outlives_request())
+        });
     }
 
     pub fn parked(&self) -> usize {

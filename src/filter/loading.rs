@@ -2,7 +2,7 @@
 //! parked streams it wakes.
 
 use super::host;
-use super::steps::{carry_out, dispatch, refresh, unavailable, with_gate};
+use super::steps::{carry_out, dispatch, publish, refresh, unavailable, with_gate};
 use super::vm::{Owner, Vm};
 use crate::gate;
 use crate::loader::{self, Pace, Then};
@@ -53,6 +53,10 @@ pub(super) fn perform(vm: &mut Vm, root: u32, actions: Vec<loader::Action>, now:
             loader::Action::Wake { stream, then } => {
                 if host::switch_to(stream) {
                     wake(vm, root, stream, then);
+                } else if let Then::Keys(pending) = then {
+                    // A refresh whose request went away: its outcome is still shared.
+                    let step = with_gate(plugin, |cx, env| gate::resume_keys(cx, pending, env));
+                    step.publish.iter().for_each(publish);
                 }
             }
         }

@@ -96,7 +96,7 @@ impl Pending {
     /// Whether the outcome matters after the request went away: a refresh the IdP may have
     /// answered by rotating the refresh token must still be shared with the others.
     pub fn outlives_request(&self) -> bool {
-        matches!(self, Pending::Refresh(_))
+        matches!(self, Pending::Refresh(_) | Pending::RefreshKeys(..))
     }
 
     /// Records the slot entry a refresh claimed, so its outcome is published only over it.

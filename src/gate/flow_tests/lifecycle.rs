@@ -1170,10 +1170,36 @@ fn a_refreshed_id_token_with_an_unknown_key_waits_for_the_keys() {
         let Decision::RefreshKeys(MAIN, pending) = step.decision else {
             panic!("expected a key refresh, got {:?}", step.decision);
         };
+        // Parked for the keys, it stays parked when its request goes away: the others on
+        // the session wait for its outcome.
+        let mut loader = crate::loader::Loader::new(&w.config);
+        let pending = match loader.park_for_keys(7, MAIN, pending.0, w.now) {
+            crate::loader::KeysWait::Parked => {
+                loader.forget(7);
+                assert_eq!(loader.parked(), 1, "a refresh outlives its request");
+                let started = loader.tick(&w.config, &mut w.providers, w.now, &[]);
+                assert!(matches!(
+                    started.as_slice(),
+                    [crate::loader::Action::Fetch { .. }]
+                ));
+                let a = loader.on_dispatch_failed(&w.providers, MAIN, w.now, "idp");
+                match a.into_iter().find_map(|a| match a {
+                    crate::loader::Action::Wake {
+                        stream: 7,
+                        then: crate::loader::Then::Keys(p),
+                    } => Some(p),
+                    _ => None,
+                }) {
+                    Some(p) => p,
+                    None => panic!("the refresh was not woken"),
+                }
+            }
+            other => panic!("expected the refresh to park, got {other:?}"),
+        };
         if keys_found {
             w.providers.set(MAIN, provider_with(&json!({}), &rotated));
         }
-        let step = w.run(|cx, env| resume_keys(cx, pending.0, env));
+        let step = w.run(|cx, env| resume_keys(cx, pending, env));
         let entry = published(&step, &call.slot, &call.claim);
         if !keys_found {
             // Still unknown with the fresh keys: not the IdP's token.
