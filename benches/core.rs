@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
@@ -17,62 +15,11 @@ use wasm_oauth2_proxy::cookie;
 use wasm_oauth2_proxy::gate::{self, Context, Decision, Env, Request};
 use wasm_oauth2_proxy::oidc::{self, Discovery, Jwks};
 use wasm_oauth2_proxy::provider::{Provider, Providers, MAIN};
-use wasm_oauth2_proxy::session::{self, Session};
+use wasm_oauth2_proxy::session;
 
-const NOW: u64 = 1_700_000_000;
-const ISSUER: &str = "https://idp.example.com";
-const COOKIE: &str = "_oauth2_proxy";
-
-fn config() -> Config {
-    let json = json!({
-        "oidc_issuer_url": ISSUER,
-        "idp_cluster": "idp",
-        "client_id": "bench",
-        "client_secret": "bench-secret",
-        "cookie_secret": "0123456789abcdef0123456789abcdef",
-        "email_domains": ["*"],
-        "cookie_secure": false,
-        "skip_auth_routes": ["GET=^/public/", "^/healthz$", "POST=^/hooks/[a-z]+$"],
-        "skip_jwt_bearer_tokens": true,
-    });
-    match Config::parse(json.to_string().as_bytes(), &|_| None) {
-        Ok(c) => c,
-        Err(e) => panic!("bench config: {e}"),
-    }
-}
-
-/// A session shaped like the IdP's: a JWT-sized ID token that repeats the groups.
-fn session(groups: usize) -> Session {
-    let groups: Vec<String> = (0..groups)
-        .map(|i| format!("group-with-a-fairly-long-name-{i:03}"))
-        .collect();
-    let claims = json!({"sub": "john", "email": "john@example.com", "groups": groups});
-    Session {
-        user: "john".into(),
-        email: "john@example.com".into(),
-        preferred_username: "john".into(),
-        email_verified: Some(true),
-        groups,
-        roles: Vec::new(),
-        access_token: "a".repeat(43),
-        id_token: format!(
-            "eyJhbGciOiJSUzI1NiJ9.{}.{}",
-            b64(claims.to_string().as_bytes()),
-            "s".repeat(342)
-        ),
-        refresh_token: "r".repeat(43),
-        created_at: NOW,
-        expires_at: NOW + 3600,
-        id: "b".repeat(22),
-        sub: "john".into(),
-        access_expires_at: NOW + 300,
-        generation: 0,
-    }
-}
-
-fn b64(b: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(b)
-}
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{b64, config, session, COOKIE, ISSUER, NOW};
 
 fn sealed(c: &Config, groups: usize) -> String {
     session::seal(&c.session_key, COOKIE, &session(groups), [7; 12]).unwrap_or_default()

@@ -20,25 +20,24 @@
 //! timed loop then runs ITERATIONS (default 200000) more. `--phases` also times each step
 //! alone, so native and Wasm can be compared step by step.
 
+#[path = "../benches/support/fixtures.rs"]
+mod fixtures;
+use fixtures::{b64, config, session, COOKIE, ISSUER, NOW};
+
 use std::hint::black_box;
 use std::time::Instant;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use p256::ecdsa::signature::Signer;
 use serde_json::json;
 use wasm_oauth2_proxy::cache::Cache;
 use wasm_oauth2_proxy::config::Config;
 use wasm_oauth2_proxy::cookie;
 use wasm_oauth2_proxy::gate::{self, Admitted, Context, Decision, Env, Exchanged, Request};
+use wasm_oauth2_proxy::headers;
 use wasm_oauth2_proxy::metrics::Metrics;
 use wasm_oauth2_proxy::oidc::Discovery;
 use wasm_oauth2_proxy::provider::{Provider, Providers, MAIN};
-use wasm_oauth2_proxy::session::{self, Session};
-
-const NOW: u64 = 1_700_000_000;
-const ISSUER: &str = "https://idp.example.com";
-const COOKIE: &str = "_oauth2_proxy";
+use wasm_oauth2_proxy::session;
 
 // ---------------------------------------------------------------------------------------
 // proxy-wasm 0.2 SDK, copied: the header map wire format (src/hostcalls.rs `mod utils`).
@@ -99,18 +98,7 @@ fn host_hands_over(wire: &[u8]) -> Vec<u8> {
 /// `filter::host::map_lossy`: SDK deserialization, then each value into a `String`.
 #[inline(never)]
 fn map_lossy(wire: &[u8]) -> (Vec<(String, String)>, bool) {
-    let mut exact = true;
-    let pairs = deserialize_map_bytes(wire)
-        .into_iter()
-        .map(|(k, v)| {
-            let v = String::from_utf8(v).unwrap_or_else(|e| {
-                exact = false;
-                String::from_utf8_lossy(e.as_bytes()).into_owned()
-            });
-            (k, v)
-        })
-        .collect();
-    (pairs, exact)
+    headers::lossy(deserialize_map_bytes(wire))
 }
 
 /// `filter::host::edit_request_headers` with the exact headers at hand: the edited map,
@@ -128,57 +116,6 @@ fn write_back(req: &Request, remove: &[String], set: &[(String, String)]) -> usi
 
 // ---------------------------------------------------------------------------------------
 // The gate's state, as in benches/core.rs.
-
-fn b64(b: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-fn config() -> Config {
-    let json = json!({
-        "oidc_issuer_url": ISSUER,
-        "idp_cluster": "idp",
-        "client_id": "bench",
-        "client_secret": "bench-secret",
-        "cookie_secret": "0123456789abcdef0123456789abcdef",
-        "email_domains": ["*"],
-        "cookie_secure": false,
-        "skip_auth_routes": ["GET=^/public/", "^/healthz$", "POST=^/hooks/[a-z]+$"],
-        "skip_jwt_bearer_tokens": true,
-    });
-    match Config::parse(json.to_string().as_bytes(), &|_| None) {
-        Ok(c) => c,
-        Err(e) => panic!("config: {e}"),
-    }
-}
-
-/// A session shaped like the IdP's: a JWT-sized ID token that repeats the groups.
-fn session(groups: usize) -> Session {
-    let groups: Vec<String> = (0..groups)
-        .map(|i| format!("group-with-a-fairly-long-name-{i:03}"))
-        .collect();
-    let claims = json!({"sub": "john", "email": "john@example.com", "groups": groups});
-    Session {
-        user: "john".into(),
-        email: "john@example.com".into(),
-        preferred_username: "john".into(),
-        email_verified: Some(true),
-        groups,
-        roles: Vec::new(),
-        access_token: "a".repeat(43),
-        id_token: format!(
-            "eyJhbGciOiJSUzI1NiJ9.{}.{}",
-            b64(claims.to_string().as_bytes()),
-            "s".repeat(342)
-        ),
-        refresh_token: "r".repeat(43),
-        created_at: NOW,
-        expires_at: NOW + 3600,
-        id: "b".repeat(22),
-        sub: "john".into(),
-        access_expires_at: NOW + 300,
-        generation: 0,
-    }
-}
 
 /// The `Cookie` header a browser sends for the sealed session, chunked as the gate sets it,
 /// after an unrelated cookie of the app's.

@@ -140,6 +140,25 @@ pub fn for_auth_response(config: &Config, s: &Session) -> Headers {
     out
 }
 
+/// A header map as the host hands it over (names as text, values as bytes), as text, and
+/// whether that text is exactly what the host holds. Values may hold bytes that are not
+/// UTF-8; those are replaced, and the map must then not be written back whole.
+pub fn lossy(pairs: Vec<(String, Vec<u8>)>) -> (Vec<(String, String)>, bool) {
+    let mut exact = true;
+    let text = pairs
+        .into_iter()
+        .map(|(k, v)| {
+            // Valid UTF-8 (nearly always) is taken as is, without another copy.
+            let v = String::from_utf8(v).unwrap_or_else(|e| {
+                exact = false;
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            });
+            (k, v)
+        })
+        .collect();
+    (text, exact)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +250,14 @@ mod tests {
         assert!(h.contains(&("x-auth-request-email", "john@example.com".into())));
         assert!(h.contains(&("authorization", "Bearer ID".into())));
         assert!(!h.iter().any(|(n, _)| n.starts_with("x-forwarded")));
+    }
+
+    #[test]
+    fn lossy_text_says_whether_it_is_exact() {
+        let ok = vec![("a".to_string(), b"caf\xc3\xa9".to_vec())];
+        assert_eq!(lossy(ok), (vec![("a".into(), "caf\u{e9}".into())], true));
+        let bad = vec![("a".to_string(), b"x\xffy".to_vec())];
+        assert_eq!(lossy(bad), (vec![("a".into(), "x\u{fffd}y".into())], false));
     }
 
     #[test]

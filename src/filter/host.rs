@@ -87,20 +87,9 @@ pub fn plugin_configuration(size: usize) -> Option<Vec<u8>> {
 /// the host would not hand it over.
 fn map_lossy(map: MapType) -> Option<(Vec<(String, String)>, bool)> {
     // Header values may hold non-UTF-8 bytes; the SDK's String API would panic on them.
-    let mut exact = true;
-    let pairs = hostcalls::get_map_bytes(map)
-        .ok()?
-        .into_iter()
-        .map(|(k, v)| {
-            // Valid UTF-8 (nearly always) is taken as is, without another copy.
-            let v = String::from_utf8(v).unwrap_or_else(|e| {
-                exact = false;
-                String::from_utf8_lossy(e.as_bytes()).into_owned()
-            });
-            (k, v)
-        })
-        .collect();
-    Some((pairs, exact))
+    hostcalls::get_map_bytes(map)
+        .ok()
+        .map(crate::headers::lossy)
 }
 
 /// The request headers, and whether writing them back would reproduce them byte for byte.

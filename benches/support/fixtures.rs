@@ -1,0 +1,64 @@
+//! What the native benchmarks (`benches/core.rs`) and the hot-path profile
+//! (`examples/hot_path.rs`) both start from: the configuration and a session shaped like the
+//! IdP's. Included by `#[path]` from each.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::json;
+use wasm_oauth2_proxy::config::Config;
+use wasm_oauth2_proxy::session::Session;
+
+pub const NOW: u64 = 1_700_000_000;
+pub const ISSUER: &str = "https://idp.example.com";
+pub const COOKIE: &str = "_oauth2_proxy";
+
+pub fn config() -> Config {
+    let json = json!({
+        "oidc_issuer_url": ISSUER,
+        "idp_cluster": "idp",
+        "client_id": "bench",
+        "client_secret": "bench-secret",
+        "cookie_secret": "0123456789abcdef0123456789abcdef",
+        "email_domains": ["*"],
+        "cookie_secure": false,
+        "skip_auth_routes": ["GET=^/public/", "^/healthz$", "POST=^/hooks/[a-z]+$"],
+        "skip_jwt_bearer_tokens": true,
+    });
+    match Config::parse(json.to_string().as_bytes(), &|_| None) {
+        Ok(c) => c,
+        Err(e) => panic!("bench config: {e}"),
+    }
+}
+
+/// A session shaped like the IdP's: a JWT-sized ID token that repeats the groups.
+pub fn session(groups: usize) -> Session {
+    let groups: Vec<String> = (0..groups)
+        .map(|i| format!("group-with-a-fairly-long-name-{i:03}"))
+        .collect();
+    let claims = json!({"sub": "john", "email": "john@example.com", "groups": groups});
+    Session {
+        user: "john".into(),
+        email: "john@example.com".into(),
+        preferred_username: "john".into(),
+        email_verified: Some(true),
+        groups,
+        roles: Vec::new(),
+        access_token: "a".repeat(43),
+        id_token: format!(
+            "eyJhbGciOiJSUzI1NiJ9.{}.{}",
+            b64(claims.to_string().as_bytes()),
+            "s".repeat(342)
+        ),
+        refresh_token: "r".repeat(43),
+        created_at: NOW,
+        expires_at: NOW + 3600,
+        id: "b".repeat(22),
+        sub: "john".into(),
+        access_expires_at: NOW + 300,
+        generation: 0,
+    }
+}
+
+pub fn b64(b: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
