@@ -277,10 +277,13 @@ bench-profile *FLAGS: bench-setup build bench-trivial
     python3 -m bench.profile {{FLAGS}}
 
 # The hot path's Wasm functions under Node.js's V8 (TurboFan only, as in Envoy): ns per
-# request natively and under V8 per step, and each function's self time (about a minute).
-# Flags go to `python3 bench/v8_profile.py`, e.g. `--cases chunked`.
+# request natively and under V8 per step, and each function's self time (about a minute);
+# writes bench/results/v8-profile.md. Flags go to `python3 bench/v8_profile.py`, e.g.
+# `--cases chunked`.
 bench-v8 *FLAGS:
-    python3 bench/v8_profile.py {{FLAGS}}
+    #!/usr/bin/env bash
+    set -euo pipefail
+    python3 bench/v8_profile.py {{FLAGS}} | tee bench/results/v8-profile.md
 
 # Memory soak: one Envoy with the filter under 100,000-request phases (sign-out churn, forged
 # cookies, forged and valid bearer tokens); fails when its RSS grows more than the cache

@@ -44,8 +44,8 @@ is not split by Wasm function; `wasm_jit` is all of the filter's compiled code.
     python3 -m bench.profile [--rounds 3] [--seconds 4] [--freq 2000] [--only a,b]
         [--out DIR]
 
-Writes OUT/profile.json and OUT/profile.md (OUT: bench/results unless told), prints markdown
-tables; perf's files (and /proc/PID/maps snapshots) stay in a temporary directory. Stdlib only. Needs root (or perf_event_paranoid <= 1) and perf.
+Writes OUT/profile.md (OUT: bench/results unless told; committed) and OUT/profile.json (every
+round's leaf functions and call paths, about 1 MB: not committed), prints markdown tables; perf's files (and /proc/PID/maps snapshots) stay in a temporary directory. Stdlib only. Needs root (or perf_event_paranoid <= 1) and perf.
 """
 
 from __future__ import annotations
