@@ -54,7 +54,8 @@ pub(super) fn perform(vm: &mut Vm, root: u32, actions: Vec<loader::Action>, now:
                 if host::switch_to(stream) {
                     wake(vm, root, stream, then);
                 } else if let Then::Keys(pending) = then {
-                    // A refresh whose request went away: its outcome is still shared.
+                    // A refresh whose request went away (the loader keeps no other wait
+                    // past its stream): its outcome is still shared.
                     let step = with_gate(plugin, |cx, env| gate::resume_keys(cx, pending, env));
                     step.publish.iter().for_each(publish);
                 }
