@@ -10,35 +10,15 @@ use rsa::traits::PublicKeyParts;
 use serde_json::json;
 use sha2::Sha256;
 use wasm_oauth2_proxy::cache::Cache;
-use wasm_oauth2_proxy::config::Config;
 use wasm_oauth2_proxy::cookie;
 use wasm_oauth2_proxy::gate::{self, Context, Decision, Env, Request};
-use wasm_oauth2_proxy::oidc::{self, Discovery, Jwks};
-use wasm_oauth2_proxy::provider::{Provider, Providers, MAIN};
+use wasm_oauth2_proxy::oidc::{self, Jwks};
+use wasm_oauth2_proxy::provider::{Providers, MAIN};
 use wasm_oauth2_proxy::session;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
-use fixtures::{b64, config, session, COOKIE, ISSUER, NOW};
-
-fn sealed(c: &Config, groups: usize) -> String {
-    session::seal(&c.session_key, COOKIE, &session(groups), [7; 12]).unwrap_or_default()
-}
-
-/// The `Cookie` header a browser sends for `value`, chunked the way the gate sets it.
-fn cookie_header(c: &Config, value: &str) -> String {
-    let target = cookie::Target {
-        host: "app.example.com",
-        now: NOW,
-    };
-    let set = cookie::set_chunked(&c.cookie, &target, &[], COOKIE, value, 3600).unwrap_or_default();
-    let mut pairs: Vec<String> = set
-        .iter()
-        .filter_map(|s| s.split(';').next().map(str::to_string))
-        .collect();
-    pairs.insert(0, "theme=dark".into());
-    pairs.join("; ")
-}
+use fixtures::{b64, config, cookie_header, provider, sealed, session, COOKIE, ISSUER, NOW};
 
 fn seal_open(cr: &mut Criterion) {
     let c = config();
@@ -157,21 +137,6 @@ fn with_header(path: &str, extra: Option<(&str, &str)>) -> Request {
         headers.push((n.into(), v.into()));
     }
     Request { headers }
-}
-
-fn provider(keys: &str) -> Provider {
-    let doc = json!({
-        "issuer": ISSUER,
-        "authorization_endpoint": format!("{ISSUER}/authorize"),
-        "token_endpoint": format!("{ISSUER}/token"),
-        "jwks_uri": format!("{ISSUER}/jwks"),
-    });
-    match Discovery::parse(doc.to_string().as_bytes(), ISSUER)
-        .and_then(|d| Provider::new(d, keys.as_bytes(), NOW))
-    {
-        Ok(p) => p,
-        Err(e) => panic!("provider: {e}"),
-    }
 }
 
 /// The gate's whole decision, as the filter calls it per request: routing, the session

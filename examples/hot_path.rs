@@ -22,7 +22,7 @@
 
 #[path = "../benches/support/fixtures.rs"]
 mod fixtures;
-use fixtures::{b64, config, session, COOKIE, ISSUER, NOW};
+use fixtures::{b64, config, cookie_header, provider, sealed, ISSUER, NOW};
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -31,13 +31,10 @@ use p256::ecdsa::signature::Signer;
 use serde_json::json;
 use wasm_oauth2_proxy::cache::Cache;
 use wasm_oauth2_proxy::config::Config;
-use wasm_oauth2_proxy::cookie;
 use wasm_oauth2_proxy::gate::{self, Admitted, Context, Decision, Env, Exchanged, Request};
 use wasm_oauth2_proxy::headers;
 use wasm_oauth2_proxy::metrics::Metrics;
-use wasm_oauth2_proxy::oidc::Discovery;
-use wasm_oauth2_proxy::provider::{Provider, Providers, MAIN};
-use wasm_oauth2_proxy::session;
+use wasm_oauth2_proxy::provider::{Providers, MAIN};
 
 // ---------------------------------------------------------------------------------------
 // proxy-wasm 0.2 SDK, copied: the header map wire format (src/hostcalls.rs `mod utils`).
@@ -119,21 +116,8 @@ fn write_back(req: &Request, remove: &[String], set: &[(String, String)]) -> usi
 
 /// The `Cookie` header a browser sends for the sealed session, chunked as the gate sets it,
 /// after an unrelated cookie of the app's.
-fn cookie_header(c: &Config, groups: usize) -> String {
-    let value =
-        session::seal(&c.session_key, COOKIE, &session(groups), [7; 12]).unwrap_or_default();
-    let target = cookie::Target {
-        host: "app.example.com",
-        now: NOW,
-    };
-    let set =
-        cookie::set_chunked(&c.cookie, &target, &[], COOKIE, &value, 3600).unwrap_or_default();
-    let mut pairs: Vec<String> = set
-        .iter()
-        .filter_map(|s| s.split(';').next().map(str::to_string))
-        .collect();
-    pairs.insert(0, "theme=dark".into());
-    pairs.join("; ")
+fn browser_cookie(c: &Config, groups: usize) -> String {
+    cookie_header(c, &sealed(c, groups))
 }
 
 /// An ES256 ID token from the login issuer, and the JWKS with its key (a fixed key: no
@@ -162,21 +146,6 @@ fn bearer_token() -> (String, String) {
         format!("{input}.{}", b64(&sig.to_bytes())),
         jwks.to_string(),
     )
-}
-
-fn provider(keys: &str) -> Provider {
-    let doc = json!({
-        "issuer": ISSUER,
-        "authorization_endpoint": format!("{ISSUER}/authorize"),
-        "token_endpoint": format!("{ISSUER}/token"),
-        "jwks_uri": format!("{ISSUER}/jwks"),
-    });
-    match Discovery::parse(doc.to_string().as_bytes(), ISSUER)
-        .and_then(|d| Provider::new(d, keys.as_bytes(), NOW))
-    {
-        Ok(p) => p,
-        Err(e) => panic!("provider: {e}"),
-    }
 }
 
 /// The request header map as Envoy hands it to the filter (lowercase names, pseudo-headers
@@ -347,11 +316,11 @@ fn main() {
         let headers = match *case {
             // Five groups: a ~1.5 KB cookie, one chunk.
             "session" => {
-                let cookies = cookie_header(&gate.config, 5);
+                let cookies = browser_cookie(&gate.config, 5);
                 browser_headers(&[("cookie", &cookies)], HTML)
             }
             "chunked" => {
-                let cookies = cookie_header(&gate.config, 150);
+                let cookies = browser_cookie(&gate.config, 150);
                 browser_headers(&[("cookie", &cookies)], HTML)
             }
             _ => {

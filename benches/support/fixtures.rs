@@ -1,12 +1,15 @@
 //! What the native benchmarks (`benches/core.rs`) and the hot-path profile
-//! (`examples/hot_path.rs`) both start from: the configuration and a session shaped like the
-//! IdP's. Included by `#[path]` from each.
+//! (`examples/hot_path.rs`) both start from: the configuration, a session shaped like the
+//! IdP's, and the login issuer's metadata. Included by `#[path]` from each.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::json;
 use wasm_oauth2_proxy::config::Config;
-use wasm_oauth2_proxy::session::Session;
+use wasm_oauth2_proxy::cookie;
+use wasm_oauth2_proxy::oidc::Discovery;
+use wasm_oauth2_proxy::provider::Provider;
+use wasm_oauth2_proxy::session::{self, Session};
 
 pub const NOW: u64 = 1_700_000_000;
 pub const ISSUER: &str = "https://idp.example.com";
@@ -61,4 +64,40 @@ pub fn session(groups: usize) -> Session {
 
 pub fn b64(b: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(b)
+}
+
+/// The login issuer loaded with `keys` (a JWKS document).
+pub fn provider(keys: &str) -> Provider {
+    let doc = json!({
+        "issuer": ISSUER,
+        "authorization_endpoint": format!("{ISSUER}/authorize"),
+        "token_endpoint": format!("{ISSUER}/token"),
+        "jwks_uri": format!("{ISSUER}/jwks"),
+    });
+    match Discovery::parse(doc.to_string().as_bytes(), ISSUER)
+        .and_then(|d| Provider::new(d, keys.as_bytes(), NOW))
+    {
+        Ok(p) => p,
+        Err(e) => panic!("provider: {e}"),
+    }
+}
+
+/// The session cookie value for a session with `groups` groups.
+pub fn sealed(c: &Config, groups: usize) -> String {
+    session::seal(&c.session_key, COOKIE, &session(groups), [7; 12]).unwrap_or_default()
+}
+
+/// The `Cookie` header a browser sends for `value`, chunked the way the gate sets it.
+pub fn cookie_header(c: &Config, value: &str) -> String {
+    let target = cookie::Target {
+        host: "app.example.com",
+        now: NOW,
+    };
+    let set = cookie::set_chunked(&c.cookie, &target, &[], COOKIE, value, 3600).unwrap_or_default();
+    let mut pairs: Vec<String> = set
+        .iter()
+        .filter_map(|s| s.split(';').next().map(str::to_string))
+        .collect();
+    pairs.insert(0, "theme=dark".into());
+    pairs.join("; ")
 }
