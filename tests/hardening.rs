@@ -22,7 +22,7 @@ use serde_json::json;
 
 use support::checks::{
     assert_gate_401, assert_login_redirect, authz_endpoint, header_str, is_gate_401,
-    is_session_cookie_name, raw_headers, send_target, API, CSRF, SESSION,
+    is_session_cookie_name, raw_headers, send_target, API, CSRF, IDENTITY_HEADERS, SESSION,
 };
 use support::corpus::{app_view, lines};
 use support::http::{Browser, Response, BROWSER_ACCEPT};
@@ -172,22 +172,14 @@ fn h01_skip_routes_only_on_canonical_paths() {
 
 // ==================================================================== header spellings
 
-/// Every header the filter owns: client copies must never reach the app.
-const OWNED: &[&str] = &[
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-preferred-username",
-    "x-forwarded-groups",
-    "x-forwarded-access-token",
-    "x-auth-request-user",
-    "x-auth-request-email",
-    "x-auth-request-preferred-username",
-    "x-auth-request-groups",
-    "x-auth-request-access-token",
-    "authorization",
-    "gap-auth",
-    "gap-signature",
-];
+/// Every header the filter owns: client copies must never reach the app. The identity
+/// headers, and those it sets or strips for the upstream beside them.
+fn owned() -> impl Iterator<Item = &'static str> {
+    IDENTITY_HEADERS
+        .iter()
+        .copied()
+        .chain(["authorization", "gap-auth", "gap-signature"])
+}
 
 /// The owned header an app server could read `name` as (case folded, every character that
 /// is not a letter or digit read as `-`, as CGI-style servers and nginx do).
@@ -202,7 +194,7 @@ fn owned_as(name: &str) -> Option<&'static str> {
             }
         })
         .collect();
-    OWNED.iter().copied().find(|o| *o == folded)
+    owned().find(|o| *o == folded)
 }
 
 /// Envoy refuses a request with more than 100 headers by default.
@@ -289,7 +281,7 @@ fn h02_identity_headers_in_every_spelling() {
                 }
             }
         }
-        for owned in OWNED {
+        for owned in owned() {
             let copies: Vec<&String> = got
                 .iter()
                 .filter(|(n, _)| owned_as(n) == Some(owned))
@@ -297,9 +289,9 @@ fn h02_identity_headers_in_every_spelling() {
                 .collect();
             let want = john_values
                 .iter()
-                .find(|(k, _)| k == owned)
+                .find(|(k, _)| *k == owned)
                 .map(|(_, v)| *v);
-            let ok = match *owned {
+            let ok = match owned {
                 // Set from the session (pass_access_token, pass_authorization_header).
                 "x-forwarded-access-token" | "x-auth-request-access-token" => {
                     copies.len() == 1 && !copies[0].is_empty()
