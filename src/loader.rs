@@ -49,18 +49,20 @@ pub enum Then {
     Decide(Request),
     /// Its issuer failed to load: a 503 in the request's own protocol.
     Unavailable(Request),
-    /// Resume the login or bearer check with the keys there are now.
-    Keys(Pending),
+    /// Resume the login, refresh or bearer check with the keys there are now; `true` when
+    /// they were just fetched, `false` when the fetch failed (the IdP is unavailable).
+    Keys(Pending, bool),
     /// Look at its session's refresh slot again.
     Refresh(Box<RefreshCall>),
 }
 
 impl Wait {
+    /// `loaded`: the issuer's metadata was just (re)loaded, or for deciders is loaded at all.
     fn then(self, loaded: bool) -> Then {
         match self {
             Wait::Decide(req) if loaded => Then::Decide(req),
             Wait::Decide(req) => Then::Unavailable(req),
-            Wait::Keys(pending) => Then::Keys(pending),
+            Wait::Keys(pending) => Then::Keys(pending, loaded),
             Wait::Refresh(call) => Then::Refresh(call),
         }
     }
@@ -114,7 +116,8 @@ pub enum Action {
 pub enum Pace {
     /// A load is wanted right away.
     Eager,
-    /// Requests wait on another worker's refresh: look at their slots often.
+    /// Requests wait on another worker's refresh (look at their slots often), or for keys
+    /// that may be fetched again shortly.
     Poll,
     Idle,
 }
@@ -174,7 +177,7 @@ impl Loader {
         } else if self
             .parked
             .iter()
-            .any(|(_, _, w)| matches!(w, Wait::Refresh(_)))
+            .any(|(_, _, w)| matches!(w, Wait::Refresh(_) | Wait::Keys(_)))
         {
             Pace::Poll
         } else {
@@ -285,19 +288,30 @@ impl Loader {
         let retry_due = issuer
             .failed_at
             .is_none_or(|t| now.saturating_sub(t) >= RETRY_SECS);
+        // Keys are fetched again at most once per KEY_REFETCH_MIN_SECS: a token from the
+        // token endpoint naming a key that arrived just after our last fetch waits for it.
+        let keys_due = now.saturating_sub(issuer.keys_fetched_at) >= KEY_REFETCH_MIN_SECS;
         // After a failure nothing is fetched again before RETRY_SECS, whoever is waiting:
         // an IdP that is down must not be called once per batch of parked requests.
         let need_full = match providers.get(id) {
             None => true,
-            Some(p) => p.is_stale(now) || key_waiters,
+            Some(p) => p.is_stale(now) || (key_waiters && keys_due),
         };
         if need_full && retry_due {
-            self.start(config, providers, id, now)
-        } else if decide_waiters || key_waiters {
-            self.wake(providers, id)
-        } else {
-            Vec::new()
+            return self.start(config, providers, id, now);
         }
+        // Requests that need the metadata go on with what is loaded; those waiting for
+        // fresh keys keep waiting for their fetch, unless the IdP failed moments ago.
+        let loaded = providers.get(id).is_some();
+        let mut actions = Vec::new();
+        if decide_waiters {
+            actions
+                .extend(self.wake_matching(|i, w| i == id && !matches!(w, Wait::Keys(_)), loaded));
+        }
+        if key_waiters && !retry_due {
+            actions.extend(self.wake_matching(|i, w| i == id && matches!(w, Wait::Keys(_)), false));
+        }
+        actions
     }
 
     /// The first callout of a load: discovery, or with `skip_oidc_discovery` (the login
@@ -435,7 +449,11 @@ impl Loader {
             "event": "provider_load_failed", "issuer": url, "reason": reason,
         });
         let mut actions = vec![Action::Log(Level::Warn, line.to_string())];
-        actions.extend(self.wake(providers, id));
+        // Requests that need the metadata go on with what is loaded; those that waited for
+        // fresh keys learn that none came.
+        let loaded = providers.get(id).is_some();
+        actions.extend(self.wake_matching(|i, w| i == id && !matches!(w, Wait::Keys(_)), loaded));
+        actions.extend(self.wake_matching(|i, w| i == id && matches!(w, Wait::Keys(_)), false));
         actions
     }
 
@@ -504,14 +522,19 @@ impl Loader {
         now: u64,
     ) -> KeysWait {
         let recent = |t: u64| now.saturating_sub(t) < KEY_REFETCH_MIN_SECS;
-        let tried_moments_ago = self.issuers.get(id).is_none_or(|i| {
-            i.in_flight.is_none() && (recent(i.keys_fetched_at) || i.failed_at.is_some_and(recent))
-        });
-        if tried_moments_ago {
+        let Some(issuer) = self.issuers.get(id) else {
+            return KeysWait::AsTheyAre(pending);
+        };
+        let fetched_moments_ago = issuer.in_flight.is_none() && recent(issuer.keys_fetched_at);
+        let failed_moments_ago = issuer.in_flight.is_none() && issuer.failed_at.is_some_and(recent);
+        // A client's token (a bearer token anyone can forge with any `kid`) goes on with the
+        // keys there are. An ID token the token endpoint itself just sent names a key the
+        // IdP really signs with: it waits for the next allowed fetch instead of failing.
+        if failed_moments_ago || (fetched_moments_ago && !pending.from_token_endpoint()) {
             return KeysWait::AsTheyAre(pending);
         }
         if self.park(stream, id, Wait::Keys(pending)) {
-            self.eager = true;
+            self.eager |= !fetched_moments_ago;
             KeysWait::Parked
         } else {
             KeysWait::Full

@@ -1,7 +1,13 @@
-//! Who may enter, with oauth2-proxy's rules: `email_domains`, `authenticated_emails`,
-//! `allowed_groups`, `allowed_roles` and the verified-email rule. They are applied to a
-//! session's facts on every request (the result is cached with the opened session), so a
-//! configuration change reaches existing sessions.
+//! Who may enter: oauth2-proxy's rules (`email_domains`, `authenticated_emails`,
+//! `allowed_groups`, `allowed_roles`, the verified-email rule) and each provider's own
+//! (GitHub organisations, teams, repositories and users; GitLab groups and projects; Entra
+//! tenants; Google's hosted domain). [`admit`] is the one function every credential path
+//! asks — login, refresh, bearer token, `/oauth2/auth`, WebSocket upgrade, gRPC — so no path
+//! admits an identity another would refuse. It reads only the session's facts: claims the
+//! IdP signed, and memberships its API confirmed at login (`Session::proven`); a rule whose
+//! facts a path cannot have (a bearer token proves no GitHub membership) refuses there.
+//! The verdict is cached with the opened session, and a configuration change reaches
+//! existing sessions.
 
 use crate::session::Session;
 
@@ -15,6 +21,65 @@ pub struct Rules {
     /// Realm roles as `role`, client roles as `client:role`.
     pub allowed_roles: Vec<String>,
     pub allow_unverified_email: bool,
+    pub provider: ProviderRules,
+}
+
+/// A provider's own options, as oauth2-proxy names them.
+#[derive(Debug, Clone, Default)]
+pub enum ProviderRules {
+    /// `oidc`, `keycloak-oidc`: the generic rules only.
+    #[default]
+    None,
+    /// `google_hosted_domains` (ours): `hd` must be one of them (when any are set).
+    Google {
+        hosted_domains: Vec<String>,
+    },
+    /// `gitlab_group` / `gitlab_projects`: in one of the groups (userinfo's `groups`), or a
+    /// project access confirmed at login. GitLab also requires a verified email.
+    GitLab {
+        groups: Vec<String>,
+        projects: Vec<String>,
+    },
+    /// `entra_id_allowed_tenants`: `tid` must be one of them (`*`, or none set: any).
+    Entra {
+        tenants: Vec<String>,
+    },
+    GitHub(GitHubRules),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GitHubRules {
+    pub users: Vec<String>,
+    pub org: Option<String>,
+    pub teams: Vec<String>,
+    pub repo: Option<String>,
+}
+
+impl GitHubRules {
+    /// Whether any rule needs a membership only GitHub's API can confirm.
+    pub fn any(&self) -> bool {
+        !self.users.is_empty() || self.org.is_some() || self.repo.is_some()
+    }
+}
+
+/// What `Session::proven` holds when GitHub's API confirmed it at login (compared without
+/// regard to case: GitHub logins, organisations, team slugs and repositories are
+/// case-insensitive).
+pub fn github_user(login: &str) -> String {
+    format!("github:user:{login}")
+}
+pub fn github_org(org: &str) -> String {
+    format!("github:org:{org}")
+}
+pub fn github_team(org: &str, slug: &str) -> String {
+    format!("github:team:{org}:{slug}")
+}
+pub fn github_repo(repo: &str) -> String {
+    format!("github:repo:{repo}")
+}
+/// A `gitlab_projects` entry the user has the configured access to (exact, as configured).
+pub fn gitlab_project(path: &str) -> String {
+    format!("gitlab:project:{path}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +89,13 @@ pub enum Denied {
     EmailNotVerified,
     EmailNotAllowed,
     GroupNotAllowed,
+    HostedDomain,
+    Tenant,
+    GitHubUser,
+    GitHubOrg,
+    GitHubTeam,
+    GitHubRepo,
+    GitLabGroupOrProject,
 }
 
 impl Denied {
@@ -34,6 +106,13 @@ impl Denied {
             Denied::EmailNotVerified => "email_not_verified",
             Denied::EmailNotAllowed => "email_not_allowed",
             Denied::GroupNotAllowed => "group_not_allowed",
+            Denied::HostedDomain => "hosted_domain",
+            Denied::Tenant => "entra_tenant",
+            Denied::GitHubUser => "github_user",
+            Denied::GitHubOrg => "github_org",
+            Denied::GitHubTeam => "github_team",
+            Denied::GitHubRepo => "github_repo",
+            Denied::GitLabGroupOrProject => "gitlab_group_or_project",
         }
     }
 }
@@ -78,17 +157,24 @@ fn email_in(list: &[String], email: &str) -> bool {
 
 pub fn admit(rules: &Rules, s: &Session) -> Result<(), Denied> {
     let any_domain = rules.email_domains.iter().any(|d| d == "*");
+    // GitHub, as oauth2-proxy: a user without a verified primary address is refused even
+    // with `*`.
+    let email_required = matches!(rules.provider, ProviderRules::GitHub(_));
     if s.email.is_empty() {
         // With "*" an IdP that shares no email can still be used (the user is then its id).
-        if !any_domain {
+        if !any_domain || email_required {
             return Err(Denied::NoEmail);
         }
     } else {
         if !valid_email(&s.email) {
             return Err(Denied::InvalidEmail);
         }
-        // As oauth2-proxy: an IdP that says the address is unverified cannot vouch for it.
-        if s.email_verified == Some(false) && !rules.allow_unverified_email {
+        // As oauth2-proxy: an IdP that says the address is unverified cannot vouch for it;
+        // GitLab's must say it is verified.
+        let must_say_verified = matches!(rules.provider, ProviderRules::GitLab { .. });
+        let unverified = s.email_verified == Some(false)
+            || (must_say_verified && s.email_verified != Some(true));
+        if unverified && !rules.allow_unverified_email {
             return Err(Denied::EmailNotVerified);
         }
         let domain = domain_of(&s.email).unwrap_or_default();
@@ -101,7 +187,77 @@ pub fn admit(rules: &Rules, s: &Session) -> Result<(), Denied> {
             return Err(Denied::EmailNotAllowed);
         }
     }
+    provider_admits(&rules.provider, s)?;
     in_groups(rules, s)
+}
+
+fn proven(s: &Session, fact: &str) -> bool {
+    s.proven.iter().any(|p| p.eq_ignore_ascii_case(fact))
+}
+
+fn provider_admits(rules: &ProviderRules, s: &Session) -> Result<(), Denied> {
+    let one_of = |list: &[String], v: &str| list.iter().any(|x| x.eq_ignore_ascii_case(v));
+    match rules {
+        ProviderRules::None => Ok(()),
+        ProviderRules::Google { hosted_domains } => {
+            if hosted_domains.is_empty() || one_of(hosted_domains, &s.hosted_domain) {
+                Ok(())
+            } else {
+                Err(Denied::HostedDomain)
+            }
+        }
+        ProviderRules::Entra { tenants } => {
+            let any = tenants.is_empty() || tenants.iter().any(|t| t == "*");
+            if any || (!s.tenant.is_empty() && one_of(tenants, &s.tenant)) {
+                Ok(())
+            } else {
+                Err(Denied::Tenant)
+            }
+        }
+        ProviderRules::GitLab { groups, projects } => {
+            if groups.is_empty() && projects.is_empty() {
+                return Ok(());
+            }
+            let in_group = s.groups.iter().any(|g| groups.contains(g));
+            let in_project = projects
+                .iter()
+                .any(|p| s.proven.iter().any(|f| *f == gitlab_project(p)));
+            if in_group || in_project {
+                Ok(())
+            } else {
+                Err(Denied::GitLabGroupOrProject)
+            }
+        }
+        ProviderRules::GitHub(gh) => github_admits(gh, s),
+    }
+}
+
+/// oauth2-proxy's `checkRestrictions`: a listed user is admitted whatever else is set;
+/// otherwise the organisation (and one of its teams), or without an organisation the
+/// repository, or without either the user list decides.
+fn github_admits(gh: &GitHubRules, s: &Session) -> Result<(), Denied> {
+    if gh.users.iter().any(|u| proven(s, &github_user(u))) {
+        return Ok(());
+    }
+    match (&gh.org, &gh.repo) {
+        (Some(org), _) if gh.teams.is_empty() => proven(s, &github_org(org))
+            .then_some(())
+            .ok_or(Denied::GitHubOrg),
+        (Some(org), _) => {
+            if gh.teams.iter().any(|t| proven(s, &github_team(org, t))) {
+                Ok(())
+            } else if proven(s, &github_org(org)) {
+                Err(Denied::GitHubTeam)
+            } else {
+                Err(Denied::GitHubOrg)
+            }
+        }
+        (None, Some(repo)) => proven(s, &github_repo(repo))
+            .then_some(())
+            .ok_or(Denied::GitHubRepo),
+        (None, None) if !gh.users.is_empty() => Err(Denied::GitHubUser),
+        (None, None) => Ok(()),
+    }
 }
 
 fn in_groups(rules: &Rules, s: &Session) -> Result<(), Denied> {

@@ -47,14 +47,34 @@ pub struct Session {
     /// Refreshes so far; a refresh publishes generation + 1 for parallel requests.
     #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
     pub generation: u64,
+    /// When the user logged in: `session_max_lifetime` counts from here, and no refresh
+    /// moves it.
+    #[serde(rename = "l")]
+    pub login_at: u64,
+    /// When the ID token expires (its `exp`); 0 when there is none.
+    #[serde(rename = "k", default, skip_serializing_if = "is_zero")]
+    pub id_expires_at: u64,
+    /// Google's `hd` claim: the Workspace domain of the account.
+    #[serde(rename = "h", default, skip_serializing_if = "String::is_empty")]
+    pub hosted_domain: String,
+    /// Entra's `tid` claim: the tenant of the account.
+    #[serde(rename = "w", default, skip_serializing_if = "String::is_empty")]
+    pub tenant: String,
+    /// Memberships the provider's API confirmed at login (`github:org:acme`,
+    /// `gitlab:project:acme/app`, ...): facts no token claim can stand in for.
+    #[serde(rename = "m", default, skip_serializing_if = "Vec::is_empty")]
+    pub proven: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// Version 2 added the facts the provider rules read (`proven`, hosted domain, tenant) and
+/// the login time: a version 1 cookie cannot be held to those rules, so it opens as nothing
+/// and its user logs in again.
 fn aad(cookie_name: &str) -> Vec<u8> {
-    format!("session:{cookie_name}").into_bytes()
+    format!("session.v2:{cookie_name}").into_bytes()
 }
 
 pub fn seal(
@@ -101,6 +121,9 @@ impl Session {
             preferred_username: text(&self.preferred_username),
             groups: self.groups.clone(),
             roles: self.roles.clone(),
+            hosted_domain: text(&self.hosted_domain),
+            tenant: text(&self.tenant),
+            proven: self.proven.clone(),
         }
     }
 
@@ -113,6 +136,9 @@ impl Session {
             email_verified: who.email_verified,
             groups: who.groups,
             roles: who.roles,
+            hosted_domain: who.hosted_domain.unwrap_or_default(),
+            tenant: who.tenant.unwrap_or_default(),
+            proven: who.proven,
             ..self
         }
     }
@@ -125,6 +151,9 @@ impl Session {
             + self.preferred_username.len()
             + list(&self.groups)
             + list(&self.roles)
+            + list(&self.proven)
+            + self.hosted_domain.len()
+            + self.tenant.len()
             + self.access_token.len()
             + self.id_token.len()
             + self.refresh_token.len()
@@ -152,6 +181,11 @@ mod tests {
             sub: "john".into(),
             access_expires_at: 150,
             generation: 2,
+            login_at: 90,
+            id_expires_at: 160,
+            hosted_domain: "example.com".into(),
+            tenant: "t1".into(),
+            proven: vec!["github:org:acme".into()],
         }
     }
 

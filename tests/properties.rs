@@ -401,46 +401,82 @@ fn gate_strips_every_spelling_and_admits_no_one_without_a_session() {
     });
 }
 
-/// What one worker does next with the shared refresh slot of one session.
+/// What one worker does next with the shared refresh slots.
 #[derive(Debug, Clone)]
 enum SlotOp {
-    /// Read the slot and decide (`refresh::plan`), remembering the compare-and-swap token.
+    /// Read the session's candidate slots and decide (`refresh::plan`), remembering the
+    /// compare-and-swap versions.
     Read(usize),
     /// Carry out the remembered claim: compare-and-swap.
     Write(usize),
+    /// Read the slots again after the write (`refresh::confirm`): refresh, or back off.
+    Confirm(usize),
     /// A worker holding the claim publishes its outcome (0 done, 1 ended, 2 unavailable).
     Finish(usize, u8),
     /// Time passes.
     Tick(u64),
-    /// Junk in the slot (another filter version, a torn write).
-    Junk(Vec<u8>),
+    /// Junk in a slot (another filter version, a torn write).
+    Junk(usize, Vec<u8>),
+    /// A whole refresh without interleaving: read, write, finish.
+    Attempt(usize, u8),
 }
 
+/// Workers with requests of six sessions whose candidate slots are the same four (the worst
+/// case of sharing): never two live claims on one session, and never a refresh of a
+/// session generation that was already refreshed within `HOLD_SECS` — which would present
+/// a refresh token the IdP rotated (a reuse-detecting IdP then revokes the grant).
 #[test]
-fn refresh_slots_give_one_claim_at_a_time() {
-    const WORKERS: usize = 4;
+fn refresh_slots_give_one_claim_at_a_time_and_never_reuse_a_rotated_token() {
+    const WORKERS: usize = 9;
+    const SESSIONS: [&str; 6] = ["s0", "s1", "s2", "s3", "s4", "s5"];
     const TIMEOUT: u64 = 3;
     let op = prop_oneof![
-        (0..WORKERS).prop_map(SlotOp::Read),
-        (0..WORKERS).prop_map(SlotOp::Write),
-        (0..WORKERS, 0u8..3).prop_map(|(w, o)| SlotOp::Finish(w, o)),
-        (0u64..4).prop_map(SlotOp::Tick),
-        proptest::collection::vec(any::<u8>(), 0..24).prop_map(SlotOp::Junk),
+        2 => (0..WORKERS).prop_map(SlotOp::Read),
+        2 => (0..WORKERS).prop_map(SlotOp::Write),
+        2 => (0..WORKERS).prop_map(SlotOp::Confirm),
+        2 => (0..WORKERS, 0u8..3).prop_map(|(w, o)| SlotOp::Finish(w, o)),
+        4 => (0..WORKERS, prop_oneof![3 => Just(0u8), 1 => 1u8..3])
+            .prop_map(|(w, o)| SlotOp::Attempt(w, o)),
+        1 => prop_oneof![0u64..4, Just(60), Just(120)].prop_map(SlotOp::Tick),
+        1 => (0..refresh::CHOICES, proptest::collection::vec(any::<u8>(), 0..24))
+            .prop_map(|(i, b)| SlotOp::Junk(i, b)),
     ];
-    fuzz("refresh", proptest::collection::vec(op, 1..60), |ops| {
-        // The slot as Envoy's shared data holds it: bytes and a version bumped on each write.
-        let (mut slot, mut version): (Option<Vec<u8>>, u32) = (None, 0);
+    let ops = proptest::collection::vec(op, 1..120).prop_map(|ops| {
+        ops.into_iter()
+            .flat_map(|op| match op {
+                SlotOp::Attempt(w, o) => vec![
+                    SlotOp::Read(w),
+                    SlotOp::Write(w),
+                    SlotOp::Confirm(w),
+                    SlotOp::Finish(w, o),
+                ],
+                other => vec![other],
+            })
+            .collect::<Vec<_>>()
+    });
+    fuzz("refresh", ops, |ops| {
+        // The slots as Envoy's shared data holds them: bytes and a version bumped on each
+        // write.
+        let mut slots: Vec<(Option<Vec<u8>>, u32)> = vec![(None, 0); refresh::CHOICES];
         let mut now = 1_000u64;
-        // Each worker: the session generation it knows, a plan read, and a claim held since.
+        // Each worker serves one session (w % 6), knowing some generation of it.
+        let session = |w: usize| SESSIONS[w % SESSIONS.len()];
         let mut generation = [0u64; WORKERS];
-        // The claim's timestamp is the time of the read that planned it.
-        let mut read: [Option<(Plan, u32, u64)>; WORKERS] = Default::default();
-        let mut held: [Option<u64>; WORKERS] = [None; WORKERS];
-        let mut claims: [Option<Vec<u8>>; WORKERS] = Default::default();
+        // The plan read, the slots seen and when; the claim written (slot, bytes, since,
+        // generation, what the slot held before), and whether it was confirmed.
+        type Seen = Vec<(Option<Vec<u8>>, u32)>;
+        let mut read: Vec<Option<(Plan, Seen, u64)>> = vec![None; WORKERS];
+        type Held = (usize, Vec<u8>, u64, u64, Option<Vec<u8>>);
+        let mut written: Vec<Option<Held>> = vec![None; WORKERS];
+        let mut held: Vec<Option<Held>> = vec![None; WORKERS];
+        // When each (session, generation) was refreshed: its refresh token then rotated.
+        let mut rotated: std::collections::HashMap<(usize, u64), u64> = Default::default();
         for op in ops {
             match op {
                 SlotOp::Read(w) => {
-                    let plan = refresh::plan(slot.as_deref(), "s", generation[w], now, TIMEOUT);
+                    let bytes: Vec<Option<&[u8]>> =
+                        slots.iter().map(|(b, _)| b.as_deref()).collect();
+                    let plan = refresh::plan(&bytes, session(w), generation[w], now, TIMEOUT, now);
                     if let Plan::Adopt(cookie) = &plan {
                         let g = cookie
                             .parse::<u64>()
@@ -448,66 +484,93 @@ fn refresh_slots_give_one_claim_at_a_time() {
                         prop_assert!(g > generation[w], "adopted an older session");
                         generation[w] = g;
                     }
-                    read[w] = Some((plan, version, now));
+                    read[w] = Some((plan, slots.clone(), now));
                 }
                 SlotOp::Write(w) => {
-                    if let Some((Plan::Claim(bytes), seen, at)) = read[w].take() {
-                        if seen == version && held[w].is_none() {
-                            claims[w] = Some(bytes.clone());
-                            slot = Some(bytes);
-                            version += 1;
-                            held[w] = Some(at);
+                    if let Some((Plan::Claim { slot, bytes }, seen, at)) = read[w].take() {
+                        let free = written[w].is_none() && held[w].is_none();
+                        if seen[slot].1 == slots[slot].1 && free {
+                            let before = slots[slot].0.clone();
+                            slots[slot] = (Some(bytes.clone()), slots[slot].1 + 1);
+                            written[w] = Some((slot, bytes, at, generation[w], before));
                         }
                     }
                 }
-                SlotOp::Finish(w, outcome) => {
-                    let claim = claims[w].take();
-                    let ours = claim
-                        .as_deref()
-                        .is_some_and(|c| refresh::still_claimed(slot.as_deref(), c));
-                    if held[w].take().is_some() && ours {
-                        let state = match outcome {
-                            0 => {
-                                generation[w] += 1;
-                                State::Done(generation[w].to_string())
-                            }
-                            1 => State::Ended,
-                            _ => State::Unavailable,
-                        };
-                        let g = generation[w] - u64::from(outcome == 0);
-                        let entry = Entry {
-                            session: "s".into(),
-                            generation: if outcome == 0 { g + 1 } else { g },
-                            at: now,
-                            state,
-                        };
-                        slot = Some(entry.encode());
-                        version += 1;
+                SlotOp::Confirm(w) => {
+                    let Some((slot, bytes, at, g, before)) = written[w].take() else {
+                        continue;
+                    };
+                    let all: Vec<Option<&[u8]>> = slots.iter().map(|(b, _)| b.as_deref()).collect();
+                    let ours = all[slot] == Some(bytes.as_slice());
+                    if ours && refresh::confirm(&all, slot, session(w), g, now, TIMEOUT) {
+                        let s = w % SESSIONS.len();
+                        if let Some(when) = rotated.get(&(s, g)) {
+                            // The README's promise: two minutes on one Envoy.
+                            prop_assert!(
+                                now.saturating_sub(*when) >= 120,
+                                "{} generation {} refreshed again {}s after its token \
+                                 was rotated",
+                                session(w),
+                                g,
+                                now - when
+                            );
+                        }
+                        held[w] = Some((slot, bytes, at, g, before));
+                    } else if ours {
+                        // Back off: what the slot held goes back.
+                        slots[slot] = (before, slots[slot].1 + 1);
                     }
                 }
-                SlotOp::Tick(secs) => now += secs,
-                // Only the filter writes the slot, and only as a claim holder or to create it:
-                // junk can precede claims, never overwrite one.
-                SlotOp::Junk(bytes) if held.iter().all(Option::is_none) => {
-                    prop_assert!(
-                        matches!(
-                            refresh::plan(Some(&bytes), "s", 0, now, TIMEOUT),
-                            Plan::Claim(_)
-                        ) || Entry::decode(&bytes).is_some()
-                    );
-                    slot = Some(bytes);
-                    version += 1;
+                SlotOp::Finish(w, outcome) => {
+                    let Some((slot, claim, _, g, _)) = held[w].take() else {
+                        continue;
+                    };
+                    if !refresh::still_claimed(slots[slot].0.as_deref(), &claim) {
+                        continue;
+                    }
+                    let s = w % SESSIONS.len();
+                    let state = match outcome {
+                        0 => {
+                            rotated.insert((s, g), now);
+                            generation[w] = g + 1;
+                            State::Done((g + 1).to_string())
+                        }
+                        1 => State::Ended,
+                        _ => State::Unavailable,
+                    };
+                    let entry = Entry::outcome(&claim, state, now)
+                        .ok_or_else(|| TestCaseError::fail("claim"))?;
+                    slots[slot] = (Some(entry.encode()), slots[slot].1 + 1);
                 }
-                SlotOp::Junk(_) => {}
+                SlotOp::Tick(secs) => now += secs,
+                // Only the filter writes a slot, and only as a claim holder or to create it:
+                // junk can precede its entries (the `free` it creates slots with, another
+                // version's bytes), never overwrite one.
+                SlotOp::Junk(i, bytes)
+                    if slots[i].0.as_deref().and_then(Entry::decode).is_none()
+                        && written.iter().chain(&held).flatten().all(|h| h.0 != i) =>
+                {
+                    if Entry::decode(&bytes).is_none() {
+                        slots[i] = (Some(bytes), slots[i].1 + 1);
+                    }
+                }
+                SlotOp::Junk(..) | SlotOp::Attempt(..) => {}
             }
-            // Never two live claims: a claim older than the timeout and grace may be taken
-            // over (its worker is presumed dead), a younger one never.
-            let live = held
-                .iter()
-                .flatten()
-                .filter(|since| now - **since <= TIMEOUT + refresh::GRACE_SECS)
-                .count();
-            prop_assert!(live <= 1, "{} live claims", live);
+            // Never two live claims on a session: a claim older than the timeout and grace
+            // may be taken over (its worker is presumed dead), a younger one never.
+            for (s, name) in SESSIONS.iter().enumerate() {
+                let live = held
+                    .iter()
+                    .enumerate()
+                    .filter(|(w, h)| {
+                        w % SESSIONS.len() == s
+                            && h.as_ref().is_some_and(|(_, _, since, ..)| {
+                                now - since <= TIMEOUT + refresh::GRACE_SECS
+                            })
+                    })
+                    .count();
+                prop_assert!(live <= 1, "{} live claims on {}", live, name);
+            }
         }
         Ok(())
     });

@@ -59,6 +59,9 @@ pub fn session(groups: usize) -> Session {
         sub: "john".into(),
         access_expires_at: NOW + 300,
         generation: 0,
+        login_at: NOW,
+        id_expires_at: NOW + 300,
+        ..Session::default()
     }
 }
 

@@ -21,6 +21,9 @@ pub struct TokenExchange {
 pub struct Lifecycle {
     /// oauth2-proxy's `cookie_refresh` in seconds; 0 = only when the access token expires.
     pub cookie_refresh: u64,
+    /// Ours: a session ends this many seconds after its login, however often it is
+    /// refreshed (default `cookie_expire`).
+    pub session_max_lifetime: u64,
     pub session_cookie_minimal: bool,
     pub csrf_per_request: bool,
     pub csrf_per_request_limit: usize,
@@ -74,8 +77,10 @@ pub(super) fn lifecycle(
     if let Some(u) = &backend_logout_url {
         check_url("backend_logout_url", &u.replace("{id_token}", "x"))?;
     }
+    let session_max_lifetime = r.duration("session_max_lifetime", cookie_expire)?;
     Ok(Lifecycle {
         cookie_refresh,
+        session_max_lifetime,
         session_cookie_minimal: r.bool("session_cookie_minimal", false)?,
         csrf_per_request: r.bool("cookie_csrf_per_request", false)?,
         csrf_per_request_limit: limit,

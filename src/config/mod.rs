@@ -14,7 +14,7 @@ use std::fmt;
 
 use crate::oidc;
 pub use crate::oidc::ClientAuth;
-use crate::policy::Rules;
+use crate::policy::{ProviderRules, Rules};
 use crate::routes::{ApiRoute, SkipRoute};
 
 /// Every key the filter understands. Anything else is rejected: a misspelt security
@@ -73,6 +73,7 @@ const KNOWN_KEYS: &[&str] = &[
     "extra_jwt_issuers",
     "bearer_token_login_fallback",
     "cookie_refresh",
+    "session_max_lifetime",
     "session_cookie_minimal",
     "cookie_csrf_per_request",
     "cookie_csrf_per_request_limit",
@@ -351,7 +352,10 @@ impl Config {
         }
 
         let cookie = cookie_settings(&r)?;
-        let rules = rules(&r)?;
+        let rules = Rules {
+            provider: provider.rules(),
+            ..rules(&r)?
+        };
         let (session_key, csrf_key) = lifecycle::keys_of(&secret_bytes);
         let lifecycle = lifecycle::lifecycle(&r, env, cookie.expire)?;
 
@@ -373,6 +377,17 @@ impl Config {
         issuers.extend(r.parsed_list("extra_jwt_issuers", parse_extra_issuer)?);
         let idp_clusters = r.string_map("idp_clusters")?;
 
+        let skip_jwt_bearer_tokens = r.bool("skip_jwt_bearer_tokens", false)?;
+        if let (true, ProviderRules::GitHub(gh)) = (skip_jwt_bearer_tokens, &rules.provider) {
+            if gh.any() {
+                return Err(err(
+                    "skip_jwt_bearer_tokens",
+                    "`github_org`, `github_team`, `github_repo` and `github_users` are checked \
+                     through GitHub's API at login; a bearer token cannot prove them, so bearer \
+                     tokens cannot be accepted with them",
+                ));
+            }
+        }
         let config = Config {
             issuers,
             idp_cluster,
@@ -386,7 +401,7 @@ impl Config {
             csrf_key,
             redirect_url,
             proxy_prefix,
-            scope: r.string_or("scope", default_scope(&provider))?,
+            scope: r.string_or("scope", default_scope(&provider, &rules))?,
             cookie,
             rules,
             whitelist_domains: r.string_list("whitelist_domains")?.unwrap_or_default(),
@@ -412,7 +427,7 @@ impl Config {
             ping_path: r.local_path("ping_path", "/ping")?,
             ready_path: r.local_path("ready_path", "/ready")?,
             ping_user_agent: r.string("ping_user_agent")?.filter(|s| !s.is_empty()),
-            skip_jwt_bearer_tokens: r.bool("skip_jwt_bearer_tokens", false)?,
+            skip_jwt_bearer_tokens,
             bearer_token_login_fallback: r.bool("bearer_token_login_fallback", true)?,
             lifecycle,
             provider,
@@ -451,10 +466,13 @@ impl Config {
     }
 }
 
-/// oauth2-proxy's default scopes per provider.
-fn default_scope(p: &ProviderSettings) -> &'static str {
+/// oauth2-proxy's default scopes per provider (GitHub's `read:org` only when organisations
+/// or teams are read: for `github_org`, or for `allowed_groups`, which match them).
+fn default_scope(p: &ProviderSettings, rules: &Rules) -> &'static str {
     match p.kind {
-        Kind::GitHub if p.github.org.is_some() => "user:email read:org",
+        Kind::GitHub if p.github.org.is_some() || !rules.allowed_groups.is_empty() => {
+            "user:email read:org"
+        }
         Kind::GitHub => "user:email",
         // Project access is read through the API (oauth2-proxy's setProjectScope).
         Kind::GitLab if !p.gitlab.projects.is_empty() => "openid email read_api",
@@ -615,6 +633,7 @@ fn rules(r: &Reader) -> Result<Rules, ConfigError> {
         allowed_groups: r.string_list("allowed_groups")?.unwrap_or_default(),
         allowed_roles: r.string_list("allowed_roles")?.unwrap_or_default(),
         allow_unverified_email: r.bool("insecure_oidc_allow_unverified_email", false)?,
+        provider: ProviderRules::None,
     })
 }
 

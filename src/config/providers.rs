@@ -5,6 +5,7 @@
 use super::reader::{check_url, Reader};
 use super::{err, ConfigError};
 use crate::oidc::Discovery;
+use crate::policy::{GitHubRules, ProviderRules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -295,6 +296,43 @@ pub(super) fn settings(
         gitlab,
         entra,
     })
+}
+
+impl ProviderSettings {
+    /// The provider's own access rules, for [`crate::policy::admit`].
+    pub(super) fn rules(&self) -> ProviderRules {
+        match self.kind {
+            Kind::Oidc | Kind::KeycloakOidc => ProviderRules::None,
+            Kind::Google => ProviderRules::Google {
+                hosted_domains: self.google_hosted_domains.clone(),
+            },
+            Kind::GitLab => ProviderRules::GitLab {
+                groups: self.gitlab.groups.clone(),
+                projects: self
+                    .gitlab
+                    .projects
+                    .iter()
+                    .map(|(p, _)| p.clone())
+                    .collect(),
+            },
+            Kind::EntraId => ProviderRules::Entra {
+                tenants: self.entra.allowed_tenants.clone(),
+            },
+            Kind::GitHub => ProviderRules::GitHub(GitHubRules {
+                users: self.github.users.clone(),
+                org: self.github.org.clone(),
+                teams: self.github.teams.clone(),
+                repo: self.github.repo.clone(),
+            }),
+        }
+    }
+
+    /// Whether Entra emails can be from any of several tenants, whose admins each type them.
+    pub fn entra_several_tenants(&self, issuer: &str) -> bool {
+        let t = &self.entra.allowed_tenants;
+        self.kind == Kind::EntraId
+            && (is_multi_tenant(issuer) || t.len() > 1 || t.iter().any(|t| t == "*"))
+    }
 }
 
 /// Entra's multi-tenant endpoints, whose ID tokens name the user's own tenant.

@@ -53,10 +53,12 @@ pub(super) fn perform(vm: &mut Vm, root: u32, actions: Vec<loader::Action>, now:
             loader::Action::Wake { stream, then } => {
                 if host::switch_to(stream) {
                     wake(vm, root, stream, then);
-                } else if let Then::Keys(pending) = then {
+                } else if let Then::Keys(pending, fetched) = then {
                     // A refresh whose request went away (the loader keeps no other wait
                     // past its stream): its outcome is still shared.
-                    let step = with_gate(plugin, |cx, env| gate::resume_keys(cx, pending, env));
+                    let step = with_gate(plugin, |cx, env| {
+                        gate::resume_keys(cx, pending, fetched, env)
+                    });
                     step.publish.iter().for_each(publish);
                 }
             }
@@ -71,7 +73,9 @@ pub(super) fn wake(vm: &mut Vm, root: u32, stream: u32, then: Then) {
     let step = match then {
         Then::Decide(req) => with_gate(plugin, |cx, env| gate::decide(cx, &req, env)),
         Then::Unavailable(req) => return unavailable(503, Some(&req), "provider_unavailable"),
-        Then::Keys(pending) => with_gate(plugin, |cx, env| gate::resume_keys(cx, pending, env)),
+        Then::Keys(pending, fetched) => with_gate(plugin, |cx, env| {
+            gate::resume_keys(cx, pending, fetched, env)
+        }),
         Then::Refresh(call) => {
             refresh(vm, root, stream, call, true);
             return;

@@ -100,20 +100,27 @@ pub(super) fn carry_out(
             host::send_response(&r);
             Action::Pause
         }
-        Decision::Call(callout, pending) => {
-            match dispatch(&plugin.config, &callout) {
-                Some(token) => vm.await_answer(
+        Decision::Call(callout, pending) => match dispatch(&plugin.config, &callout) {
+            Some(token) => {
+                vm.await_answer(
                     token,
                     Owner::Stream {
                         root,
                         stream,
                         pending: pending.0,
                     },
-                ),
-                None => unavailable(502, None, "callout_dispatch"),
+                );
+                Action::Pause
             }
-            Action::Pause
-        }
+            // A call the host would not send is a call that failed: the core says what
+            // that means (a sign-out still clears the browser's cookies, a login fails
+            // with its error page, a refresh is shared as unavailable).
+            None => {
+                host::log(Level::Warn, "{\"event\":\"callout_dispatch_failed\"}");
+                let step = with_gate(plugin, |cx, env| gate::resume(cx, pending.0, None, env));
+                carry_out(vm, root, stream, step, None, resumed)
+            }
+        },
         Decision::Refresh(call) => refresh(vm, root, stream, call, resumed),
         Decision::NeedProvider(issuer) => {
             match exact {
@@ -135,7 +142,8 @@ pub(super) fn carry_out(
             {
                 KeysWait::Parked => set_pace(plugin.loader.pace()),
                 KeysWait::AsTheyAre(pending) => {
-                    let step = with_gate(plugin, |cx, env| gate::resume_keys(cx, pending, env));
+                    let step =
+                        with_gate(plugin, |cx, env| gate::resume_keys(cx, pending, true, env));
                     return carry_out(vm, root, stream, step, None, resumed);
                 }
                 KeysWait::Full => unavailable(503, None, "provider_unavailable"),
@@ -178,38 +186,54 @@ pub(super) fn refresh(
         return refuse();
     };
     let now = host::now().unwrap_or(0);
-    let (bytes, version) = host::shared_get(&call.slot);
+    let read: Vec<_> = call.slots.iter().map(|k| host::shared_get(k)).collect();
+    let bytes: Vec<Option<&[u8]>> = read.iter().map(|(b, _)| b.as_deref()).collect();
     let timeout = plugin.config.idp_timeout_ms / 1000 + 1;
     let plan = refresh::plan(
-        bytes.as_deref(),
+        &bytes,
         &call.session_id,
         call.generation,
         now,
         timeout,
+        call.since,
     );
     let settled = match plan {
-        Plan::Claim(busy) if version.is_some() && host::shared_set(&call.slot, &busy, version) => {
-            let RefreshCall {
-                callout,
-                mut pending,
-                ..
-            } = *call;
-            pending.0.set_claim(busy);
-            let step = Step {
-                decision: Decision::Call(callout, pending),
-                log: None,
-                publish: None,
-            };
-            return carry_out(vm, root, stream, step, None, resumed);
-        }
-        // Someone else claimed it between our read and write, or is refreshing.
-        Plan::Claim(_) | Plan::Wait => {
-            if !plugin.loader.park_refresh(stream, call) {
-                unavailable(503, None, "refresh_wait_full");
+        Plan::Claim { slot, bytes } => {
+            let key = call.slots.get(slot).cloned().unwrap_or_default();
+            let version = read.get(slot).and_then(|(_, v)| *v);
+            if version.is_some() && host::shared_set(&key, &bytes, version) {
+                // Another request of the session may have claimed another of its slots at
+                // the same moment: read them again, and back off if so.
+                let after: Vec<_> = call.slots.iter().map(|k| host::shared_get(k)).collect();
+                let seen: Vec<Option<&[u8]>> = after.iter().map(|(b, _)| b.as_deref()).collect();
+                let stands =
+                    refresh::confirm(&seen, slot, &call.session_id, call.generation, now, timeout);
+                if !stands {
+                    if let Some((Some(mine), Some(v))) = after.get(slot) {
+                        if *mine == bytes {
+                            let before = read.get(slot).and_then(|(b, _)| b.clone());
+                            host::shared_set(&key, &before.unwrap_or_default(), Some(*v));
+                        }
+                    }
+                    return park(plugin, stream, call);
+                }
+                let RefreshCall {
+                    callout,
+                    mut pending,
+                    ..
+                } = *call;
+                pending.0.set_claim(key, bytes);
+                let step = Step {
+                    decision: Decision::Call(callout, pending),
+                    log: None,
+                    publish: None,
+                };
+                return carry_out(vm, root, stream, step, None, resumed);
             }
-            set_pace(plugin.loader.pace());
-            return Action::Pause;
+            // Someone else wrote the slot between our read and write: look again.
+            return park(plugin, stream, call);
         }
+        Plan::Wait => return park(plugin, stream, call),
         Plan::Adopt(cookie) => Settled::Adopt(cookie),
         Plan::Ended => Settled::Ended,
         Plan::Unavailable => Settled::Unavailable,
@@ -218,6 +242,16 @@ pub(super) fn refresh(
         gate::settle(cx, call.pending.0, settled, env)
     });
     carry_out(vm, root, stream, step, None, resumed)
+}
+
+/// A refresh that waits for another request's, or for a slot: its slots are read again on
+/// the next poll.
+fn park(plugin: &mut Plugin, stream: u32, call: Box<RefreshCall>) -> Action {
+    if !plugin.loader.park_refresh(stream, call) {
+        unavailable(503, None, "refresh_wait_full");
+    }
+    set_pace(plugin.loader.pace());
+    Action::Pause
 }
 
 /// Writes a refresh's outcome over its claim, unless another worker took the slot over.

@@ -5,9 +5,10 @@
 //! expires, so a repeated token never pays for the signature again.
 
 use super::respond::{json, log_line, respond_step};
-use super::{session_from, Admitted, Context, Request, Response, Step};
-use crate::config::Config;
+use super::{session_from, Admitted, Context, Request, Response, Step, MAIN};
+use crate::config::{is_multi_tenant, Config};
 use crate::oidc::{self, IdTokenRules, JwtError, Kind};
+use crate::providers;
 use crate::session::Session;
 use std::rc::Rc;
 
@@ -29,19 +30,26 @@ pub(super) fn verify(cx: &mut Context, token: &str, now: u64, keys_refreshed: bo
         Ok(iss) => iss,
         Err(e) => return Outcome::Invalid(e),
     };
-    let Some(id) = config
+    let id = config
         .issuers
         .iter()
         .position(|i| oidc::issuer_matches(&issuer, &i.url))
-    else {
+        .or_else(|| entra_tenant_issuer(config, &issuer).then_some(MAIN));
+    let Some(id) = id else {
         return Outcome::Invalid(JwtError::BadIssuer);
     };
     let (Some(provider), Some(configured)) = (cx.providers.get(id), config.issuers.get(id)) else {
         return Outcome::NeedProvider(id);
     };
+    // The login issuer's tokens are read as its ID tokens are (Entra's tenant template).
+    let expected = if id == MAIN {
+        providers::issuer_for(config, &provider.discovery, token)
+    } else {
+        provider.discovery.issuer.clone()
+    };
     let rules = IdTokenRules {
         kind: Kind::Bearer,
-        ..IdTokenRules::new(&provider.discovery.issuer, &configured.audiences, now)
+        ..IdTokenRules::new(&expected, &configured.audiences, now)
     };
     let verified = match oidc::validate_id_token(token, &provider.jwks, &rules) {
         Ok(v) => v,
@@ -52,6 +60,8 @@ pub(super) fn verify(cx: &mut Context, token: &str, now: u64, keys_refreshed: bo
         // As oauth2-proxy: the token itself is what the app receives as either token.
         access_token: token.to_string(),
         id_token: token.to_string(),
+        access_expires_at: verified.exp,
+        id_expires_at: verified.exp,
         ..session_from(config, &verified, now, verified.exp)
     };
     let admitted = Rc::new(Admitted::new(config, session));
@@ -59,6 +69,26 @@ pub(super) fn verify(cx: &mut Context, token: &str, now: u64, keys_refreshed: bo
         cx.bearers.insert(token, Rc::clone(&admitted));
     }
     Outcome::Admitted(admitted)
+}
+
+/// Whether `iss` may be a tenant's issuer under a multi-tenant Entra login issuer
+/// (`…/common/v2.0` publishes `…/{tenantid}/v2.0`): same host, one path segment, `/v2.0`.
+/// Only a first guess at which keys to use: the token's own `tid` then fills the template
+/// and the `iss` must match it exactly, and `entra_id_allowed_tenants` decides.
+fn entra_tenant_issuer(config: &Config, iss: &str) -> bool {
+    let login = config.issuer();
+    if config.provider.kind != crate::config::Kind::EntraId || !is_multi_tenant(login) {
+        return false;
+    }
+    let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+    let path = url::Url::parse(iss).ok().map(|u| u.path().to_string());
+    origin(login).is_some()
+        && origin(login) == origin(iss)
+        && path.is_some_and(|p| {
+            p.strip_suffix("/v2.0")
+                .and_then(|t| t.strip_prefix('/'))
+                .is_some_and(|t| !t.is_empty() && !t.contains('/'))
+        })
 }
 
 /// RFC 6750 3.1: a token that did not verify gets a 401 that says so.

@@ -1,6 +1,7 @@
 //! `upstream_token_exchange` (ours, RFC 8693): the app gets a token minted for its own
-//! audience instead of the user's access token. One exchange per access token and worker,
-//! cached until shortly before the new token expires.
+//! audience instead of the user's access token — a session's, or a bearer token itself. One
+//! exchange per token and worker, cached by exactly the token that was exchanged until
+//! shortly before the new token expires, and at most one exchange call per request.
 
 use super::respond::{json_error, log_line, respond_step};
 use super::*;
@@ -20,6 +21,23 @@ pub struct Exchanged {
     /// Empty: the exchange failed.
     token: String,
     use_until: u64,
+}
+
+/// A request waiting for its exchange: the token sent to be exchanged (the cache key), and
+/// the identity and `Set-Cookie`s it goes on with once the new token is known.
+#[derive(Debug, Clone)]
+pub struct ExchangeWait {
+    req: Request,
+    subject: String,
+    identity: Vec<(&'static str, String)>,
+    reply: Vec<String>,
+}
+
+impl ExchangeWait {
+    pub fn weight(&self) -> usize {
+        let identity: usize = self.identity.iter().map(|(_, v)| v.len() + 40).sum();
+        self.req.weight() + self.subject.len() + identity
+    }
 }
 
 impl Cached for Exchanged {
@@ -43,18 +61,19 @@ pub(super) fn upstream(
     env: &mut Env,
 ) -> Step {
     let config = cx.config;
-    if let Some(hit) = cx.exchanged.get(&a.session.access_token, env.now) {
+    let subject = &a.session.access_token;
+    if let Some(hit) = cx.exchanged.get(subject, env.now) {
         if hit.token.is_empty() {
             return failed(req, "failed_moments_ago");
         }
-        let identity: Vec<(&'static str, String)> = a
-            .upstream
-            .iter()
-            .filter(|(n, _)| !carries_token(n))
-            .cloned()
-            .chain(replacements(config, &hit.token))
-            .collect();
-        return pause(upstream_edits(config, req, &identity, cookies, &reply));
+        return pause(with_token(
+            config,
+            req,
+            cookies,
+            &a.upstream,
+            &hit.token,
+            &reply,
+        ));
     }
     let (Some(exchange), Some(provider)) = (&config.lifecycle.token_exchange, cx.provider()) else {
         return pause(Decision::NeedProvider(MAIN));
@@ -64,16 +83,40 @@ pub(super) fn upstream(
     };
     let assertion = client_assertion(cx, env);
     let request = oidc::token_exchange(
-        &a.session.access_token,
+        subject,
         &exchange.audience,
         exchange.scope.as_deref(),
         exchange.resource.as_deref(),
         &config.client(assertion.as_deref()),
     );
+    let wait = ExchangeWait {
+        req: req.clone(),
+        subject: subject.clone(),
+        identity: a.upstream.clone(),
+        reply,
+    };
     pause(Decision::Call(
         Callout::post(endpoint, request),
-        PendingBox(Pending::Exchange(Box::new(req.clone()))),
+        PendingBox(Pending::Exchange(Box::new(wait))),
     ))
+}
+
+/// The request on to the app with `token` in place of the user's own tokens.
+fn with_token(
+    config: &Config,
+    req: &Request,
+    cookies: &[(&str, &str)],
+    upstream: &[(&'static str, String)],
+    token: &str,
+    reply: &[String],
+) -> Decision {
+    let identity: Vec<(&'static str, String)> = upstream
+        .iter()
+        .filter(|(n, _)| !carries_token(n))
+        .cloned()
+        .chain(replacements(config, token))
+        .collect();
+    upstream_edits(config, req, &identity, cookies, reply)
 }
 
 fn failed(req: &Request, reason: &str) -> Step {
@@ -114,43 +157,48 @@ fn replacements(config: &Config, token: &str) -> Vec<(&'static str, String)> {
     out
 }
 
+/// The token endpoint answered (or not) this request's exchange: the outcome is cached under
+/// the token that was exchanged, and the request goes on (or fails) without another call.
 pub(super) fn on_answer(
     cx: &mut Context,
-    req: &Request,
+    wait: ExchangeWait,
     response: Option<(u16, &[u8])>,
     env: &mut Env,
 ) -> Step {
-    let cookies = cookie::parse(req.all("cookie"));
-    let subject = current_session(cx, &cookies, env).map(|a| a.session.access_token.clone());
     let tokens = response.map(|(status, body)| oidc::parse_grant_response(status, body));
     let Some(Ok(tokens)) = tokens else {
-        if let Some(subject) = &subject {
-            let failure = Exchanged {
-                token: String::new(),
-                use_until: env.now.saturating_add(RETRY_SECS),
-            };
-            cx.exchanged.insert(subject, Rc::new(failure));
-        }
+        let failure = Exchanged {
+            token: String::new(),
+            use_until: env.now.saturating_add(RETRY_SECS),
+        };
+        cx.exchanged.insert(&wait.subject, Rc::new(failure));
         let reason = match response {
             None => "unreachable".to_string(),
             Some((status, _)) => format!("status_{status}"),
         };
-        return failed(req, &reason);
-    };
-    let Some(subject) = subject else {
-        return failed(req, "session_gone");
+        return failed(&wait.req, &reason);
     };
     let lifetime = tokens
         .expires_in
         .filter(|s| *s > 0)
+        .or_else(|| oidc::unverified_exp(&tokens.access_token).map(|e| e.saturating_sub(env.now)))
+        .filter(|s| *s > 0)
         .unwrap_or(DEFAULT_LIFETIME_SECS);
     let early = (lifetime / 4).min(MAX_EARLY_SECS);
     cx.exchanged.insert(
-        &subject,
+        &wait.subject,
         Rc::new(Exchanged {
-            token: tokens.access_token,
+            token: tokens.access_token.clone(),
             use_until: env.now.saturating_add(lifetime - early),
         }),
     );
-    decide_request(cx, req, env, false)
+    let cookies = cookie::parse(wait.req.all("cookie"));
+    pause(with_token(
+        cx.config,
+        &wait.req,
+        &cookies,
+        &wait.identity,
+        &tokens.access_token,
+        &wait.reply,
+    ))
 }

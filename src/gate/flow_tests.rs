@@ -403,7 +403,7 @@ fn unknown_kid_asks_for_keys_once() {
     else {
         panic!("expected a key refresh")
     };
-    let r = respond(w.run(|cx, env| resume_keys(cx, pending.0, env)));
+    let r = respond(w.run(|cx, env| resume_keys(cx, pending.0, true, env)));
     assert_eq!(r.status, 401);
 }
 

@@ -12,16 +12,42 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-/// A refresh happens up to a quarter of the access token's lifetime early, but never more
-/// than this many seconds early.
+/// A refresh happens up to a quarter of the tokens' lifetime early, but never more than
+/// this many seconds early.
 const MAX_EARLY_SECS: u64 = 30;
+
+/// How long an access token is taken to live when nothing says (no `expires_in`, and not a
+/// JWT with an `exp`): a session that cannot refresh it then ends rather than go on
+/// forwarding a token that may have expired.
+pub const DEFAULT_TOKEN_SECS: u64 = 3600;
 
 pub(super) enum Due {
     Fresh,
     /// Refresh before going on.
     Refresh,
-    /// The access token expired and there is no refresh token: log in again.
+    /// A token the app may receive expired and there is no refresh token: log in again.
     Ended,
+}
+
+/// Whether the app may receive the ID token (`Authorization`, or in `/oauth2/auth`
+/// answers), so its expiry matters as much as the access token's.
+fn forwards_id_token(config: &Config) -> bool {
+    config.pass_authorization_header || config.set_authorization_header
+}
+
+/// When the first of the tokens the app may receive expires; 0 when none is kept.
+pub(super) fn tokens_expire_at(config: &Config, s: &Session) -> u64 {
+    let id = (forwards_id_token(config) && !s.id_token.is_empty()).then_some(s.id_expires_at);
+    match (s.access_expires_at, id.filter(|t| *t > 0)) {
+        (0, Some(id)) => id,
+        (access, Some(id)) => access.min(id),
+        (access, None) => access,
+    }
+}
+
+/// How long before `expires_at` a session with tokens from `created_at` refreshes.
+fn early(created_at: u64, expires_at: u64) -> u64 {
+    (expires_at.saturating_sub(created_at) / 4).min(MAX_EARLY_SECS)
 }
 
 pub(super) fn due(config: &Config, s: &Session, now: u64) -> Due {
@@ -29,25 +55,46 @@ pub(super) fn due(config: &Config, s: &Session, now: u64) -> Due {
     if now <= s.created_at {
         return Due::Fresh;
     }
-    let lifetime = s.access_expires_at.saturating_sub(s.created_at);
-    let early = (lifetime / 4).min(MAX_EARLY_SECS);
-    let access_due = s.access_expires_at > 0 && now.saturating_add(early) >= s.access_expires_at;
+    let expires = tokens_expire_at(config, s);
+    let token_due = expires > 0 && now.saturating_add(early(s.created_at, expires)) >= expires;
     let every = config.lifecycle.cookie_refresh;
     let refresh_due = every > 0 && now >= s.created_at.saturating_add(every);
-    if !access_due && !refresh_due {
+    if !token_due && !refresh_due {
         Due::Fresh
     } else if !s.refresh_token.is_empty() {
         Due::Refresh
-    } else if s.access_expires_at > 0 && now >= s.access_expires_at {
+    } else if expires > 0 && now >= expires {
         Due::Ended
     } else {
         Due::Fresh
     }
 }
 
+/// When an access token obtained at `now` expires: as `expires_in` says, or its own `exp`
+/// if that is sooner (or all there is), or [`DEFAULT_TOKEN_SECS`] when neither says.
+fn access_expiry(tokens: &TokenResponse, now: u64) -> u64 {
+    let said = tokens
+        .expires_in
+        .filter(|s| *s > 0)
+        .map(|s| now.saturating_add(s));
+    let own = oidc::unverified_exp(&tokens.access_token);
+    match (said, own) {
+        (Some(said), Some(own)) => said.min(own),
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => now.saturating_add(DEFAULT_TOKEN_SECS),
+    }
+}
+
+/// When a session refreshed (or logged in) at `now` expires: `cookie_expire` from now, but
+/// never past `session_max_lifetime` from its login.
+pub(super) fn session_expiry(config: &Config, login_at: u64, now: u64) -> u64 {
+    now.saturating_add(config.cookie.expire)
+        .min(login_at.saturating_add(config.lifecycle.session_max_lifetime))
+}
+
 /// `session` holding `tokens` from a login or a refresh at `now`: none of them with
-/// `session_cookie_minimal`, which also drops the access token's expiry (no token reaches
-/// the app, so none can reach it expired).
+/// `session_cookie_minimal`, which also drops the tokens' expiry (no token reaches the app,
+/// so none can reach it expired). The ID token's expiry is the caller's to set.
 pub(super) fn with_tokens(
     config: &Config,
     session: Session,
@@ -60,13 +107,10 @@ pub(super) fn with_tokens(
             id_token: String::new(),
             refresh_token: String::new(),
             access_expires_at: 0,
+            id_expires_at: 0,
             ..session
         };
     }
-    let access_expires_at = match tokens.expires_in {
-        Some(secs) if secs > 0 => now.saturating_add(secs),
-        _ => 0,
-    };
     Session {
         access_token: tokens.access_token.clone(),
         // A refresh may leave out the ID token or rotate nothing: keep what we had.
@@ -79,7 +123,7 @@ pub(super) fn with_tokens(
             .refresh_token
             .clone()
             .unwrap_or_else(|| session.refresh_token.clone()),
-        access_expires_at,
+        access_expires_at: access_expiry(tokens, now),
         ..session
     }
 }
@@ -91,8 +135,8 @@ pub struct Renewal {
     /// The session cookie value the request carried.
     cookie: String,
     session: Session,
-    /// The `Busy` entry this refresh wrote to its slot.
-    pub(super) claim: Vec<u8>,
+    /// The slot this refresh claimed, and the `Busy` entry it wrote there.
+    pub(super) claim: Option<(String, Vec<u8>)>,
 }
 
 impl Renewal {
@@ -100,35 +144,26 @@ impl Renewal {
         self.req.weight() + self.cookie.len() + self.session.weight()
     }
 
-    fn slot(&self, config: &Config) -> String {
-        refresh::slot_key(&config.cookie.name, &session_id(&self.session))
-    }
-
-    /// The slot entry saying this refresh failed (`Ended` or `Unavailable`).
-    fn outcome(&self, state: State, now: u64) -> Entry {
-        Entry {
-            session: session_id(&self.session),
-            generation: self.session.generation,
-            at: now,
-            state,
-        }
-    }
-
-    fn publish(&self, config: &Config, entry: &Entry) -> Option<Publish> {
+    /// The outcome to publish over this refresh's claim, when it made one.
+    fn publish(&self, state: State, now: u64) -> Option<Publish> {
+        let (key, claim) = self.claim.clone()?;
+        let entry = Entry::outcome(&claim, state, now)?;
         Some(Publish {
-            key: self.slot(config),
+            key,
             bytes: entry.encode(),
-            claim: self.claim.clone(),
+            claim,
         })
     }
 }
 
-/// A refresh to coordinate: claim `slot` (a shared-data key), then make `callout`.
+/// A refresh to coordinate: claim one of `slots` (shared-data keys), then make `callout`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshCall {
-    pub slot: String,
+    pub slots: Vec<String>,
     pub session_id: String,
     pub generation: u64,
+    /// When the request found its session due: how long it has waited for a slot.
+    pub since: u64,
     pub callout: Callout,
     pub pending: PendingBox,
 }
@@ -174,12 +209,13 @@ pub(super) fn refresh(
         req: req.clone(),
         cookie: cookie.into_owned(),
         session: s.clone(),
-        claim: Vec::new(),
+        claim: None,
     };
     pause(Decision::Refresh(Box::new(RefreshCall {
-        slot: renewal.slot(config),
+        slots: refresh::slot_keys_for(&config.cookie.name, &session_id(s)),
         session_id: session_id(s),
         generation: s.generation,
+        since: env.now,
         callout: Callout::post(
             endpoint,
             oidc::refresh_grant(&s.refresh_token, &config.client(assertion.as_deref())),
@@ -224,8 +260,17 @@ pub(super) fn finish(
     let config = cx.config;
     let now = env.now;
     let old = &renewal.session;
-    let identity = if tokens.id_token.is_empty() {
-        old.clone()
+    let (identity, id_expires_at) = if tokens.id_token.is_empty() {
+        // No new ID token: the old one is kept, and so is its expiry. When it would reach
+        // the app expired (or about to be), the session ends: a login gets a fresh one.
+        let expiring = old.id_expires_at > 0
+            && old.id_expires_at <= now.saturating_add(MAX_EARLY_SECS)
+            && forwards_id_token(config)
+            && !config.lifecycle.session_cookie_minimal;
+        if expiring {
+            return ended(cx, renewal, env, "refresh_without_id_token");
+        }
+        (old.clone(), old.id_expires_at)
     } else {
         let Some(provider) = cx.provider() else {
             return unavailable(cx, renewal, env, "provider_not_loaded");
@@ -235,14 +280,13 @@ pub(super) fn finish(
         let rules = IdTokenRules::new(&issuer, audiences, now);
         match oidc::validate_id_token(&tokens.id_token, &provider.jwks, &rules) {
             Ok(v) if old.sub.is_empty() || v.sub == old.sub => {
-                match providers::refreshed(config, &v, &old.identity()) {
-                    Ok(who) => Session {
-                        sub: v.sub.clone(),
-                        ..old.clone()
-                    }
-                    .with_identity(who),
-                    Err(reason) => return ended(cx, renewal, env, &format!("refresh_{reason}")),
-                }
+                let access = login::verified_access_token(cx, &tokens.access_token, now);
+                let who = providers::refreshed(config, &v, access.as_ref(), &old.identity());
+                let s = Session {
+                    sub: v.sub.clone(),
+                    ..old.clone()
+                };
+                (s.with_identity(who), v.exp)
             }
             Ok(_) => return ended(cx, renewal, env, "refresh_sub_changed"),
             Err(JwtError::UnknownKid) if !keys_refreshed => {
@@ -257,10 +301,12 @@ pub(super) fn finish(
         Session {
             id: session_id(old),
             id_token: old.id_token.clone(),
+            id_expires_at,
             refresh_token: old.refresh_token.clone(),
             generation: old.generation.saturating_add(1),
             created_at: now,
-            expires_at: now.saturating_add(config.cookie.expire),
+            // `session_max_lifetime` counts from the login; no refresh moves it.
+            expires_at: session_expiry(config, old.login_at, now),
             ..identity
         },
         &tokens,
@@ -273,15 +319,9 @@ pub(super) fn finish(
     else {
         return unavailable(cx, renewal, env, "seal_failed");
     };
-    let entry = Entry {
-        session: fresh.id.clone(),
-        generation: fresh.generation,
-        at: now,
-        state: State::Done(sealed.clone()),
-    };
     let path = renewal.req.path_only().to_string();
     let email = fresh.email.clone();
-    let publish = renewal.publish(config, &entry);
+    let publish = renewal.publish(State::Done(sealed.clone()), now);
     let mut step = adopt(cx, renewal, fresh, sealed, env);
     step.publish = publish;
     step.log = Some((
@@ -332,18 +372,16 @@ pub(super) fn settle(cx: &mut Context, renewal: Renewal, settled: Settled, env: 
 /// The IdP refused the refresh: the session is over, for this request and (through the
 /// published entry) every other one waiting on it.
 fn ended(cx: &mut Context, renewal: Renewal, env: &mut Env, reason: &str) -> Step {
-    let entry = renewal.outcome(State::Ended, env.now);
     let cookies = cookie::parse(renewal.req.all("cookie"));
-    let publish = renewal.publish(cx.config, &entry);
+    let publish = renewal.publish(State::Ended, env.now);
     let mut step = end_session(cx, &renewal.req, &cookies, env, reason);
     step.publish = publish;
     step
 }
 
 /// The IdP could not be reached: said once for everyone waiting, then as for them.
-fn unavailable(cx: &mut Context, renewal: Renewal, env: &mut Env, reason: &str) -> Step {
-    let entry = renewal.outcome(State::Unavailable, env.now);
-    let publish = renewal.publish(cx.config, &entry);
+pub(super) fn unavailable(cx: &mut Context, renewal: Renewal, env: &mut Env, reason: &str) -> Step {
+    let publish = renewal.publish(State::Unavailable, env.now);
     let path = renewal.req.path_only().to_string();
     let mut step = keep_or_unavailable(cx, renewal, env);
     step.publish = publish;
@@ -357,8 +395,8 @@ fn unavailable(cx: &mut Context, renewal: Renewal, env: &mut Env, reason: &str) 
 /// Without a refresh, the session goes on while its access token is still valid; after
 /// that the app would get an expired token, so the answer is a 503.
 fn keep_or_unavailable(cx: &mut Context, renewal: Renewal, env: &mut Env) -> Step {
-    let s = &renewal.session;
-    if s.access_expires_at == 0 || env.now < s.access_expires_at {
+    let expires = tokens_expire_at(cx.config, &renewal.session);
+    if expires == 0 || env.now < expires {
         let cookies = cookie::parse(renewal.req.all("cookie"));
         let a = Admitted::new(cx.config, renewal.session.clone());
         return admitted(cx, &renewal.req, &cookies, &a, env);
@@ -401,12 +439,14 @@ pub(super) fn end_session(
     respond_step(r, log)
 }
 
-/// `Set-Cookie` headers storing a renewed session value; `None` if it cannot fit.
+/// `Set-Cookie` headers storing a renewed session value, kept by the browser until the
+/// session's `expires_at`; `None` if it cannot fit.
 pub(super) fn renewed_cookies(
     config: &Config,
     req: &Request,
     cookies: &[(&str, &str)],
     value: &str,
+    expires_at: u64,
     now: u64,
 ) -> Option<Vec<String>> {
     let present: Vec<&str> = cookies
@@ -420,7 +460,7 @@ pub(super) fn renewed_cookies(
         &present,
         &config.cookie.name,
         value,
-        config.cookie.expire,
+        expires_at.saturating_sub(now),
     )
 }
 

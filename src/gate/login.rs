@@ -304,7 +304,14 @@ pub(super) fn callback(
 
 impl Callback {
     /// This login's end in an error page (see [`fail`]).
-    fn fail(&self, config: &Config, now: u64, status: u16, message: &str, reason: &str) -> Step {
+    pub(super) fn fail(
+        &self,
+        config: &Config,
+        now: u64,
+        status: u16,
+        message: &str,
+        reason: &str,
+    ) -> Step {
         fail(
             config,
             &self.target(now),
@@ -388,13 +395,33 @@ pub(super) fn finish_login(
     } else {
         None
     };
+    let access = verified_access_token(cx, &tokens.access_token, now);
     let next = providers::start(
         config,
         &provider.discovery,
         &tokens.access_token,
         verified.as_ref(),
+        access.as_ref(),
     );
-    profile_step(cx, cb, tokens, next, env)
+    let id_expires_at = verified.as_ref().map_or(0, |v| v.exp);
+    profile_step(cx, cb, tokens, id_expires_at, next, env)
+}
+
+/// The access token's claims, for `keycloak-oidc` only (oauth2-proxy reads Keycloak's roles
+/// from the access token): when it is a JWT the login issuer signed for this client, checked
+/// like a bearer token. `None` for any other provider, an opaque token or one that does not
+/// verify (its roles then simply do not count).
+pub(super) fn verified_access_token(cx: &Context, token: &str, now: u64) -> Option<oidc::Verified> {
+    if cx.config.provider.kind != crate::config::Kind::KeycloakOidc {
+        return None;
+    }
+    let provider = cx.provider()?;
+    let audiences = cx.config.issuers.first().map(|i| &i.audiences[..])?;
+    let rules = IdTokenRules {
+        kind: oidc::Kind::Bearer,
+        ..IdTokenRules::new(&provider.discovery.issuer, audiences, now)
+    };
+    oidc::validate_id_token(token, &provider.jwks, &rules).ok()
 }
 
 /// The login waiting for the provider's profile calls (userinfo, the GitHub API, ...).
@@ -402,6 +429,8 @@ pub(super) fn finish_login(
 pub struct ProfileWait {
     cb: Callback,
     tokens: TokenResponse,
+    /// The verified ID token's `exp`.
+    id_expires_at: u64,
     profile: Profile,
 }
 
@@ -430,13 +459,14 @@ pub(super) fn resume_profile(
         );
     };
     let next = providers::resume(cx.config, &provider.discovery, w.profile, answer);
-    profile_step(cx, w.cb, w.tokens, next, env)
+    profile_step(cx, w.cb, w.tokens, w.id_expires_at, next, env)
 }
 
 fn profile_step(
     cx: &mut Context,
     cb: Callback,
     tokens: TokenResponse,
+    id_expires_at: u64,
     next: Next,
     env: &mut Env,
 ) -> Step {
@@ -448,18 +478,11 @@ fn profile_step(
             PendingBox(Pending::Profile(Box::new(ProfileWait {
                 cb,
                 tokens,
+                id_expires_at,
                 profile: *profile,
             }))),
         )),
-        Next::Done(profile) => complete_login(cx, cb, tokens, *profile, env),
-        Next::Denied(reason) => fail(
-            config,
-            &t,
-            &cb.csrf_cookie,
-            403,
-            "You are not allowed to access this application.",
-            &reason,
-        ),
+        Next::Done(profile) => complete_login(cx, cb, tokens, id_expires_at, *profile, env),
         Next::Failed(reason) => fail(
             config,
             &t,
@@ -476,6 +499,7 @@ fn complete_login(
     cx: &mut Context,
     cb: Callback,
     tokens: TokenResponse,
+    id_expires_at: u64,
     profile: Profile,
     env: &mut Env,
 ) -> Step {
@@ -492,21 +516,21 @@ fn complete_login(
         );
     };
     let who = profile.identity;
-    let session = Session {
-        id: URL_SAFE_NO_PAD.encode(id),
-        ..lifecycle::with_tokens(
-            config,
-            Session {
-                sub: profile.sub,
-                created_at: env.now,
-                expires_at: env.now.saturating_add(config.cookie.expire),
-                ..Session::default()
-            }
-            .with_identity(who),
-            &tokens,
-            env.now,
-        )
-    };
+    let session = lifecycle::with_tokens(
+        config,
+        Session {
+            id: URL_SAFE_NO_PAD.encode(id),
+            sub: profile.sub,
+            created_at: now,
+            login_at: now,
+            expires_at: lifecycle::session_expiry(config, now, now),
+            id_expires_at,
+            ..Session::default()
+        }
+        .with_identity(who),
+        &tokens,
+        now,
+    );
     let admitted = Admitted::new(config, session);
     if let Err(denied) = admitted.verdict {
         return failed(
@@ -539,7 +563,7 @@ fn complete_login(
         &present,
         &config.cookie.name,
         &sealed,
-        config.cookie.expire,
+        session.expires_at.saturating_sub(now),
     ) else {
         // Never a redirect loop: a session that cannot be stored is an error page.
         return failed(

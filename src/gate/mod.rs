@@ -15,7 +15,7 @@ mod respond;
 /// Re-exported: the gate's callouts are [`Decision::Call`]'s; the type lives apart so the
 /// providers and the loader need not depend on the gate.
 pub use crate::callout::Callout;
-pub use exchange::Exchanged;
+pub use exchange::{ExchangeWait, Exchanged};
 pub use lifecycle::{RefreshCall, Renewal, Settled};
 pub use login::ProfileWait;
 pub use logout::SignOut;
@@ -72,8 +72,8 @@ pub enum Pending {
     /// fresh keys to check its ID token.
     Refresh(Box<Renewal>),
     RefreshKeys(Box<Renewal>, TokenResponse),
-    /// Waiting for `upstream_token_exchange`'s token; decide again once it is cached.
-    Exchange(Box<Request>),
+    /// Waiting for `upstream_token_exchange`'s token for the request.
+    Exchange(Box<ExchangeWait>),
     /// Sign-out's server-side calls (revocation, `backend_logout_url`), one at a time.
     SignOut(Box<SignOut>),
     /// A login waiting for one of the provider's profile calls (see `crate::providers`).
@@ -93,16 +93,23 @@ impl Pending {
         }
     }
 
+    /// Whether this waits with an ID token the token endpoint sent (a login's or a refresh's),
+    /// as opposed to a token a client presented.
+    pub fn from_token_endpoint(&self) -> bool {
+        matches!(self, Pending::Keys(..) | Pending::RefreshKeys(..))
+    }
+
     /// Whether the outcome matters after the request went away: a refresh the IdP may have
     /// answered by rotating the refresh token must still be shared with the others.
     pub fn outlives_request(&self) -> bool {
         matches!(self, Pending::Refresh(_) | Pending::RefreshKeys(..))
     }
 
-    /// Records the slot entry a refresh claimed, so its outcome is published only over it.
-    pub fn set_claim(&mut self, claim: Vec<u8>) {
+    /// Records the slot a refresh claimed and the entry it wrote there, so its outcome is
+    /// published only over it.
+    pub fn set_claim(&mut self, key: String, claim: Vec<u8>) {
         if let Pending::Refresh(r) = self {
-            r.claim = claim;
+            r.claim = Some((key, claim));
         }
     }
 
@@ -115,7 +122,8 @@ impl Pending {
                     + t.id_token.len()
                     + t.refresh_token.as_ref().map_or(0, String::len)
             }
-            Pending::Bearer(req) | Pending::Exchange(req) => req.weight(),
+            Pending::Bearer(req) => req.weight(),
+            Pending::Exchange(w) => w.weight(),
             Pending::Refresh(r) => r.weight(),
             Pending::RefreshKeys(r, t) => r.weight() + t.access_token.len() + t.id_token.len(),
             Pending::SignOut(s) => s.weight(),
@@ -257,16 +265,17 @@ impl Cached for Admitted {
     }
 }
 
-/// A session of what a verified token says about its user, read with the configured claim
-/// names; its tokens are the caller's to fill in.
+/// A session of what a verified bearer token says about its user, read as the provider
+/// reads a login's token; its tokens are the caller's to fill in.
 fn session_from(config: &Config, verified: &oidc::Verified, now: u64, expires_at: u64) -> Session {
     Session {
         created_at: now,
+        login_at: now,
         expires_at,
         sub: verified.sub.clone(),
         ..Session::default()
     }
-    .with_identity(oidc::identity(verified, &config.claim_names()))
+    .with_identity(crate::providers::bearer_identity(config, verified))
 }
 
 /// The signed client assertion for a call to the IdP with `private_key_jwt` (RFC 7523): made
@@ -333,7 +342,7 @@ fn decide_http(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: b
             "userinfo" | "auth" => {
                 let who = identify(cx, req, &cookies, env, keys_refreshed);
                 let renewed = match &who {
-                    Who::Known(a) => a.renewed.clone(),
+                    Who::Known(a) => a.renewed.clone().map(|v| (v, a.session.expires_at)),
                     _ => None,
                 };
                 let mut step = if endpoint == "auth" {
@@ -342,8 +351,10 @@ fn decide_http(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: b
                     userinfo(config, req, who)
                 };
                 // A refreshed session's new cookie, for `auth_request_set` / the browser.
-                if let (Some(value), Decision::Respond(r)) = (renewed, &mut step.decision) {
-                    let set = lifecycle::renewed_cookies(config, req, &cookies, &value, env.now);
+                if let (Some((value, until)), Decision::Respond(r)) = (renewed, &mut step.decision)
+                {
+                    let set =
+                        lifecycle::renewed_cookies(config, req, &cookies, &value, until, env.now);
                     r.headers.extend(
                         set.unwrap_or_default()
                             .into_iter()
@@ -381,10 +392,10 @@ fn decide_http(cx: &mut Context, req: &Request, env: &mut Env, keys_refreshed: b
             })
             .cloned()
             .collect();
-        let reply = a
-            .renewed
-            .as_deref()
-            .and_then(|value| lifecycle::renewed_cookies(config, req, &cookies, value, env.now));
+        let reply = a.renewed.as_deref().and_then(|value| {
+            let until = a.session.expires_at;
+            lifecycle::renewed_cookies(config, req, &cookies, value, until, env.now)
+        });
         return pause(upstream_edits(
             config,
             req,
@@ -522,7 +533,14 @@ fn admitted(
 ) -> Step {
     let config = cx.config;
     let reply = match &a.renewed {
-        Some(value) => match lifecycle::renewed_cookies(config, req, cookies, value, env.now) {
+        Some(value) => match lifecycle::renewed_cookies(
+            config,
+            req,
+            cookies,
+            value,
+            a.session.expires_at,
+            env.now,
+        ) {
             Some(r) => r,
             None => return lifecycle::too_large(cx, req, cookies, env),
         },
@@ -584,7 +602,7 @@ pub fn resume(
         Pending::Bearer(req) => decide_request(cx, &req, env, true),
         Pending::Refresh(renewal) => lifecycle::on_answer(cx, *renewal, response, env),
         Pending::RefreshKeys(renewal, tokens) => lifecycle::finish(cx, *renewal, tokens, true, env),
-        Pending::Exchange(req) => exchange::on_answer(cx, &req, response, env),
+        Pending::Exchange(w) => exchange::on_answer(cx, *w, response, env),
         Pending::SignOut(s) => logout::next(*s, response),
         Pending::Profile(w) => resume_profile(cx, *w, response, env),
     }
@@ -599,12 +617,24 @@ pub fn settle(cx: &mut Context, pending: Pending, settled: Settled, env: &mut En
     }
 }
 
-/// Continues a login or a bearer request that waited for a JWKS refresh (`cx.providers`
-/// now holds the new keys, or the old ones if the refresh failed).
-pub fn resume_keys(cx: &mut Context, pending: Pending, env: &mut Env) -> Step {
+/// Continues a login, refresh or bearer request that waited for a JWKS refresh:
+/// `cx.providers` now holds the new keys (`fetched`), or the old ones when the fetch failed,
+/// in which case a login or refresh is told the IdP is unavailable rather than that its
+/// token is bad (a bearer token is judged with the keys there are).
+pub fn resume_keys(cx: &mut Context, pending: Pending, fetched: bool, env: &mut Env) -> Step {
     match pending {
+        Pending::Keys(cb, _) if !fetched => cb.fail(
+            cx.config,
+            env.now,
+            503,
+            "The identity provider is unavailable.",
+            "keys_unavailable",
+        ),
         Pending::Keys(cb, tokens) => finish_login(cx, *cb, tokens, true, env),
         Pending::Bearer(req) => decide_request(cx, &req, env, true),
+        Pending::RefreshKeys(renewal, _) if !fetched => {
+            lifecycle::unavailable(cx, *renewal, env, "keys_unavailable")
+        }
         Pending::RefreshKeys(renewal, tokens) => lifecycle::finish(cx, *renewal, tokens, true, env),
         other => resume(cx, other, None, env),
     }

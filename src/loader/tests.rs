@@ -81,9 +81,10 @@ fn bearer(path: &str) -> Pending {
 
 fn refresh_call(session: &str) -> Box<RefreshCall> {
     Box::new(RefreshCall {
-        slot: format!("slot/{session}"),
+        slots: vec![format!("slot/{session}")],
         session_id: session.into(),
         generation: 1,
+        since: 0,
         callout: provider::discovery_request(ISSUER).unwrap(),
         pending: PendingBox(bearer("/refresh")),
     })
@@ -136,7 +137,7 @@ fn woken(actions: &[Action]) -> Vec<(u32, &'static str)> {
                 let what = match then {
                     Then::Decide(_) => "decide",
                     Then::Unavailable(_) => "unavailable",
-                    Then::Keys(_) => "keys",
+                    Then::Keys(..) => "keys",
                     Then::Refresh(_) => "refresh",
                 };
                 Some((*stream, what))
@@ -569,7 +570,7 @@ fn an_unknown_kid_refetches_the_keys_at_most_once_per_interval() {
     let a = w.ok(MAIN, keys, &testkeys::jwks_json());
     assert_eq!(woken(&a), [(1, "keys"), (2, "keys")]);
     let Some(Action::Wake {
-        then: Then::Keys(Pending::Bearer(req)),
+        then: Then::Keys(Pending::Bearer(req), true),
         ..
     }) = a.iter().find(|a| matches!(a, Action::Wake { .. }))
     else {

@@ -24,6 +24,12 @@ pub struct Identity {
     pub groups: Vec<String>,
     /// Keycloak realm roles as `role`, client roles as `client:role`.
     pub roles: Vec<String>,
+    /// Google's `hd`: the account's Workspace domain.
+    pub hosted_domain: Option<String>,
+    /// Entra's `tid`: the account's tenant.
+    pub tenant: Option<String>,
+    /// Memberships a provider's API confirmed (see `Session::proven`); never from a claim.
+    pub proven: Vec<String>,
 }
 
 pub fn identity(v: &Verified, names: &ClaimNames) -> Identity {
@@ -47,11 +53,14 @@ pub fn identity(v: &Verified, names: &ClaimNames) -> Identity {
             .map(string_list)
             .unwrap_or_default(),
         roles: keycloak_roles(all),
+        hosted_domain: text("hd"),
+        tenant: text("tid"),
+        proven: Vec::new(),
     }
 }
 
 /// Claim names may themselves contain dots (namespaced URIs), so exact names win.
-fn claim<'m>(all: &'m Map<String, Value>, name: &str) -> Option<&'m Value> {
+pub fn claim<'m>(all: &'m Map<String, Value>, name: &str) -> Option<&'m Value> {
     if let Some(v) = all.get(name) {
         return Some(v);
     }

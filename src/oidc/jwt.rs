@@ -78,6 +78,20 @@ pub fn verify(token: &str, jwks: &Jwks) -> Result<Map<String, Value>, JwtError> 
 /// The `iss` a token claims, read WITHOUT verifying anything: only to pick which issuer's
 /// keys to verify it with. Nothing else may be decided from it.
 pub fn unverified_issuer(token: &str) -> Result<String, JwtError> {
+    unverified_claim(token, "iss")?
+        .as_str()
+        .map(str::to_owned)
+        .ok_or(JwtError::MissingClaim("iss"))
+}
+
+/// The `exp` a JWT-shaped access token carries, read WITHOUT verifying it: only ever to end
+/// the token's use sooner than the IdP's `expires_in` says, never later. `None` for an
+/// opaque token.
+pub fn unverified_exp(token: &str) -> Option<u64> {
+    unverified_claim(token, "exp").ok()?.as_u64()
+}
+
+fn unverified_claim(token: &str, name: &'static str) -> Result<Value, JwtError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwtError::TooLarge);
     }
@@ -88,10 +102,8 @@ pub fn unverified_issuer(token: &str) -> Result<String, JwtError> {
         return Err(JwtError::Malformed);
     };
     decode_object(payload)?
-        .get("iss")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or(JwtError::MissingClaim("iss"))
+        .remove(name)
+        .ok_or(JwtError::MissingClaim(name))
 }
 
 fn select_keys<'a>(jwks: &'a Jwks, kid: Option<&str>, alg: Alg) -> Result<Vec<&'a Jwk>, JwtError> {

@@ -24,7 +24,7 @@ pub use discovery::{
 };
 pub use id_token::{validate_id_token, IdTokenRules, Kind, Verified};
 pub use jwks::{Alg, Jwks};
-pub use jwt::{unverified_issuer, verify};
+pub use jwt::{unverified_exp, unverified_issuer, verify};
 pub use token::{
     code_exchange, parse_grant_response, parse_token_response, refresh_grant, revocation,
     token_exchange, Client, ClientAuth, TokenRequest, TokenResponse,

@@ -1,12 +1,16 @@
-//! Microsoft Entra ID (`ms-entra-id`, `azure`): OIDC with the tenant (`tid`) checked against
-//! `entra_id_allowed_tenants`, and group overage resolved through Microsoft Graph. A token
-//! for a user in more groups than fit (over 200 in a JWT) carries `_claim_names.groups`
-//! instead of `groups`; the groups are then read from `GET /v1.0/me/transitiveMemberOf`,
-//! following `@odata.nextLink` on Graph's own host only.
+//! Microsoft Entra ID (`ms-entra-id`, `azure`): OIDC whose tenant (`tid`) `crate::policy`
+//! checks against `entra_id_allowed_tenants`, and group overage resolved through Microsoft
+//! Graph. A token for a user in more groups than fit (over 200 in a JWT) carries
+//! `_claim_names.groups` instead of `groups`; the groups are then read from
+//! `GET /v1.0/me/transitiveMemberOf`, following `@odata.nextLink` on Graph's own host only.
+//!
+//! Entra sends no `email_verified`, and each tenant's admin types its users' `email`: across
+//! several tenants an address is a claim about someone else's domain ("nOAuth"). There it
+//! counts only when Microsoft's `xms_edov` says the domain owner is verified.
 
 use super::{call, done, get, json_object, Next, Profile, Stage as Any, MAX_PAGES};
 use crate::config::Config;
-use crate::oidc::Discovery;
+use crate::oidc::{self, Discovery, Identity, Verified};
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,13 +25,40 @@ fn overage(p: &Profile) -> bool {
         .is_some()
 }
 
-pub(super) fn advance(config: &Config, _d: &Discovery, mut p: Profile) -> Next {
-    let allowed = &config.provider.entra.allowed_tenants;
-    if !allowed.is_empty() && !allowed.iter().any(|t| t == "*") {
-        let tid = p.claims.get("tid").and_then(Value::as_str).unwrap_or("");
-        if !allowed.iter().any(|t| t.eq_ignore_ascii_case(tid)) {
-            return Next::Denied("entra_tenant".into());
+/// For a token that may come from another tenant: its email only when `xms_edov` is true;
+/// otherwise no email, and a user id that was the email becomes the subject. With
+/// `insecure_oidc_allow_unverified_email` the email is kept as it is.
+pub(super) fn trust_email(config: &Config, v: &Verified, id: &mut Identity) {
+    if config.rules.allow_unverified_email {
+        return;
+    }
+    let edov = oidc::claims::claim(&v.claims, "xms_edov");
+    let verified = matches!(edov, Some(Value::Bool(true)))
+        || edov.and_then(Value::as_str) == Some("true")
+        || edov.and_then(Value::as_str) == Some("1");
+    if verified {
+        id.email_verified = Some(true);
+        return;
+    }
+    if let Some(email) = id.email.take() {
+        if id.user == email {
+            id.user = v.sub.clone();
         }
+    }
+    id.email_verified = None;
+}
+
+/// Whether the tenant is one `crate::policy` will refuse anyway: then Graph is not asked
+/// (only a saving; the policy decides).
+fn tenant_refused(config: &Config, tid: &str) -> bool {
+    let t = &config.provider.entra.allowed_tenants;
+    !t.is_empty() && !t.iter().any(|x| x == "*") && !t.iter().any(|x| x.eq_ignore_ascii_case(tid))
+}
+
+pub(super) fn advance(config: &Config, _d: &Discovery, mut p: Profile) -> Next {
+    let tid = p.identity.tenant.clone().unwrap_or_default();
+    if tenant_refused(config, &tid) {
+        return done(config, p);
     }
     if overage(&p) && !config.rules.allowed_groups.is_empty() {
         p.claims.remove("_claim_names");
@@ -66,7 +97,7 @@ pub(super) fn on_answer(
     let next = page.get("@odata.nextLink").and_then(Value::as_str);
     match next {
         None => done(config, p),
-        Some(_) if p.page + 1 >= MAX_PAGES => Next::Denied("graph_groups_too_many_pages".into()),
+        Some(_) if p.page + 1 >= MAX_PAGES => Next::Failed("graph_groups_too_many_pages".into()),
         Some(url) if url.starts_with(&format!("{}/", config.provider.entra.graph)) => {
             p.page += 1;
             let c = get(url, &p.access_token);

@@ -1,14 +1,18 @@
 //! GitHub (OAuth2, no ID token), as oauth2-proxy's `github` provider: the user from
-//! `GET /user`, the primary verified email from `GET /user/emails`, then (when configured)
-//! organisation and team membership, or repository access, unless the login is one of
-//! `github_users`. The user header is the login (`octocat`).
+//! `GET /user`, the primary verified email from `GET /user/emails`, the user's organisations
+//! (`GET /user/orgs`) and teams (`GET /user/teams`) when `github_org` or `allowed_groups`
+//! needs them (they become the groups, `org` and `org:team`), and without an organisation,
+//! access to `github_repo`: `GET /repos/{repo}` with the user's token, or with
+//! `github_token` whether the user is a collaborator. The user header is the login.
 //!
-//! Lists are read 100 a page, at most `MAX_PAGES` pages; a short page is the last. A 403 or
-//! 429 (rate limit, missing scope) is a failure with its reason, never a retry.
+//! What the API confirms goes into `Identity::proven`; `crate::policy` decides. Lists are
+//! read 100 a page, at most `MAX_PAGES` pages; a short page is the last. A 401, 403 or 429
+//! (revoked token, missing scope, rate limit) is a failure with its reason, never a retry.
 
 use super::{call, done, get_with, json_body, Next, Profile, Stage as Any, MAX_PAGES};
 use crate::config::Config;
 use crate::oidc::Discovery;
+use crate::policy;
 use serde_json::Value;
 
 const ACCEPT: &str = "application/vnd.github+json";
@@ -22,8 +26,6 @@ pub(super) enum Stage {
     Teams,
     Repo,
     Collaborator,
-    /// Everything needed is known.
-    Checked,
 }
 
 fn api_get(config: &Config, p: &Profile, path: &str) -> Option<crate::callout::Callout> {
@@ -39,30 +41,31 @@ fn page_query(page: u32) -> String {
 }
 
 /// What to ask next, given what the profile holds.
-pub(super) fn advance(config: &Config, _d: &Discovery, mut p: Profile) -> Next {
+pub(super) fn advance(config: &Config, _d: &Discovery, p: Profile) -> Next {
     let gh = &config.provider.github;
+    let groups_wanted = !config.rules.allowed_groups.is_empty();
     if p.sub.is_empty() {
         let c = api_get(config, &p, "/user");
         return call(c, p, Any::GitHub(Stage::User));
     }
-    if p.identity.email.is_none() {
+    if p.identity.email.is_none() && !p.finished("emails") {
         let c = api_get(config, &p, &format!("/user/emails{}", page_query(p.page)));
         return call(c, p, Any::GitHub(Stage::Emails));
     }
-    let login = p.identity.user.clone();
-    if gh.users.iter().any(|u| u.eq_ignore_ascii_case(&login)) {
-        return done(config, p);
+    if (gh.org.is_some() || groups_wanted) && !p.finished("orgs") {
+        let c = api_get(config, &p, &format!("/user/orgs{}", page_query(p.page)));
+        return call(c, p, Any::GitHub(Stage::Orgs));
     }
-    match (&gh.org, gh.teams.is_empty(), &gh.repo) {
-        (Some(_), true, _) => {
-            let c = api_get(config, &p, &format!("/user/orgs{}", page_query(p.page)));
-            call(c, p, Any::GitHub(Stage::Orgs))
-        }
-        (Some(_), false, _) => {
-            let c = api_get(config, &p, &format!("/user/teams{}", page_query(p.page)));
-            call(c, p, Any::GitHub(Stage::Teams))
-        }
-        (None, _, Some(repo)) => match &gh.token {
+    if (!gh.teams.is_empty() || groups_wanted) && !p.finished("teams") {
+        let c = api_get(config, &p, &format!("/user/teams{}", page_query(p.page)));
+        return call(c, p, Any::GitHub(Stage::Teams));
+    }
+    // oauth2-proxy reads the repository only without an organisation, and not for a user
+    // `github_users` admits anyway.
+    let login = p.identity.user.clone();
+    let listed = gh.users.iter().any(|u| u.eq_ignore_ascii_case(&login));
+    match (&gh.org, &gh.repo) {
+        (None, Some(repo)) if !listed && !p.finished("repo") => match &gh.token {
             // With `github_token`: is the user a collaborator (204) or not (404)?
             Some(token) => {
                 let url = format!("{}/repos/{repo}/collaborators/{login}", gh.api);
@@ -74,11 +77,7 @@ pub(super) fn advance(config: &Config, _d: &Discovery, mut p: Profile) -> Next {
                 call(c, p, Any::GitHub(Stage::Repo))
             }
         },
-        (None, _, None) if !gh.users.is_empty() => Next::Denied("github_user".into()),
-        (None, _, None) => {
-            p.stage = Any::GitHub(Stage::Checked);
-            done(config, p)
-        }
+        _ => done(config, p),
     }
 }
 
@@ -91,19 +90,25 @@ pub(super) fn on_answer(
 ) -> Next {
     let gh = &config.provider.github;
     if stage == Stage::Collaborator {
-        return match answer {
-            Some((204, _)) => done(config, p),
-            Some((404, _)) => Next::Denied("github_repo_collaborator".into()),
-            other => refused(other, "collaborator"),
-        };
+        match answer {
+            Some((204, _)) => confirm_repo(config, &mut p),
+            // Not a collaborator: nothing confirmed.
+            Some((404, _)) => {}
+            other => return refused(other, "collaborator"),
+        }
+        p.finish("repo");
+        return advance(config, d, p);
     }
     let body = match answer {
         Some((200, _)) => match json_body(answer, "github") {
             Ok(v) => v,
             Err(next) => return next,
         },
-        // GitHub answers 404 for a private repository the user cannot see.
-        Some((404, _)) if stage == Stage::Repo => return Next::Denied("github_repo".into()),
+        // GitHub answers 404 for a private repository the user cannot see: no access.
+        Some((404, _)) if stage == Stage::Repo => {
+            p.finish("repo");
+            return advance(config, d, p);
+        }
         other => return refused(other, stage_name(&stage)),
     };
     match stage {
@@ -116,6 +121,7 @@ pub(super) fn on_answer(
             p.sub = id.to_string();
             p.identity.user = login.to_string();
             p.identity.preferred_username = Some(login.to_string());
+            p.identity.proven.push(policy::github_user(login));
             p.page = 0;
         }
         Stage::Emails => {
@@ -129,9 +135,10 @@ pub(super) fn on_answer(
             if let Some(email) = primary.and_then(|e| e.get("email")).and_then(Value::as_str) {
                 p.identity.email = Some(email.to_string());
                 p.identity.email_verified = Some(true);
-                p.page = 0;
-            } else if emails.len() < PER_PAGE || p.page + 1 >= MAX_PAGES {
-                return Next::Denied("github_no_verified_primary_email".into());
+                p.finish("emails");
+            } else if last_page(emails.len(), p.page) {
+                // No verified primary address: the rules refuse the user.
+                p.finish("emails");
             } else {
                 p.page += 1;
             }
@@ -140,60 +147,65 @@ pub(super) fn on_answer(
             let Value::Array(items) = &body else {
                 return Next::Failed("github_membership_malformed".into());
             };
-            let org = gh.org.as_deref().unwrap_or("");
-            let same = |v: Option<&Value>, want: &str| {
-                v.and_then(Value::as_str)
-                    .is_some_and(|s| s.eq_ignore_ascii_case(want))
-            };
-            let member = items.iter().find_map(|item| {
+            for item in items {
+                let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
                 if stage == Stage::Orgs {
-                    same(item.get("login"), org).then(|| org.to_string())
+                    if let Some(org) = text(item.get("login")) {
+                        p.identity.proven.push(policy::github_org(&org));
+                        p.identity.groups.push(org);
+                    }
                 } else {
-                    let in_org = same(item.get("organization").and_then(|o| o.get("login")), org);
-                    let slug = item.get("slug").and_then(Value::as_str)?;
-                    (in_org && gh.teams.iter().any(|t| t.eq_ignore_ascii_case(slug)))
-                        .then(|| format!("{org}:{slug}"))
+                    let org = text(item.get("organization").and_then(|o| o.get("login")));
+                    if let (Some(org), Some(slug)) = (org, text(item.get("slug"))) {
+                        p.identity.proven.push(policy::github_team(&org, &slug));
+                        // As oauth2-proxy, every `org:team` is a group.
+                        p.identity.groups.push(format!("{org}:{slug}"));
+                    }
                 }
-            });
-            if let Some(group) = member {
-                // As oauth2-proxy, the membership that admitted the user is a group.
-                p.identity.groups = vec![org.to_string(), group];
-                p.identity.groups.dedup();
-                return done(config, p);
             }
-            if items.len() < PER_PAGE || p.page + 1 >= MAX_PAGES {
-                return Next::Denied(format!("github_{}", stage_name(&stage)));
+            if last_page(items.len(), p.page) {
+                p.finish(stage_name(&stage));
+            } else {
+                p.page += 1;
             }
-            p.page += 1;
         }
         Stage::Repo => {
-            let perm = |k: &str| {
-                body.get("permissions")
-                    .and_then(|x| x.get(k))
-                    .and_then(Value::as_bool)
-                    == Some(true)
-            };
-            let private = body.get("private").and_then(Value::as_bool) != Some(false);
-            return if perm("push") || (!private && perm("pull")) {
-                done(config, p)
-            } else {
-                Next::Denied("github_repo".into())
-            };
+            let flag = |v: Option<&Value>| v.and_then(Value::as_bool) == Some(true);
+            let perms = body.get("permissions");
+            let can = |k: &str| flag(perms.and_then(|x| x.get(k)));
+            // oauth2-proxy's hasRepoAccess: "Every user can implicitly pull from a public repo,
+            // so only grant access if they have push access or the repo is private and they
+            // can pull." A `private` GitHub did not send counts as public (Go's zero value).
+            if can("push") || (flag(body.get("private")) && can("pull")) {
+                confirm_repo(config, &mut p);
+            }
+            p.finish("repo");
         }
-        Stage::Collaborator | Stage::Checked => return Next::Failed("unexpected_answer".into()),
+        Stage::Collaborator => return Next::Failed("unexpected_answer".into()),
     }
+    let _ = gh;
     advance(config, d, p)
+}
+
+fn confirm_repo(config: &Config, p: &mut Profile) {
+    if let Some(repo) = &config.provider.github.repo {
+        p.identity.proven.push(policy::github_repo(repo));
+    }
+}
+
+/// A short page is the last; so is the last page we read.
+fn last_page(len: usize, page: u32) -> bool {
+    len < PER_PAGE || page + 1 >= MAX_PAGES
 }
 
 fn stage_name(stage: &Stage) -> &'static str {
     match stage {
         Stage::User => "user",
         Stage::Emails => "emails",
-        Stage::Orgs => "org",
-        Stage::Teams => "team",
+        Stage::Orgs => "orgs",
+        Stage::Teams => "teams",
         Stage::Repo => "repo",
         Stage::Collaborator => "collaborator",
-        Stage::Checked => "checked",
     }
 }
 

@@ -1,11 +1,13 @@
-//! GitLab, as oauth2-proxy's `gitlab` provider: OIDC, groups from userinfo, and with
-//! `gitlab_group` / `gitlab_projects` the user must be in one of the groups or have at least
-//! the given access level in one of the projects (`GET /api/v4/projects/<path>`); the project
-//! that admitted the user is added to the groups as `project:<path>`.
+//! GitLab, as oauth2-proxy's `gitlab` provider: OIDC with groups and `email_verified` from
+//! userinfo, and for each of `gitlab_projects` the user's access read from
+//! `GET /api/v4/projects/<path>` with the user's token. A project the user has at least the
+//! configured access to (not archived) is confirmed (`Identity::proven`) and added to the
+//! groups as `project:<path>`; `crate::policy` decides whether a group or a project admits.
 
 use super::{call, done, get, Next, Profile, Stage as Any};
 use crate::config::Config;
 use crate::oidc::Discovery;
+use crate::policy;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,24 +17,13 @@ pub(super) enum Stage {
 }
 
 pub(super) fn advance(config: &Config, _d: &Discovery, p: Profile) -> Next {
-    let gl = &config.provider.gitlab;
-    if gl.groups.is_empty() && gl.projects.is_empty() {
-        return done(config, p);
-    }
-    let in_group = p
-        .identity
-        .groups
-        .iter()
-        .any(|g| gl.groups.iter().any(|want| want == g));
-    if in_group {
-        return done(config, p);
-    }
     project(config, p, 0)
 }
 
+/// Asks about project `i` and the ones after it, or ends when there are no more.
 fn project(config: &Config, p: Profile, i: usize) -> Next {
     let Some((path, _)) = config.provider.gitlab.projects.get(i) else {
-        return Next::Denied("gitlab_group_or_project".into());
+        return done(config, p);
     };
     let encoded: String = url::form_urlencoded::byte_serialize(path.as_bytes()).collect();
     let url = format!("{}/projects/{encoded}", config.provider.gitlab.api);
@@ -64,9 +55,13 @@ pub(super) fn on_answer(
                     .and_then(Value::as_u64)
                     .unwrap_or(0)
             };
-            if level("project_access").max(level("group_access")) >= u64::from(*wanted) {
+            // GitLab's effective access is the higher of the direct and the inherited one.
+            let access = level("project_access").max(level("group_access"));
+            // As oauth2-proxy: an archived project admits nobody.
+            let archived = v.get("archived").and_then(Value::as_bool) == Some(true);
+            if !archived && access >= u64::from(*wanted) {
+                p.identity.proven.push(policy::gitlab_project(path));
                 p.identity.groups.push(format!("project:{path}"));
-                return done(config, p);
             }
             project(config, p, i + 1)
         }

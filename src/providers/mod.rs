@@ -1,11 +1,14 @@
-//! Who the user is, once the token endpoint has answered: each provider's own calls and
-//! checks after the tokens (userinfo for OIDC providers whose ID token lacks the email or
-//! groups, GitHub's REST API, GitLab's projects, Microsoft Graph for Entra group overage,
-//! Google's hosted domain), as one state machine the gate drives with callouts.
+//! Who the user is, once the token endpoint has answered: each provider's own calls after
+//! the tokens (userinfo for OIDC providers whose ID token lacks the email or groups, and for
+//! GitLab; GitHub's REST API; GitLab's projects; Microsoft Graph for Entra group overage), as
+//! one state machine the gate drives with callouts, and each provider's reading of a token's
+//! claims.
 //!
 //! `start` takes what the tokens say; every `Next::Call` is made by the gate and its answer
-//! fed to `resume`, until `Done` (the identity to seal), `Denied` (a 403: the user is not
-//! allowed) or `Failed` (the provider misbehaved or refused: an error page, never a loop).
+//! fed to `resume`, until `Done` (the identity to seal) or `Failed` (the provider misbehaved
+//! or refused: an error page, never a loop). The calls only gather facts: the email, the
+//! groups, and the memberships the API confirms (`Identity::proven`). Whether those admit
+//! the user is `crate::policy::admit`'s to say, as on every other credential path.
 
 mod entra;
 mod github;
@@ -17,7 +20,7 @@ use crate::oidc::{self, Discovery, Identity, Verified};
 use serde_json::{Map, Value};
 
 /// Pages of a paginated API (GitHub's emails, orgs and teams; Graph's groups) read at most:
-/// a user in more than this many pages of groups is refused rather than read without end.
+/// what a user has beyond this many pages is not read (and cannot admit them).
 pub const MAX_PAGES: u32 = 10;
 
 /// A login's profile so far, and what the callout in flight will answer.
@@ -32,6 +35,19 @@ pub struct Profile {
     stage: Stage,
     userinfo_done: bool,
     page: u32,
+    /// The provider stages read to the end (GitHub's emails, orgs, teams, repository).
+    finished: Vec<&'static str>,
+}
+
+impl Profile {
+    fn finish(&mut self, stage: &'static str) {
+        self.page = 0;
+        self.finished.push(stage);
+    }
+
+    fn finished(&self, stage: &str) -> bool {
+        self.finished.contains(&stage)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,24 +62,25 @@ enum Stage {
 #[derive(Debug)]
 pub enum Next {
     Call(Callout, Box<Profile>),
+    /// Everything the provider can say is known: the identity the rules are applied to.
     Done(Box<Profile>),
-    /// Authenticated, but the provider's rules refuse the user: the reason, for the log.
-    Denied(String),
     /// The provider or its API failed or answered nonsense: the reason, for the log.
     Failed(String),
 }
 
 /// The profile from the token answer: the verified ID token's claims (OIDC providers), or
-/// nothing yet (GitHub).
+/// nothing yet (GitHub). `access`: the access token's claims when it is a JWT the issuer
+/// signed for this client (Keycloak puts its roles there, where oauth2-proxy reads them).
 pub fn start(
     config: &Config,
     d: &Discovery,
     access_token: &str,
     verified: Option<&Verified>,
+    access: Option<&Verified>,
 ) -> Next {
     let (identity, sub, claims) = match verified {
         Some(v) => (
-            oidc::identity(v, &config.claim_names()),
+            from_claims(config, v, access),
             v.sub.clone(),
             v.claims.clone(),
         ),
@@ -80,6 +97,7 @@ pub fn start(
             stage: Stage::Ready,
             userinfo_done: false,
             page: 0,
+            finished: Vec::new(),
         },
     )
 }
@@ -111,8 +129,11 @@ fn advance(config: &Config, d: &Discovery, mut p: Profile) -> Next {
     if kind == Kind::GitHub {
         return github::advance(config, d, p);
     }
+    // GitLab's groups and its `email_verified` are userinfo's (oauth2-proxy always asks).
     let needs_groups = !config.rules.allowed_groups.is_empty() || kind == Kind::GitLab;
-    let lacking = p.identity.email.is_none() || (needs_groups && p.identity.groups.is_empty());
+    let lacking = p.identity.email.is_none()
+        || (needs_groups && p.identity.groups.is_empty())
+        || kind == Kind::GitLab;
     if !p.userinfo_done && lacking {
         if let Some(url) = d.userinfo_endpoint.as_deref() {
             p.userinfo_done = true;
@@ -120,33 +141,43 @@ fn advance(config: &Config, d: &Discovery, mut p: Profile) -> Next {
         }
     }
     match kind {
-        Kind::KeycloakOidc => {
-            // oauth2-proxy's keycloak-oidc passes roles in the groups header.
-            let roles = p.identity.roles.iter().map(|r| format!("role:{r}"));
-            let mut groups = p.identity.groups.clone();
-            groups.extend(roles);
-            p.identity.groups = groups;
-            done(config, p)
-        }
-        Kind::Google => google(config, p),
         Kind::GitLab => gitlab::advance(config, d, p),
         Kind::EntraId => entra::advance(config, d, p),
-        Kind::Oidc | Kind::GitHub => done(config, p),
+        Kind::Oidc | Kind::KeycloakOidc | Kind::Google | Kind::GitHub => done(config, p),
     }
 }
 
-/// Google: with `google_hosted_domains`, the user's Workspace domain (`hd`) must be one of
-/// them (a consumer account has none).
-fn google(config: &Config, p: Profile) -> Next {
-    let allowed = &config.provider.google_hosted_domains;
-    if allowed.is_empty() {
-        return done(config, p);
+/// What a verified token says of its user, as this provider reads it: the configured
+/// claims; Keycloak's roles, from the token and from `access` (the verified access token);
+/// and, for Entra across several tenants, an email only when Microsoft says its domain
+/// owner is verified. Login, refresh and bearer tokens all read claims through here.
+pub fn from_claims(config: &Config, v: &Verified, access: Option<&Verified>) -> Identity {
+    let mut id = oidc::identity(v, &config.claim_names());
+    if config.provider.kind == Kind::KeycloakOidc {
+        if let Some(a) = access {
+            merge(
+                &mut id.roles,
+                oidc::identity(a, &config.claim_names()).roles,
+            );
+        }
     }
-    let hd = p.claims.get("hd").and_then(Value::as_str).unwrap_or("");
-    if allowed.iter().any(|d| d.eq_ignore_ascii_case(hd)) {
-        done(config, p)
-    } else {
-        Next::Denied("hosted_domain".into())
+    if config.provider.entra_several_tenants(config.issuer()) {
+        entra::trust_email(config, v, &mut id);
+    }
+    id
+}
+
+/// A bearer token's identity: its claims alone, read as a login's would be (no provider
+/// call can be made for it, so memberships only an API confirms are absent).
+pub fn bearer_identity(config: &Config, v: &Verified) -> Identity {
+    finished_identity(config, from_claims(config, v, None))
+}
+
+fn merge(into: &mut Vec<String>, more: Vec<String>) {
+    for item in more {
+        if !into.contains(&item) {
+            into.push(item);
+        }
     }
 }
 
@@ -165,7 +196,10 @@ fn userinfo(config: &Config, p: &mut Profile, answer: Option<(u16, &[u8])>) -> R
         exp: 0,
         claims: p.claims.clone(),
     };
-    p.identity = oidc::identity(&v, &config.claim_names());
+    // Roles read from the access token at the start stay.
+    let roles = std::mem::take(&mut p.identity.roles);
+    p.identity = from_claims(config, &v, None);
+    merge(&mut p.identity.roles, roles);
     Ok(())
 }
 
@@ -212,61 +246,59 @@ fn unverified_claims(jwt: &str) -> Option<Map<String, Value>> {
 }
 
 /// What a refreshed ID token says, with what the login's provider calls added that the
-/// token does not carry (userinfo's email, Graph's groups, GitLab's `project:` groups) kept
-/// from the session, and the provider's rules applied again to the token's own claims.
-pub fn refreshed(config: &Config, v: &Verified, old: &Identity) -> Result<Identity, String> {
-    let mut p = Profile {
-        identity: oidc::identity(v, &config.claim_names()),
-        sub: v.sub.clone(),
-        claims: v.claims.clone(),
-        access_token: String::new(),
-        stage: Stage::Ready,
-        userinfo_done: true,
-        page: 0,
-    };
-    if p.identity.email.is_none() {
-        p.identity.email = old.email.clone();
-        p.identity.email_verified = old.email_verified;
-    }
+/// token does not carry kept from the session: userinfo's email, userinfo's or Graph's
+/// groups, GitLab's `project:` groups, and every membership the API confirmed (`proven`,
+/// which no refresh checks again, as in oauth2-proxy). The caller applies the rules to the
+/// result, as to any session.
+pub fn refreshed(
+    config: &Config,
+    v: &Verified,
+    access: Option<&Verified>,
+    old: &Identity,
+) -> Identity {
     let kind = config.provider.kind;
-    let from_calls = |g: &&String| match kind {
-        Kind::GitLab => g.starts_with("project:"),
-        _ => false,
-    };
-    if p.identity.groups.is_empty() {
+    if kind == Kind::GitHub {
+        return old.clone();
+    }
+    let mut id = from_claims(config, v, access);
+    // An address another tenant's admin typed is not kept from before either.
+    if id.email.is_none() && !config.provider.entra_several_tenants(config.issuer()) {
+        id.email = old.email.clone();
+        id.email_verified = old.email_verified;
+    }
+    if id.groups.is_empty() {
         // Groups from userinfo or Graph (overage): the token still has none to say.
-        p.identity.groups = old
+        id.groups = old
             .groups
             .iter()
             .filter(|g| kind != Kind::KeycloakOidc || !g.starts_with("role:"))
             .cloned()
             .collect();
-    } else {
-        p.identity
-            .groups
-            .extend(old.groups.iter().filter(from_calls).cloned());
+    } else if kind == Kind::GitLab {
+        let projects = old.groups.iter().filter(|g| g.starts_with("project:"));
+        merge(&mut id.groups, projects.cloned().collect());
     }
-    if kind == Kind::GitHub {
-        return Ok(old.clone());
-    }
-    if kind == Kind::EntraId {
-        p.claims.remove("_claim_names");
-    }
-    match advance(config, &Discovery::default(), p) {
-        Next::Done(p) => Ok(p.identity),
-        Next::Denied(reason) | Next::Failed(reason) => Err(reason),
-        // Checks that need calls (GitLab projects) were made at login and are not redone.
-        Next::Call(_, p) => Ok(p.identity),
-    }
+    id.proven = old.proven.clone();
+    finished_identity(config, id)
 }
 
-/// The end: `prefer_email_to_user` applied.
-fn done(config: &Config, mut p: Profile) -> Next {
+/// The end of a profile: Keycloak's roles passed as groups (`role:<role>`, `role:<client>:
+/// <role>`, as oauth2-proxy's keycloak-oidc does) and `prefer_email_to_user` applied.
+fn finished_identity(config: &Config, mut id: Identity) -> Identity {
+    if config.provider.kind == Kind::KeycloakOidc {
+        let roles: Vec<String> = id.roles.iter().map(|r| format!("role:{r}")).collect();
+        merge(&mut id.groups, roles);
+    }
     if config.provider.prefer_email_to_user {
-        if let Some(email) = p.identity.email.clone() {
-            p.identity.user = email;
+        if let Some(email) = id.email.clone() {
+            id.user = email;
         }
     }
+    id
+}
+
+fn done(config: &Config, mut p: Profile) -> Next {
+    p.identity = finished_identity(config, std::mem::take(&mut p.identity));
     Next::Done(Box::new(p))
 }
 

@@ -54,7 +54,7 @@ fn verified(claims: Value) -> Verified {
 }
 
 fn start_with(c: &Config, d: &Discovery, claims: Value) -> Next {
-    start(c, d, AT, Some(&verified(claims)))
+    start(c, d, AT, Some(&verified(claims)), None)
 }
 
 #[track_caller]
@@ -73,12 +73,26 @@ fn finished(next: Next) -> Profile {
     }
 }
 
+/// The rules' verdict on where the profile ended: the reason `crate::policy` refuses it.
 #[track_caller]
-fn denied(next: Next) -> String {
-    match next {
-        Next::Denied(reason) => reason,
-        other => panic!("expected a denial, got {other:?}"),
+fn denied(c: &Config, next: Next) -> String {
+    let p = finished(next);
+    let s = crate::session::Session::default().with_identity(p.identity);
+    match crate::policy::admit(&c.rules, &s) {
+        Err(d) => d.reason().to_string(),
+        Ok(()) => panic!("expected a refusal, the rules admit {s:?}"),
     }
+}
+
+/// Whether the rules admit where the profile ended.
+#[track_caller]
+fn admitted(c: &Config, next: Next) -> Profile {
+    let p = finished(next);
+    let s = crate::session::Session::default().with_identity(p.identity.clone());
+    if let Err(d) = crate::policy::admit(&c.rules, &s) {
+        panic!("expected the rules to admit, refused: {}", d.reason());
+    }
+    p
 }
 
 #[track_caller]
@@ -330,13 +344,16 @@ fn google_hosted_domains_check_hd() {
     finished(start_with(&c, &d, claims(Some("other.example"))));
     finished(start_with(&c, &d, claims(Some("CORP.example"))));
     assert_eq!(
-        denied(start_with(&c, &d, claims(Some("evil.example")))),
+        denied(&c, start_with(&c, &d, claims(Some("evil.example")))),
         "hosted_domain"
     );
     // A consumer (gmail) account has no `hd`.
-    assert_eq!(denied(start_with(&c, &d, claims(None))), "hosted_domain");
     assert_eq!(
-        denied(start_with(&c, &d, claims(Some("")))),
+        denied(&c, start_with(&c, &d, claims(None))),
+        "hosted_domain"
+    );
+    assert_eq!(
+        denied(&c, start_with(&c, &d, claims(Some("")))),
         "hosted_domain"
     );
     // Without `google_hosted_domains` any account is the policy's to judge.
@@ -357,55 +374,79 @@ fn gitlab(extra: Value) -> Config {
     config(v)
 }
 
-fn gitlab_claims(groups: &[&str]) -> Value {
-    json!({"sub": SUB, "email": "alice@example.com", "groups": groups})
+/// GitLab's ID token claims carry no `groups` (docs.gitlab.com/integration/
+/// openid_connect_provider: `groups_direct` in the ID token, `groups` from userinfo).
+fn gitlab_id_token() -> Value {
+    json!({"sub": SUB, "email": "alice@example.com", "groups_direct": ["team-a"]})
 }
 
-#[test]
-fn gitlab_members_of_a_group_need_no_call() {
-    let c = gitlab(json!({"gitlab_group": ["team-a", "team-b"], "gitlab_projects": ["grp/app"]}));
-    let d = discovery("https://gitlab.example.com", true);
-    let p = finished(start_with(&c, &d, gitlab_claims(&["other", "team-b"])));
-    assert_eq!(p.identity.groups, ["other", "team-b"]);
-    // Neither groups nor projects configured: anyone.
-    let c = gitlab(json!({}));
-    finished(start_with(&c, &d, gitlab_claims(&["x"])));
+/// GitLab's userinfo answer (docs.gitlab.com/integration/openid_connect_provider: `sub`,
+/// `email`, `email_verified`, `groups` as full paths).
+fn gitlab_userinfo(groups: &[&str], verified: bool) -> Value {
+    json!({"sub": SUB, "email": "alice@example.com", "email_verified": verified,
+           "nickname": "alice", "groups": groups})
 }
 
-#[test]
-fn gitlab_groups_come_from_userinfo_when_the_token_has_none() {
-    let c = gitlab(json!({"gitlab_group": ["team-a"]}));
+/// The login up to its first project call: the ID token, then userinfo (oauth2-proxy's
+/// gitlab `EnrichSession` always reads userinfo: groups and `email_verified` are there).
+fn gitlab_after_userinfo(c: &Config, groups: &[&str]) -> Next {
     let d = discovery("https://gitlab.example.com", true);
-    let (call, p) = called(start_with(
-        &c,
-        &d,
-        json!({"sub": SUB, "email": "alice@example.com"}),
-    ));
+    let (call, p) = called(start_with(c, &d, gitlab_id_token()));
     assert_get(&call, "gitlab.example.com", "/userinfo");
-    let p = finished(reply(
-        &c,
-        &d,
-        p,
-        200,
-        json!({"sub": SUB, "groups": ["team-a"]}),
-    ));
-    assert_eq!(p.identity.groups, ["team-a"]);
+    reply(c, &d, p, 200, gitlab_userinfo(groups, true))
 }
 
 #[test]
-fn gitlab_projects_are_asked_in_order() {
+fn gitlab_groups_and_email_verification_come_from_userinfo() {
+    // oauth2-proxy providers/gitlab.go EnrichSession: `if !p.AllowUnverifiedEmail &&
+    // !userinfo.EmailVerified { return fmt.Errorf("user email is not verified") }`, and
+    // `s.Groups = userinfo.Groups`; Authorize matches them exactly against gitlab_group.
+    let c = gitlab(json!({"gitlab_group": ["team-a", "team-b"]}));
+    let d = discovery("https://gitlab.example.com", true);
+    let p = admitted(&c, gitlab_after_userinfo(&c, &["other", "team-b"]));
+    assert_eq!(p.identity.groups, ["other", "team-b"]);
+    assert_eq!(
+        denied(&c, gitlab_after_userinfo(&c, &["Team-B", "team"])),
+        "gitlab_group_or_project"
+    );
+    let (_, p) = called(start_with(&c, &d, gitlab_id_token()));
+    assert_eq!(
+        denied(
+            &c,
+            reply(&c, &d, p, 200, gitlab_userinfo(&["team-a"], false))
+        ),
+        "email_not_verified"
+    );
+    // A userinfo that does not say the email is verified does not vouch for it either.
+    let (_, p) = called(start_with(&c, &d, gitlab_id_token()));
+    let mut info = gitlab_userinfo(&["team-a"], true);
+    info.as_object_mut().unwrap().remove("email_verified");
+    assert_eq!(
+        denied(&c, reply(&c, &d, p, 200, info)),
+        "email_not_verified"
+    );
+    // Neither groups nor projects configured: anyone with a verified email.
+    let c = gitlab(json!({}));
+    admitted(&c, gitlab_after_userinfo(&c, &["x"]));
+}
+
+#[test]
+fn gitlab_projects_are_all_asked_in_order() {
+    // oauth2-proxy providers/gitlab.go addProjectsToSession: every configured project is
+    // read (`GET /api/v4/projects/<url.QueryEscape(name)>`), and each the user has the
+    // access level for is added to the groups as `project:<name>`.
     let c = gitlab(json!({
         "gitlab_group": ["team-a"],
         "gitlab_projects": ["grp/one=30", "grp/sub/two", "grp/three"],
     }));
     let d = discovery("https://gitlab.example.com", true);
-    let (call, p) = called(start_with(&c, &d, gitlab_claims(&["other"])));
+    let (call, p) = called(gitlab_after_userinfo(&c, &["other"]));
     assert_get(&call, "gitlab.example.com", "/api/v4/projects/grp%2Fone");
     assert_eq!(
         header(&call, "authorization"),
         Some(format!("Bearer {AT}").as_str())
     );
-    // Not visible to the user: the next project.
+    // Not visible to the user: not a member of that one.
     let (call, p) = called(reply(
         &c,
         &d,
@@ -418,23 +459,34 @@ fn gitlab_projects_are_asked_in_order() {
         "gitlab.example.com",
         "/api/v4/projects/grp%2Fsub%2Ftwo",
     );
-    // Reporter (20) through the group, the default level wanted: admitted.
-    let p = finished(reply(
+    // Reporter (20) through the group, the default level wanted.
+    let (call, p) = called(reply(
         &c,
         &d,
         p,
         200,
         json!({"id": 2, "permissions": {"project_access": null, "group_access": {"access_level": 20}}}),
     ));
+    assert_get(&call, "gitlab.example.com", "/api/v4/projects/grp%2Fthree");
+    // An archived project admits nobody (oauth2-proxy: `if projectInfo.Archived { continue }`).
+    let next = reply(
+        &c,
+        &d,
+        p,
+        200,
+        json!({"archived": true, "permissions": {"project_access": {"access_level": 50}}}),
+    );
+    let p = admitted(&c, next);
     assert_eq!(p.identity.groups, ["other", "project:grp/sub/two"]);
+    assert_eq!(p.identity.proven, ["gitlab:project:grp/sub/two"]);
 }
 
 #[test]
 fn gitlab_access_levels_are_compared_with_the_wanted_one() {
     let c = gitlab(json!({"gitlab_projects": ["grp/one=30", "grp/two=40"]}));
     let d = discovery("https://gitlab.example.com", true);
-    let (_, p) = called(start_with(&c, &d, gitlab_claims(&["other"])));
-    // Reporter where Developer is wanted: the next project.
+    let (_, p) = called(gitlab_after_userinfo(&c, &["other"]));
+    // Reporter where Developer is wanted: not that one.
     let (call, p) = called(reply(
         &c,
         &d,
@@ -443,39 +495,53 @@ fn gitlab_access_levels_are_compared_with_the_wanted_one() {
         json!({"permissions": {"project_access": {"access_level": 20}, "group_access": null}}),
     ));
     assert_get(&call, "gitlab.example.com", "/api/v4/projects/grp%2Ftwo");
-    // Maintainer on the project itself.
-    let p = finished(reply(
+    // Maintainer through the group while Guest on the project itself: GitLab's effective
+    // access is the higher one (ours; oauth2-proxy reads `project_access` alone when present).
+    let p = admitted(
         &c,
-        &d,
-        p,
-        200,
-        json!({"permissions": {"project_access": {"access_level": 40}, "group_access": {"access_level": 10}}}),
-    ));
-    assert_eq!(p.identity.groups, ["other", "project:grp/two"]);
-}
-
-#[test]
-fn gitlab_without_any_project_is_denied() {
-    let c =
-        gitlab(json!({"gitlab_group": ["team-a"], "gitlab_projects": ["grp/one", "grp/two=50"]}));
-    let d = discovery("https://gitlab.example.com", true);
-    let (_, p) = called(start_with(&c, &d, gitlab_claims(&["other"])));
-    let (_, p) = called(reply(&c, &d, p, 404, json!({})));
-    assert_eq!(
-        denied(reply(
+        reply(
             &c,
             &d,
             p,
             200,
-            json!({"permissions": {"project_access": {"access_level": 40}}}),
-        )),
+            json!({"permissions": {"project_access": {"access_level": 10}, "group_access": {"access_level": 40}}}),
+        ),
+    );
+    assert_eq!(p.identity.groups, ["other", "project:grp/two"]);
+}
+
+#[test]
+fn gitlab_without_any_group_or_project_is_refused() {
+    let c =
+        gitlab(json!({"gitlab_group": ["team-a"], "gitlab_projects": ["grp/one", "grp/two=50"]}));
+    let d = discovery("https://gitlab.example.com", true);
+    let (_, p) = called(gitlab_after_userinfo(&c, &["other"]));
+    let (_, p) = called(reply(&c, &d, p, 404, json!({})));
+    assert_eq!(
+        denied(
+            &c,
+            reply(
+                &c,
+                &d,
+                p,
+                200,
+                json!({"permissions": {"project_access": {"access_level": 40}}}),
+            )
+        ),
         "gitlab_group_or_project"
     );
     // Forbidden reads as not a member, too.
-    let (_, p) = called(start_with(&c, &d, gitlab_claims(&["other"])));
+    let (_, p) = called(gitlab_after_userinfo(&c, &["other"]));
     let (_, p) = called(reply(&c, &d, p, 403, json!({})));
     assert_eq!(
-        denied(reply(&c, &d, p, 404, json!({}))),
+        denied(&c, reply(&c, &d, p, 404, json!({}))),
+        "gitlab_group_or_project"
+    );
+    // A group named like a project is not a project access (only the API confirms those).
+    let c = gitlab(json!({"gitlab_projects": ["grp/one"]}));
+    let (_, p) = called(gitlab_after_userinfo(&c, &["project:grp/one"]));
+    assert_eq!(
+        denied(&c, reply(&c, &d, p, 404, json!({}))),
         "gitlab_group_or_project"
     );
 }
@@ -495,7 +561,7 @@ fn gitlab_api_failures_fail_the_login() {
             "gitlab_project_insufficient_scope",
         ),
     ] {
-        let (_, p) = called(start_with(&c, &d, gitlab_claims(&["other"])));
+        let (_, p) = called(gitlab_after_userinfo(&c, &["other"]));
         assert_eq!(failed(resume(&c, &d, p, answer)), reason);
     }
 }
@@ -553,15 +619,18 @@ fn entra_tenants_are_checked() {
         entra_claims(Some(&TENANT.to_uppercase())),
     ));
     assert_eq!(
-        denied(start_with(
+        denied(
             &c,
-            &d,
-            entra_claims(Some("00000000-0000-0000-0000-000000000001"))
-        )),
+            start_with(
+                &c,
+                &d,
+                entra_claims(Some("00000000-0000-0000-0000-000000000001"))
+            )
+        ),
         "entra_tenant"
     );
     assert_eq!(
-        denied(start_with(&c, &d, entra_claims(None))),
+        denied(&c, start_with(&c, &d, entra_claims(None))),
         "entra_tenant"
     );
     // `*`: any tenant.
@@ -660,7 +729,7 @@ fn entra_graph_pages_are_bounded() {
         }
     };
     assert_eq!(calls, MAX_PAGES);
-    assert_eq!(denied(end), "graph_groups_too_many_pages");
+    assert_eq!(failed(end), "graph_groups_too_many_pages");
 }
 
 #[test]
@@ -763,7 +832,7 @@ fn emails() -> Value {
 
 /// Starts a GitHub profile and answers `/user` and `/user/emails` as octocat.
 fn github_user(c: &Config, d: &Discovery) -> Next {
-    let (call, p) = called(start(c, d, AT, None));
+    let (call, p) = called(start(c, d, AT, None, None));
     assert_api(&call, "/user", AT);
     let (call, p) = called(reply(c, d, p, 200, octocat()));
     assert_api(&call, EMAILS, AT);
@@ -803,7 +872,7 @@ fn github_user_answers_that_do_not_say_who() {
         json!({"login": "octocat", "id": "1"}),
         json!([]),
     ] {
-        let (_, p) = called(start(&c, &d, AT, None));
+        let (_, p) = called(start(&c, &d, AT, None, None));
         assert_eq!(
             failed(reply(&c, &d, p, 200, body.clone())),
             "github_user_malformed",
@@ -814,6 +883,9 @@ fn github_user_answers_that_do_not_say_who() {
 
 #[test]
 fn github_emails_need_a_verified_primary() {
+    // oauth2-proxy providers/github.go getEmail: `if email.Verified { if email.Primary {
+    // s.Email = email.Email ...` and nothing otherwise; validator.go then refuses an empty
+    // email even with `email_domains = *` (`if email == "" { return }`).
     let c = github(json!({}));
     let d = github_d(&c);
     for body in [
@@ -821,15 +893,15 @@ fn github_emails_need_a_verified_primary() {
         json!([{"email": "o@github.com", "primary": false, "verified": true}]),
         json!([]),
     ] {
-        let (_, p) = called(start(&c, &d, AT, None));
+        let (_, p) = called(start(&c, &d, AT, None, None));
         let (_, p) = called(reply(&c, &d, p, 200, octocat()));
         assert_eq!(
-            denied(reply(&c, &d, p, 200, body.clone())),
-            "github_no_verified_primary_email",
+            denied(&c, reply(&c, &d, p, 200, body.clone())),
+            "no_email",
             "{body}"
         );
     }
-    let (_, p) = called(start(&c, &d, AT, None));
+    let (_, p) = called(start(&c, &d, AT, None, None));
     let (_, p) = called(reply(&c, &d, p, 200, octocat()));
     assert_eq!(
         failed(reply(&c, &d, p, 200, json!({"email": "o@github.com"}))),
@@ -845,17 +917,17 @@ fn full_page(make: impl Fn(usize) -> Value) -> Value {
 fn github_emails_are_paged_while_pages_are_full() {
     let c = github(json!({}));
     let d = github_d(&c);
-    let (_, p) = called(start(&c, &d, AT, None));
+    let (_, p) = called(start(&c, &d, AT, None, None));
     let (_, p) = called(reply(&c, &d, p, 200, octocat()));
     let secondary = full_page(
         |i| json!({"email": format!("o{i}@example.com"), "primary": false, "verified": true}),
     );
     let (call, p) = called(reply(&c, &d, p, 200, secondary.clone()));
     assert_api(&call, "/user/emails?per_page=100&page=2", AT);
-    let p = finished(reply(&c, &d, p, 200, emails()));
+    let p = admitted(&c, reply(&c, &d, p, 200, emails()));
     assert_eq!(p.identity.email.as_deref(), Some("octocat@github.com"));
     // Full pages without one, at most MAX_PAGES of them.
-    let (_, p) = called(start(&c, &d, AT, None));
+    let (_, p) = called(start(&c, &d, AT, None, None));
     let (_, mut p) = called(reply(&c, &d, p, 200, octocat()));
     let mut pages = 1;
     let end = loop {
@@ -874,7 +946,7 @@ fn github_emails_are_paged_while_pages_are_full() {
         }
     };
     assert_eq!(pages, MAX_PAGES);
-    assert_eq!(denied(end), "github_no_verified_primary_email");
+    assert_eq!(denied(&c, end), "no_email");
 }
 
 #[test]
@@ -888,7 +960,7 @@ fn github_refusals_fail_without_retrying() {
         (500, "github_user_status_500"),
         (404, "github_user_status_404"),
     ] {
-        let (_, p) = called(start(&c, &d, AT, None));
+        let (_, p) = called(start(&c, &d, AT, None, None));
         assert_eq!(
             failed(reply(
                 &c,
@@ -900,102 +972,139 @@ fn github_refusals_fail_without_retrying() {
             reason
         );
     }
-    let (_, p) = called(start(&c, &d, AT, None));
+    let (_, p) = called(start(&c, &d, AT, None, None));
     assert_eq!(failed(resume(&c, &d, p, None)), "github_user_unreachable");
     // Later stages alike.
-    let (_, p) = called(start(&c, &d, AT, None));
+    let (_, p) = called(start(&c, &d, AT, None, None));
     let (_, p) = called(reply(&c, &d, p, 200, octocat()));
     assert_eq!(
         failed(reply(&c, &d, p, 403, json!({}))),
         "github_emails_rate_limited_or_forbidden"
     );
-    let (_, p) = called(start(&c, &d, AT, None));
+    let (_, p) = called(start(&c, &d, AT, None, None));
     let (_, p) = called(reply(&c, &d, p, 200, octocat()));
     let (_, p) = called(reply(&c, &d, p, 200, emails()));
     assert_eq!(
         failed(reply(&c, &d, p, 429, json!({}))),
-        "github_org_rate_limited_or_forbidden"
+        "github_orgs_rate_limited_or_forbidden"
     );
 }
 
+/// The calls up to the end, answering each organisation and team call with `orgs` and
+/// `teams` (single pages).
+fn github_with(c: &Config, orgs: Value, teams: Value) -> Next {
+    let d = github_d(c);
+    let mut next = github_user(c, &d);
+    loop {
+        let (call, p) = match next {
+            Next::Call(call, p) => (call, *p),
+            other => return other,
+        };
+        let body = if call.path.starts_with("/user/orgs") {
+            orgs.clone()
+        } else if call.path.starts_with("/user/teams") {
+            teams.clone()
+        } else {
+            panic!("unexpected call {}", call.path);
+        };
+        next = reply(c, &d, p, 200, body);
+    }
+}
+
 #[test]
-fn github_users_are_admitted_without_membership_checks() {
+fn github_users_are_admitted_whatever_else_is_set() {
+    // oauth2-proxy providers/github.go checkRestrictions: "If a user is verified by username
+    // options, skip the following restrictions"; checkUserRestriction: with no org and no
+    // repo, a login not listed is refused ("missing github user").
     let c = github(json!({"github_org": "acme", "github_users": ["OctoCat", "hubot"]}));
-    let d = github_d(&c);
-    let p = finished(github_user(&c, &d));
+    let p = admitted(&c, github_with(&c, json!([]), json!([])));
     assert_eq!(p.identity.user, "octocat");
+    assert!(p
+        .identity
+        .proven
+        .contains(&"github:user:octocat".to_string()));
     // Not listed: the organisation decides.
     let c = github(json!({"github_org": "acme", "github_users": ["hubot"]}));
-    let (call, _) = called(github_user(&c, &d));
-    assert_api(&call, "/user/orgs?per_page=100&page=1", AT);
+    assert_eq!(
+        denied(&c, github_with(&c, json!([]), json!([]))),
+        "github_org"
+    );
     // Not listed and nothing else configured: refused.
     let c = github(json!({"github_users": ["hubot"]}));
-    assert_eq!(denied(github_user(&c, &d)), "github_user");
+    let d = github_d(&c);
+    assert_eq!(denied(&c, github_user(&c, &d)), "github_user");
+    // A listed user needs no repository call.
+    let c = github(json!({"github_repo": "acme/app", "github_users": ["octocat"]}));
+    admitted(&c, github_user(&c, &d));
 }
 
 #[test]
 fn github_org_membership() {
+    // oauth2-proxy providers/github.go getOrgs: `GET /user/orgs?per_page=100&page=N`, every
+    // `login` becomes a group; hasOrg: the organisation must be among them.
     let c = github(json!({"github_org": "acme"}));
-    let d = github_d(&c);
-    let (call, p) = called(github_user(&c, &d));
-    assert_api(&call, "/user/orgs?per_page=100&page=1", AT);
-    let p = finished(reply(
-        &c,
-        &d,
-        p,
-        200,
-        json!([{"login": "other", "id": 1}, {"login": "ACME", "id": 2}]),
-    ));
-    assert_eq!(p.identity.groups, ["acme"]);
-    // Not a member.
-    let (_, p) = called(github_user(&c, &d));
-    assert_eq!(
-        denied(reply(&c, &d, p, 200, json!([{"login": "other"}]))),
-        "github_org"
-    );
-    // A full page without it: the next page.
-    let (_, p) = called(github_user(&c, &d));
-    let others = full_page(|i| json!({"login": format!("org{i}")}));
-    let (call, p) = called(reply(&c, &d, p, 200, others));
-    assert_api(&call, "/user/orgs?per_page=100&page=2", AT);
-    finished(reply(&c, &d, p, 200, json!([{"login": "acme"}])));
-}
-
-#[test]
-fn github_team_membership() {
-    let c = github(json!({"github_org": "acme", "github_team": "core, ops"}));
     assert_eq!(c.scope, "user:email read:org");
     let d = github_d(&c);
     let (call, p) = called(github_user(&c, &d));
-    assert_api(&call, "/user/teams?per_page=100&page=1", AT);
-    let p = finished(reply(
+    assert_api(&call, "/user/orgs?per_page=100&page=1", AT);
+    let p = admitted(
         &c,
-        &d,
-        p,
-        200,
-        json!([
-            {"slug": "core", "organization": {"login": "other"}},
-            {"slug": "docs", "organization": {"login": "acme"}},
-            {"slug": "ops", "organization": {"login": "acme"}},
-        ]),
-    ));
-    assert_eq!(p.identity.groups, ["acme", "acme:ops"]);
-    // The team's name in another organisation, or another team of the organisation: no.
-    let (_, p) = called(github_user(&c, &d));
-    assert_eq!(
-        denied(reply(
+        reply(
             &c,
             &d,
             p,
             200,
-            json!([
-                {"slug": "core", "organization": {"login": "other"}},
-                {"slug": "docs", "organization": {"login": "acme"}},
-            ]),
-        )),
+            json!([{"login": "other", "id": 1}, {"login": "ACME", "id": 2}]),
+        ),
+    );
+    assert_eq!(p.identity.groups, ["other", "ACME"]);
+    // Not a member.
+    let (_, p) = called(github_user(&c, &d));
+    assert_eq!(
+        denied(&c, reply(&c, &d, p, 200, json!([{"login": "other"}]))),
+        "github_org"
+    );
+    // A full page: the next page too.
+    let (_, p) = called(github_user(&c, &d));
+    let others = full_page(|i| json!({"login": format!("org{i}")}));
+    let (call, p) = called(reply(&c, &d, p, 200, others));
+    assert_api(&call, "/user/orgs?per_page=100&page=2", AT);
+    admitted(&c, reply(&c, &d, p, 200, json!([{"login": "acme"}])));
+}
+
+#[test]
+fn github_team_membership() {
+    // oauth2-proxy providers/github.go getTeams: `GET /user/teams`, each team a group
+    // `<org login>:<slug>`; hasOrgAndTeam: the org (EqualFold) and one of the comma-separated
+    // teams (EqualFold, trimmed).
+    let c = github(json!({"github_org": "acme", "github_team": "core, ops"}));
+    assert_eq!(c.scope, "user:email read:org");
+    let d = github_d(&c);
+    let teams = json!([
+        {"slug": "core", "organization": {"login": "other"}},
+        {"slug": "docs", "organization": {"login": "acme"}},
+        {"slug": "OPS", "organization": {"login": "Acme"}},
+    ]);
+    let p = admitted(&c, github_with(&c, json!([{"login": "acme"}]), teams));
+    assert_eq!(
+        p.identity.groups,
+        ["acme", "other:core", "acme:docs", "Acme:OPS"]
+    );
+    // The team's name in another organisation, or another team of the organisation: no.
+    let others = json!([
+        {"slug": "core", "organization": {"login": "other"}},
+        {"slug": "docs", "organization": {"login": "acme"}},
+    ]);
+    assert_eq!(
+        denied(
+            &c,
+            github_with(&c, json!([{"login": "acme"}]), others.clone())
+        ),
         "github_team"
     );
+    assert_eq!(denied(&c, github_with(&c, json!([]), others)), "github_org");
     let (_, p) = called(github_user(&c, &d));
+    let (_, p) = called(reply(&c, &d, p, 200, json!([{"login": "acme"}])));
     assert_eq!(
         failed(reply(&c, &d, p, 200, json!({"slug": "core"}))),
         "github_membership_malformed"
@@ -1003,37 +1112,60 @@ fn github_team_membership() {
 }
 
 #[test]
+fn github_allowed_groups_read_orgs_and_teams() {
+    // oauth2-proxy's GitHub groups are the organisations and `org:team`s, which
+    // `allowed_groups` (provider_default.go Authorize) matches exactly.
+    let c = github(json!({"allowed_groups": ["acme:ops"]}));
+    assert_eq!(c.scope, "user:email read:org");
+    let teams = json!([{"slug": "ops", "organization": {"login": "acme"}}]);
+    admitted(&c, github_with(&c, json!([{"login": "acme"}]), teams));
+    let teams = json!([{"slug": "dev", "organization": {"login": "acme"}}]);
+    assert_eq!(
+        denied(&c, github_with(&c, json!([{"login": "acme"}]), teams)),
+        "group_not_allowed"
+    );
+}
+
+/// `GET /repos/{owner}/{repo}` as GitHub documents it (docs.github.com/rest/repos/repos#get-a-
+/// repository): `private`, and `permissions` (`admin`, `maintain`, `push`, `triage`, `pull`)
+/// for the authenticated user; every user may pull a public repository.
+fn repo(private: bool, push: bool, pull: bool) -> Value {
+    json!({"full_name": "acme/app", "private": private, "visibility":
+        if private { "private" } else { "public" },
+        "permissions": {"admin": false, "maintain": false, "push": push, "triage": push, "pull": pull}})
+}
+
+#[test]
 fn github_repo_access_with_the_users_token() {
+    // oauth2-proxy providers/github.go hasRepoAccess: "Every user can implicitly pull from a
+    // public repo, so only grant access if they have push access or the repo is private and
+    // they can pull": `repo.Permissions.Push || (repo.Private && repo.Permissions.Pull)`.
     let c = github(json!({"github_repo": "acme/app"}));
     let d = github_d(&c);
-    for (body, admitted) in [
-        (
-            json!({"private": true, "permissions": {"pull": true, "push": true}}),
-            true,
-        ),
-        (
-            json!({"private": true, "permissions": {"pull": true, "push": false}}),
-            false,
-        ),
-        (
-            json!({"private": false, "permissions": {"pull": true, "push": false}}),
-            true,
-        ),
-        (
-            json!({"private": false, "permissions": {"pull": false}}),
-            false,
-        ),
-        // No `private`: taken as private.
+    for (body, admits) in [
+        (repo(true, true, true), true),
+        // A pull-only collaborator of a private repository.
+        (repo(true, false, true), true),
+        // Anyone at all may pull a public repository: that proves nothing.
+        (repo(false, false, true), false),
+        (repo(false, true, true), true),
+        (repo(false, false, false), false),
+        // No `private` (Go's zero value: not private), so pull alone is not enough.
         (json!({"permissions": {"pull": true}}), false),
-        (json!({"private": false}), false),
+        (json!({"permissions": {"push": true}}), true),
+        (json!({"private": true}), false),
     ] {
         let (call, p) = called(github_user(&c, &d));
         assert_api(&call, "/repos/acme/app", AT);
         let next = reply(&c, &d, p, 200, body.clone());
-        if admitted {
-            finished(next);
+        if admits {
+            let p = admitted(&c, next);
+            assert!(p
+                .identity
+                .proven
+                .contains(&"github:repo:acme/app".to_string()));
         } else {
-            assert_eq!(denied(next), "github_repo", "{body}");
+            assert_eq!(denied(&c, next), "github_repo", "{body}");
         }
     }
     let (_, p) = called(github_user(&c, &d));
@@ -1041,6 +1173,10 @@ fn github_repo_access_with_the_users_token() {
         failed(reply(&c, &d, p, 401, json!({}))),
         "github_repo_token_refused"
     );
+    // With an organisation the repository is not read (oauth2-proxy: `p.Org == "" &&
+    // p.Repo != ""`).
+    let c = github(json!({"github_org": "acme", "github_repo": "acme/app"}));
+    admitted(&c, github_with(&c, json!([{"login": "acme"}]), json!([])));
 }
 
 #[test]
@@ -1049,20 +1185,23 @@ fn github_private_repo_the_user_cannot_see_is_a_refusal() {
     let d = github_d(&c);
     let (_, p) = called(github_user(&c, &d));
     let answer = Some((404, &br#"{"message":"Not Found"}"#[..]));
-    assert_eq!(denied(resume(&c, &d, p, answer)), "github_repo");
+    assert_eq!(denied(&c, resume(&c, &d, p, answer)), "github_repo");
 }
 
 #[test]
 fn github_repo_collaborators_with_github_token() {
+    // oauth2-proxy providers/github.go isCollaborator: `GET /repos/{repo}/collaborators/
+    // {login}` with `github_token`; 204 is a collaborator (docs.github.com/rest/collaborators/
+    // collaborators#check-if-a-user-is-a-repository-collaborator: 204, or 404 if not).
     let c = github(json!({"github_repo": "acme/app", "github_token": "ghp_admin"}));
     let d = github_d(&c);
     let (call, p) = called(github_user(&c, &d));
     assert_api(&call, "/repos/acme/app/collaborators/octocat", "ghp_admin");
-    finished(resume(&c, &d, p, Some((204, b""))));
+    admitted(&c, resume(&c, &d, p, Some((204, b""))));
     let (_, p) = called(github_user(&c, &d));
     assert_eq!(
-        denied(resume(&c, &d, p, Some((404, b"{}")))),
-        "github_repo_collaborator"
+        denied(&c, resume(&c, &d, p, Some((404, b"{}")))),
+        "github_repo"
     );
     for (answer, reason) in [
         (Some((401, &b"{}"[..])), "collaborator_token_refused"),

@@ -385,7 +385,7 @@ fn unknown_kid_on_a_bearer_refetches_keys_then_refuses() {
     else {
         panic!("expected a key refresh");
     };
-    let r = respond(w.run(|cx, env| resume_keys(cx, pending.0, env)));
+    let r = respond(w.run(|cx, env| resume_keys(cx, pending.0, true, env)));
     assert_eq!(r.status, 401);
 }
 

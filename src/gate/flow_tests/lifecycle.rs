@@ -115,7 +115,64 @@ fn settled(w: &mut World, pending: PendingBox, how: Settled) -> Step {
     w.run(|cx, env| settle(cx, pending.0, how, env))
 }
 
-/// A due request's refresh, its (free) slot claimed as the adapter claims it.
+/// Proxy-wasm shared data as the adapter uses it for refresh slots: bytes and a version per
+/// key, every slot created before any request (as `filter::plugin::configure` does).
+#[derive(Default)]
+struct Shared(HashMap<String, (Vec<u8>, u32)>);
+
+impl Shared {
+    fn get(&self, key: &str) -> (Vec<u8>, u32) {
+        self.0.get(key).cloned().unwrap_or((b"free".to_vec(), 1))
+    }
+
+    /// Compare-and-swap, as `proxy_wasm::hostcalls::set_shared_data` with a version.
+    fn cas(&mut self, key: &str, bytes: &[u8], version: u32) -> bool {
+        let (_, now) = self.get(key);
+        if now != version {
+            return false;
+        }
+        self.0.insert(key.to_string(), (bytes.to_vec(), now + 1));
+        true
+    }
+
+    /// What the adapter does with a refresh to coordinate: read the candidate slots, plan,
+    /// and on a claim write it with compare-and-swap.
+    fn coordinate(&mut self, w: &World, call: &mut RefreshCall) -> Plan {
+        let timeout = w.config.idp_timeout_ms / 1000 + 1;
+        let read: Vec<(Vec<u8>, u32)> = call.slots.iter().map(|k| self.get(k)).collect();
+        let bytes: Vec<Option<&[u8]>> = read.iter().map(|(b, _)| Some(b.as_slice())).collect();
+        let plan = refresh::plan(
+            &bytes,
+            &call.session_id,
+            call.generation,
+            w.now,
+            timeout,
+            call.since,
+        );
+        if let Plan::Claim { slot, bytes } = &plan {
+            let key = call.slots[*slot].clone();
+            assert!(self.cas(&key, bytes, read[*slot].1), "uncontended claim");
+            let after: Vec<(Vec<u8>, u32)> = call.slots.iter().map(|k| self.get(k)).collect();
+            let seen: Vec<Option<&[u8]>> = after.iter().map(|(b, _)| Some(b.as_slice())).collect();
+            let (id, g) = (&call.session_id, call.generation);
+            assert!(refresh::confirm(&seen, *slot, id, g, w.now, timeout));
+            call.pending.0.set_claim(key, bytes.clone());
+        }
+        plan
+    }
+
+    /// Writes a refresh's outcome over its claim, as `filter::steps::publish` does.
+    fn publish(&mut self, step: &Step) {
+        if let Some(p) = &step.publish {
+            let (now, version) = self.get(&p.key);
+            if refresh::still_claimed(Some(&now), &p.claim) {
+                assert!(self.cas(&p.key, &p.bytes, version));
+            }
+        }
+    }
+}
+
+/// A due request's refresh, its slot claimed as the adapter claims it.
 struct Claimed {
     slot: String,
     claim: Vec<u8>,
@@ -123,16 +180,17 @@ struct Claimed {
 }
 
 fn claimed(w: &mut World, req: &Request) -> Claimed {
+    claimed_in(&mut Shared::default(), w, req)
+}
+
+fn claimed_in(shared: &mut Shared, w: &mut World, req: &Request) -> Claimed {
     let mut call = due(w, req);
-    let timeout = w.config.idp_timeout_ms / 1000 + 1;
-    let Plan::Claim(busy) = refresh::plan(None, &call.session_id, call.generation, w.now, timeout)
-    else {
+    let Plan::Claim { slot, bytes } = shared.coordinate(w, &mut call) else {
         panic!("a free slot is claimed");
     };
-    call.pending.0.set_claim(busy.clone());
     Claimed {
-        slot: call.slot,
-        claim: busy,
+        slot: call.slots[slot].clone(),
+        claim: bytes,
         pending: call.pending,
     }
 }
@@ -197,7 +255,8 @@ fn a_session_is_refreshed_30s_before_its_access_token_expires() {
     }
     w.now = NOW + 270;
     let call = due(&mut w, &req);
-    assert_eq!(call.slot, refresh::slot_key("_oauth2_proxy", &s.id));
+    assert_eq!(call.slots, refresh::slot_keys_for("_oauth2_proxy", &s.id));
+    assert_eq!(call.slots.len(), refresh::CHOICES);
     assert_eq!(
         (call.session_id.as_str(), call.generation),
         (s.id.as_str(), 0)
@@ -261,9 +320,11 @@ fn cookie_refresh_makes_a_session_due_while_its_access_token_is_valid() {
     passed(w.decide(&req));
     w.now = NOW + 60;
     assert_eq!(due(&mut w, &req).generation, 0);
-    // Without a refresh token there is nothing to refresh with: it goes on meanwhile.
+    // Without a refresh token there is nothing to refresh with: it goes on meanwhile (while
+    // no token the app receives has expired: here not the ID token, which is not passed).
     let mut w = World::new();
     w.config.lifecycle.cookie_refresh = 60;
+    w.config.pass_authorization_header = false;
     let jar = log_in(&mut w, json!({"expires_in": 3600}));
     w.now = NOW + 600;
     passed(w.decide(&with_cookie("/app", &jar)));
@@ -311,6 +372,7 @@ fn a_refresh_renews_the_session_cookie_and_publishes_it() {
             session: old.id.clone(),
             generation: 1,
             at: w.now,
+            rotated_at: w.now,
             state: State::Done(cookie.clone()),
         }
     );
@@ -355,6 +417,8 @@ fn a_refresh_answer_may_leave_out_the_refresh_and_id_tokens() {
         (json!({"refresh_token": null, "id_token": null}), true),
     ] {
         let mut w = World::new();
+        // The ID token is not passed to the app here (see the next test for when it is).
+        w.config.pass_authorization_header = false;
         let jar = log_in(&mut w, json!({"refresh_token": RT, "expires_in": 300}));
         let old = opened(&w, &jar);
         w.now = NOW + 280;
@@ -366,12 +430,89 @@ fn a_refresh_answer_may_leave_out_the_refresh_and_id_tokens() {
         assert_eq!(new.refresh_token, RT, "{leave_out}");
         assert_eq!(new.id_token == old.id_token, id_token_kept, "{leave_out}");
         assert_eq!(
+            new.id_expires_at == old.id_expires_at,
+            id_token_kept,
+            "{leave_out}"
+        );
+        assert_eq!(
             (&new.user, &new.email, &new.groups, &new.sub, &new.id),
             (&old.user, &old.email, &old.groups, &old.sub, &old.id),
             "{leave_out}"
         );
         assert_eq!(new.generation, 1);
         assert_eq!(p.header("x-forwarded-email"), Some("alice@example.com"));
+    }
+}
+
+/// Defect: a refresh that returned no new ID token kept forwarding the old, expired one with
+/// `pass_authorization_header`. The README promises the app never receives an expired token:
+/// the ID token's own expiry makes the session due, and a refresh that cannot renew it ends
+/// the session (the user logs in again and gets a fresh one).
+#[test]
+fn an_id_token_the_app_receives_is_never_forwarded_expired() {
+    for header in ["pass_authorization_header", "set_authorization_header"] {
+        let mut w = World::new();
+        w.config.pass_authorization_header = header == "pass_authorization_header";
+        w.config.set_authorization_header = header == "set_authorization_header";
+        // The access token lives an hour; the ID token five minutes.
+        let jar = log_in(&mut w, json!({"refresh_token": RT, "expires_in": 3600}));
+        let s = opened(&w, &jar);
+        assert_eq!(
+            (s.id_expires_at, s.access_expires_at),
+            (NOW + 300, NOW + 3600)
+        );
+        w.now = NOW + 269;
+        passed(w.decide(&with_cookie("/app", &jar)));
+        // Due before the ID token expires, although the access token has long to go.
+        w.now = NOW + 270;
+        let call = claimed(&mut w, &with_cookie("/app", &jar));
+        let body = refreshed(w.now, json!({"id_token": null, "expires_in": 3600}));
+        let step = answer(&mut w, call.pending, Some((200, &body)));
+        assert_eq!(
+            published(&step, &call.slot, &call.claim).state,
+            State::Ended,
+            "{header}"
+        );
+        assert_sent_to_log_in(&respond(step));
+    }
+    // Nothing forwards it: a refresh without one goes on.
+    let mut w = World::new();
+    w.config.pass_authorization_header = false;
+    let jar = log_in(&mut w, json!({"refresh_token": RT, "expires_in": 3600}));
+    w.now = NOW + 400;
+    passed(w.decide(&with_cookie("/app", &jar)));
+}
+
+/// Defect: an access token without `expires_in` was treated as never expiring. Its own `exp`
+/// (a JWT access token) is used, else a conservative default lifetime, and once that has
+/// passed without a refresh token the session ends rather than pass the token on.
+#[test]
+fn an_access_token_without_expires_in_still_expires() {
+    let jwt_at = testkeys::sign_rs256(Some("rsa1"), &json!({"sub": "user-123", "exp": NOW + 120}));
+    for (access_token, expires_in, until) in [
+        (
+            "opaque",
+            None,
+            NOW + crate::gate::lifecycle::DEFAULT_TOKEN_SECS,
+        ),
+        (jwt_at.as_str(), None, NOW + 120),
+        // Both: the sooner.
+        (jwt_at.as_str(), Some(600), NOW + 120),
+        ("opaque", Some(600), NOW + 600),
+    ] {
+        let mut w = World::new();
+        w.config.pass_authorization_header = false;
+        let mut extra = json!({"access_token": access_token});
+        if let Some(secs) = expires_in {
+            extra["expires_in"] = secs.into();
+        }
+        let jar = log_in(&mut w, extra);
+        let s = opened(&w, &jar);
+        assert_eq!(s.access_expires_at, until, "{access_token} {expires_in:?}");
+        w.now = until - 1;
+        passed(w.decide(&with_cookie("/app", &jar)));
+        w.now = until;
+        assert_sent_to_log_in(&respond(w.decide(&with_cookie("/app", &jar))));
     }
 }
 
@@ -422,6 +563,7 @@ fn a_refreshed_id_token_for_someone_else_or_not_from_the_idp_ends_the_session() 
                     session: old.id.clone(),
                     generation: 0,
                     at: w.now,
+                    rotated_at: 0,
                     state: State::Ended,
                 },
                 "{what}"
@@ -492,6 +634,7 @@ fn an_unreachable_idp_keeps_a_session_whose_access_token_is_still_valid() {
                     session: old.id.clone(),
                     generation: 0,
                     at,
+                    rotated_at: 0,
                     state: State::Unavailable,
                 },
                 "{failure:?}"
@@ -549,33 +692,29 @@ fn a_request_on_another_worker_waits_for_the_refresh_and_adopts_it() {
     a.now = NOW + 280;
     b.now = NOW + 280;
     let req = with_cookie("/app", &jar);
+    let mut shared = Shared::default();
     let mut call_a = due(&mut a, &req);
-    let call_b = due(&mut b, &req);
+    let mut call_b = due(&mut b, &req);
     assert_eq!(
-        (&call_b.slot, &call_b.session_id, call_b.generation),
-        (&call_a.slot, &call_a.session_id, call_a.generation)
+        (&call_b.slots, &call_b.session_id, call_b.generation),
+        (&call_a.slots, &call_a.session_id, call_a.generation)
     );
-    let timeout = a.config.idp_timeout_ms / 1000 + 1;
-    let plan = |slot: Option<&[u8]>, call: &RefreshCall, now: u64| {
-        refresh::plan(slot, &call.session_id, call.generation, now, timeout)
+    let Plan::Claim { slot, bytes: busy } = shared.coordinate(&a, &mut call_a) else {
+        panic!("the first request claims a slot");
     };
-    let Plan::Claim(busy) = plan(None, &call_a, a.now) else {
-        panic!("the first request claims the slot");
-    };
-    call_a.pending.0.set_claim(busy.clone());
-    assert_eq!(plan(Some(&busy), &call_b, b.now), Plan::Wait);
+    assert_eq!(shared.coordinate(&b, &mut call_b), Plan::Wait);
 
     let body = refreshed(a.now, json!({}));
     let step = answer(&mut a, call_a.pending, Some((200, &body)));
-    published(&step, &call_b.slot, &busy);
-    let done = step.publish.clone().unwrap().bytes;
+    published(&step, &call_a.slots[slot], &busy);
+    shared.publish(&step);
     let cookie = passed(step).session_cookie();
+    b.now += 1;
     assert_eq!(
-        plan(Some(&done), &call_b, b.now + 1),
+        shared.coordinate(&b, &mut call_b),
         Plan::Adopt(cookie.clone())
     );
 
-    b.now += 1;
     let step = settled(&mut b, call_b.pending, Settled::Adopt(cookie.clone()));
     assert!(step.publish.is_none(), "only the refresh publishes");
     let p = passed(step);
@@ -587,16 +726,16 @@ fn a_request_on_another_worker_waits_for_the_refresh_and_adopts_it() {
     // The adopted session is generation 1; when it is due in turn it refreshes with the
     // rotated refresh token, and the slot's generation-1 entry does not stop it.
     b.now = NOW + 280 + 280;
-    let next = due(
+    let mut next = due(
         &mut b,
         &with_cookie("/app", &format!("_oauth2_proxy={cookie}")),
     );
-    assert_eq!(
-        (next.generation, next.slot.as_str()),
-        (1, call_a.slot.as_str())
-    );
+    assert_eq!((next.generation, &next.slots), (1, &call_a.slots));
     assert_eq!(form(&next.callout.body)["refresh_token"], "RT-2");
-    assert!(matches!(plan(Some(&done), &next, b.now), Plan::Claim(_)));
+    assert!(matches!(
+        shared.coordinate(&b, &mut next),
+        Plan::Claim { slot: s, .. } if s == slot
+    ));
 }
 
 #[test]
@@ -1186,7 +1325,7 @@ fn a_refreshed_id_token_with_an_unknown_key_waits_for_the_keys() {
                 match a.into_iter().find_map(|a| match a {
                     crate::loader::Action::Wake {
                         stream: 7,
-                        then: crate::loader::Then::Keys(p),
+                        then: crate::loader::Then::Keys(p, false),
                     } => Some(p),
                     _ => None,
                 }) {
@@ -1199,7 +1338,7 @@ fn a_refreshed_id_token_with_an_unknown_key_waits_for_the_keys() {
         if keys_found {
             w.providers.set(MAIN, provider_with(&json!({}), &rotated));
         }
-        let step = w.run(|cx, env| resume_keys(cx, pending, env));
+        let step = w.run(|cx, env| resume_keys(cx, pending, true, env));
         let entry = published(&step, &call.slot, &call.claim);
         if !keys_found {
             // Still unknown with the fresh keys: not the IdP's token.

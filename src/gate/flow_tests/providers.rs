@@ -242,6 +242,8 @@ fn a_github_login_with_an_organisation_passes_it_as_a_group() {
     let (_, pending) = call(answer(&mut w, at.pending, 200, GH_TOKEN));
     let (_, pending) = call(answer(&mut w, pending, 200, &octocat()));
     let (c, pending) = call(answer(&mut w, pending, 200, &octocat_emails()));
+    assert_github_api(&w, &c, "/user/orgs?per_page=100&page=1");
+    let (c, pending) = call(answer(&mut w, pending, 200, r#"[{"login":"acme"}]"#));
     assert_github_api(&w, &c, "/user/teams?per_page=100&page=1");
     let teams = json!([{"slug": "core", "organization": {"login": "acme"}}]).to_string();
     let done = respond(answer(&mut w, pending, 200, &teams));
@@ -433,10 +435,12 @@ fn a_refresh_keeps_the_email_userinfo_gave() {
         Decision::Refresh(call) => *call,
         other => panic!("expected a refresh, got {other:?}"),
     };
-    let Plan::Claim(busy) = refresh::plan(None, &due.session_id, due.generation, w.now, 10) else {
+    let free: Vec<Option<&[u8]>> = vec![None; due.slots.len()];
+    let plan = refresh::plan(&free, &due.session_id, due.generation, w.now, 10, w.now);
+    let Plan::Claim { slot, bytes } = plan else {
         panic!("a free slot is claimed");
     };
-    due.pending.0.set_claim(busy);
+    due.pending.0.set_claim(due.slots[slot].clone(), bytes);
     let mut claims = testkeys::id_claims(w.now);
     let all = claims.as_object_mut().unwrap();
     all.remove("email");
@@ -479,12 +483,19 @@ fn tenant_claims(nonce: &str, tid: &str) -> Value {
 
 /// Logs in through the multi-tenant endpoint as a user of `tid`.
 fn entra_login(w: &mut World, tid: &str) -> Response {
+    entra_login_with(w, tid, json!({}))
+}
+
+/// [`entra_login`] with `extra` claims in the ID token.
+fn entra_login_with(w: &mut World, tid: &str, extra: Value) -> Response {
     let at = to_token_call(w, "/");
     assert!(at
         .location
         .starts_with("https://login.microsoftonline.com/common/oauth2/v2.0/authorize?"));
     assert_eq!(at.callout.authority, "login.microsoftonline.com");
-    let tokens = token_answer(&tenant_claims(&at.query["nonce"], tid), &json!({}));
+    let mut claims = tenant_claims(&at.query["nonce"], tid);
+    merge(&mut claims, &extra);
+    let tokens = token_answer(&claims, &json!({}));
     respond(answer(w, at.pending, 200, &tokens))
 }
 
@@ -497,7 +508,7 @@ fn entra_multi_tenant_logins_are_limited_to_the_allowed_tenants() {
         "entra_id_allowed_tenants": [TENANT],
     }));
     let mut w = world_with(config.clone(), Some(entra_provider()));
-    let done = entra_login(&mut w, TENANT);
+    let done = entra_login_with(&mut w, TENANT, json!({"xms_edov": true}));
     assert_eq!(done.status, 302, "{}", done.body);
     let set = upstream(&mut w, &cookie_header(&set_cookies(&done)));
     assert_eq!(value(&set, "x-forwarded-email"), Some("alice@example.com"));
