@@ -133,7 +133,7 @@ lint:
 # and the Istio resources in wasmplugin/ against Istio's CRD.
 unit:
     cargo test --lib
-    cargo test --test corpora --test properties
+    cargo test --test corpora --test properties --test parity
     cargo test --test manifests
 
 # Property-based fuzzing (stable Rust): every target in tests/properties.rs with fresh seeds

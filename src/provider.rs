@@ -13,7 +13,7 @@ use std::rc::Rc;
 pub const MAIN: usize = 0;
 
 /// What this VM has loaded, by issuer id.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Providers {
     slots: Vec<Option<Rc<Provider>>>,
 }

@@ -784,6 +784,44 @@ fn l4b_sign_out_without_rp_logout() {
     st.check(c.code == 1, || format!("one silent login; counters: {c:?}"));
 }
 
+/// Defect: a sign-out whose server-side call could not be dispatched (here
+/// `backend_logout_url` on a host whose cluster this Envoy does not have) answered 502
+/// without a `Set-Cookie`, so the browser stayed signed in. Clearing the browser's cookies
+/// never depends on the IdP: the sign-out still expires the session and redirects.
+#[test]
+fn l4c_sign_out_clears_cookies_when_the_idp_cannot_be_called() {
+    let st = Stack::builder()
+        .plugin("oidc_rp_initiated_logout", json!(false))
+        .plugin("skip_auth_routes", json!(["GET=^/signed-out$"]))
+        .plugin(
+            "backend_logout_url",
+            json!("https://logout.invalid/logout?id_token_hint={id_token}"),
+        )
+        .plugin("idp_clusters", json!({"logout.invalid": "no_such_cluster"}))
+        .start();
+    let mut b = Browser::new();
+    st.login_ok(&mut b, "/", "john");
+    reset_counters(&st);
+    let (done, hops) = b.follow_get(&st.url("/oauth2/sign_out?rd=%2Fsigned-out"));
+    let to = sign_out_hop(&st, &hops);
+    st.check(
+        to.as_str() == st.url("/signed-out") && done.status == 200,
+        || format!("sign-out:\n{}\n{}", format_hops(&hops), done.short()),
+    );
+    st.check(
+        !b.cookies(&st.origin())
+            .iter()
+            .any(|c| is_session_cookie_name(&c.name)),
+        || "session cookie still in the jar after sign-out".into(),
+    );
+    // The call that could be made was made (revocation, on the IdP's own cluster).
+    let c = counters(&st);
+    st.check(c.revocation >= 1, || format!("revocation expected; {c:?}"));
+    st.check(logged(&st, "callout_dispatch_failed") >= 1, || {
+        format!("the refused dispatch is logged:\n{}", st.envoy_log())
+    });
+}
+
 // ---------------------------------------------------------------- 5. two tabs
 
 /// Two tabs of one browser start a login each (two authorize redirects), the IdP login is

@@ -338,12 +338,8 @@ fn github_org_member_logs_in_across_web_and_api_hosts() {
     );
 
     gh.approve_as("newbie");
-    refused(
-        &st,
-        403,
-        "github_no_verified_primary_email",
-        "newbie (unverified primary address)",
-    );
+    // oauth2-proxy github.go getEmail: only a verified primary address; none is refused.
+    refused(&st, 403, "no_email", "newbie (unverified primary address)");
     no_violations(&st, "refusals", gh.violations());
 }
 
@@ -373,7 +369,7 @@ fn github_errors_end_in_one_clean_error_page() {
             GhFault::SecondaryRateLimit { after: 2 },
             None,
             502,
-            "github_org_rate_limited_or_forbidden",
+            "github_orgs_rate_limited_or_forbidden",
         ),
         (
             "revoked token",
@@ -490,8 +486,8 @@ fn github_team_membership_admits_and_refuses() {
     let calls = gh.api_targets();
     st.check(
         calls.iter().any(|c| c == "/user/teams?per_page=100&page=2")
-            && !calls.iter().any(|c| c.starts_with("/user/orgs")),
-        || format!("corey: the teams were not read over two pages: {calls:?}"),
+            && calls.iter().any(|c| c.starts_with("/user/orgs")),
+        || format!("corey: the orgs, and the teams over two pages, were not read: {calls:?}"),
     );
     check_api_calls(&st, &gh, "teams");
 
@@ -520,8 +516,8 @@ fn access(admin: bool, push: bool, pull: bool) -> GhRepoAccess {
 
 /// github, `github_users` + `github_repo` (a private repository, scope `user:email repo`):
 /// octocat is in `github_users` and is admitted without any repository call; hubot may push
-/// to the repository and is admitted; monalisa may only read it (a private repository needs
-/// push) and is refused.
+/// and is admitted; monalisa, a pull-only collaborator of the private repository, is admitted
+/// too (oauth2-proxy github.go hasRepoAccess: `Push || (Private && Pull)`).
 #[test]
 fn github_users_and_repo_rules() {
     let gh = MockGitHub::start(CLIENT_ID, SECRET);
@@ -569,13 +565,49 @@ fn github_users_and_repo_rules() {
     check_api_calls(&st, &gh, "repo");
 
     gh.approve_as("monalisa");
+    let h = admitted(&st, "monalisa (pull only, private repository)");
+    st.check(header(&h, "x-auth-request-user") == "monalisa", || {
+        format!("{h}")
+    });
+    no_violations(&st, "repo", gh.violations());
+}
+
+/// Defect (the rule was inverted): on a public repository every GitHub account may pull, so
+/// pull proves nothing — only push admits (oauth2-proxy github.go hasRepoAccess: "Every user
+/// can implicitly pull from a public repo"). A stranger, whom GitHub shows the public
+/// repository with `permissions.pull: true` (docs.github.com/rest/repos/repos#get-a-
+/// repository), is refused; a collaborator with push is admitted.
+#[test]
+fn github_public_repo_admits_only_push() {
+    let gh = MockGitHub::start(CLIENT_ID, SECRET);
+    gh.add_user(GhUser::new("stranger", 4));
+    gh.add_user(GhUser::new("hubot", 2));
+    let mut public = widgets(&[("hubot", access(false, true, true))]);
+    public.full_name = "acme/gadgets".into();
+    public.private = false;
+    gh.add_repo(public);
+    let st = github_stack(&gh, &[("github_repo", json!("acme/gadgets"))]);
+    gh.approve_as("stranger");
     refused(
         &st,
         403,
         "github_repo",
-        "monalisa (pull only, private repository)",
+        "stranger (pull on a public repository)",
     );
-    no_violations(&st, "repo", gh.violations());
+    let seen = gh
+        .log
+        .on("api")
+        .into_iter()
+        .find(|s| s.path() == format!("{API_PREFIX}/repos/acme/gadgets"));
+    st.check(seen.as_ref().is_some_and(|s| s.status == 200), || {
+        format!(
+            "the public repository was not shown to the stranger:\n{}",
+            gh.log.dump()
+        )
+    });
+    gh.approve_as("hubot");
+    admitted(&st, "hubot (push on a public repository)");
+    no_violations(&st, "public repo", gh.violations());
 }
 
 /// github, `github_repo` on a private repository the user cannot see: GitHub answers 404 (it
@@ -662,12 +694,7 @@ fn github_collaborator_check_uses_github_token() {
     );
 
     gh.approve_as("stranger");
-    refused(
-        &st,
-        403,
-        "github_repo_collaborator",
-        "stranger (not a collaborator)",
-    );
+    refused(&st, 403, "github_repo", "stranger (not a collaborator)");
     no_violations(&st, "collaborator", gh.violations());
 }
 
@@ -883,7 +910,7 @@ fn gitlab_users(gl: &MockGitLab) {
 
 /// gitlab, `gitlab_group: ["acme/devs"]` and `gitlab_projects: ["acme/widgets=30",
 /// "acme/gadgets"]` (scope with `read_api`): the groups come from userinfo; a member of
-/// `acme/devs` is admitted without any project call; a developer (30) of `acme/widgets` and a
+/// `acme/devs` is admitted (every project is read all the same); a developer (30) of `acme/widgets` and a
 /// reporter (20, inherited from the group) of `acme/gadgets` are admitted with
 /// `project:<path>` among their groups; a guest, and a user who cannot see the private
 /// project and has no access to the public one, are refused.
@@ -919,11 +946,13 @@ fn gitlab_groups_and_project_access_levels() {
             && header(&h, "x-auth-request-email") == "dev@example.com",
         || format!("dev: groups/email headers: {h}"),
     );
+    // As oauth2-proxy (gitlab.go addProjectsToSession), every configured project is read,
+    // so each one the user has access to is among the groups.
     st.check(
-        !gl.log.to_path("/oauth/userinfo").is_empty() && project_calls(&gl).is_empty(),
+        !gl.log.to_path("/oauth/userinfo").is_empty() && project_calls(&gl).len() == 2,
         || {
             format!(
-                "dev: want a userinfo call and no project call:\n{}",
+                "dev: want a userinfo call and both project calls:\n{}",
                 gl.log.dump()
             )
         },
@@ -939,9 +968,14 @@ fn gitlab_groups_and_project_access_levels() {
         || format!("contractor: no project:acme/widgets group: {h}"),
     );
     let calls = project_calls(&gl);
-    st.check(calls == ["/api/v4/projects/acme%2Fwidgets -> 200"], || {
-        format!("contractor: project calls {calls:?}")
-    });
+    st.check(
+        calls
+            == [
+                "/api/v4/projects/acme%2Fwidgets -> 200",
+                "/api/v4/projects/acme%2Fgadgets -> 200",
+            ],
+        || format!("contractor: project calls {calls:?}"),
+    );
     st.check(
         gl.log
             .all()
@@ -1039,6 +1073,7 @@ fn entra_user(upn: &str, tid: &str, groups: &[&str], overage: bool) -> EntraUser
         email: Some(upn.to_string()),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         overage,
+        xms_edov: None,
     }
 }
 
@@ -1213,7 +1248,7 @@ fn entra_without_a_graph_cluster_logs_in_without_userinfo() {
     let st = builder(e.login.port)
         .plugin("provider", json!("ms-entra-id"))
         .plugin("oidc_issuer_url", json!(e.common_issuer()))
-        .plugin("entra_id_allowed_tenants", json!(["*"]))
+        .plugin("entra_id_allowed_tenants", json!([TENANT]))
         .start();
     let h = admitted(&st, "ada (no cluster for Graph)");
     st.check(
@@ -1224,4 +1259,53 @@ fn entra_without_a_graph_cluster_logs_in_without_userinfo() {
         format!("requests went towards Graph:\n{}", e.log.dump())
     });
     no_violations(&st, "entra without Graph", e.violations());
+}
+
+/// Defect (nOAuth): Entra ID tokens carry no `email_verified`, and across tenants the `email`
+/// is whatever another tenant's admin typed. With `entra_id_allowed_tenants: ["*"]` it no
+/// longer satisfies `email_domains` nor becomes the user: only when Microsoft's `xms_edov`
+/// says the domain owner is verified (learn.microsoft.com: optional claims, `xms_edov`), or
+/// with `insecure_oidc_allow_unverified_email`.
+#[test]
+fn entra_emails_from_other_tenants_count_only_when_microsoft_verified_them() {
+    let e = MockEntra::start(CLIENT_ID, SECRET);
+    // Another tenant's admin gave this user the address of someone at contoso.
+    e.add_user(entra_user("ceo@contoso.example", OTHER_TENANT, &[], false));
+    let mut verified = entra_user("ada@contoso.example", TENANT, &[], false);
+    verified.xms_edov = Some(true);
+    e.add_user(verified);
+    let stack = |domains: Value| {
+        builder(e.login.port)
+            .plugin("provider", json!("ms-entra-id"))
+            .plugin("oidc_issuer_url", json!(e.common_issuer()))
+            .plugin("entra_id_allowed_tenants", json!(["*"]))
+            .plugin("email_domains", domains)
+            .start()
+    };
+    let st = stack(json!(["*"]));
+    e.approve_as("ceo@contoso.example");
+    let h = admitted(&st, "ceo (an unverified address from another tenant)");
+    st.check(
+        header(&h, "x-auth-request-email").is_empty()
+            && header(&h, "x-forwarded-email").is_empty()
+            && !header(&h, "x-auth-request-user").contains('@'),
+        || format!("the unverified address reached the app: {h}"),
+    );
+    e.approve_as("ada@contoso.example");
+    let h = admitted(&st, "ada (xms_edov)");
+    st.check(
+        header(&h, "x-auth-request-email") == "ada@contoso.example",
+        || format!("X-Auth-Request-Email: {h}"),
+    );
+    drop(st);
+    let st = stack(json!(["contoso.example"]));
+    e.approve_as("ceo@contoso.example");
+    refused(
+        &st,
+        403,
+        "no_email",
+        "ceo with email_domains contoso.example",
+    );
+    e.approve_as("ada@contoso.example");
+    admitted(&st, "ada with email_domains contoso.example");
 }

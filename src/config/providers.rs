@@ -327,11 +327,12 @@ impl ProviderSettings {
         }
     }
 
-    /// Whether Entra emails can be from any of several tenants, whose admins each type them.
-    pub fn entra_several_tenants(&self, issuer: &str) -> bool {
+    /// Whether Entra users may come from several tenants, whose admins each type their
+    /// users' emails (a multi-tenant issuer needs `entra_id_allowed_tenants`; one tenant
+    /// listed, or a tenant's own issuer, is one tenant).
+    pub fn entra_several_tenants(&self) -> bool {
         let t = &self.entra.allowed_tenants;
-        self.kind == Kind::EntraId
-            && (is_multi_tenant(issuer) || t.len() > 1 || t.iter().any(|t| t == "*"))
+        self.kind == Kind::EntraId && (t.len() > 1 || t.iter().any(|t| t == "*"))
     }
 }
 

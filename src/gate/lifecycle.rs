@@ -324,10 +324,11 @@ pub(super) fn finish(
     let publish = renewal.publish(State::Done(sealed.clone()), now);
     let mut step = adopt(cx, renewal, fresh, sealed, env);
     step.publish = publish;
-    step.log = Some((
+    // A refusal of the refreshed session (the rules no longer admit it) says so instead.
+    step.log = step.log.or(Some((
         Level::Info,
         log_line("session_refreshed", &path, &[("email", &email)]),
-    ));
+    )));
     step
 }
 

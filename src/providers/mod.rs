@@ -161,7 +161,7 @@ pub fn from_claims(config: &Config, v: &Verified, access: Option<&Verified>) -> 
             );
         }
     }
-    if config.provider.entra_several_tenants(config.issuer()) {
+    if config.provider.entra_several_tenants() {
         entra::trust_email(config, v, &mut id);
     }
     id
@@ -262,7 +262,7 @@ pub fn refreshed(
     }
     let mut id = from_claims(config, v, access);
     // An address another tenant's admin typed is not kept from before either.
-    if id.email.is_none() && !config.provider.entra_several_tenants(config.issuer()) {
+    if id.email.is_none() && !config.provider.entra_several_tenants() {
         id.email = old.email.clone();
         id.email_verified = old.email_verified;
     }

@@ -38,6 +38,9 @@ pub struct EntraUser {
     pub groups: Vec<String>,
     /// Put the overage claims in the ID token instead of `groups` (Entra does so above 200).
     pub overage: bool,
+    /// The optional claim `xms_edov` ("email domain owner verified", Microsoft identity
+    /// platform: optional claims reference), sent when set.
+    pub xms_edov: Option<bool>,
 }
 
 pub struct EntraState {
@@ -249,6 +252,9 @@ fn token(st: &mut EntraState, urls: &Urls, req: &ServerRequest) -> ServerRespons
     });
     if let Some(e) = &u.email {
         claims["email"] = json!(e);
+    }
+    if let Some(v) = u.xms_edov {
+        claims["xms_edov"] = json!(v);
     }
     if u.overage || u.groups.len() > 200 {
         claims["_claim_names"] = json!({"groups": "src1"});

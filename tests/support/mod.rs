@@ -20,6 +20,7 @@ pub mod mock_github;
 pub mod mock_gitlab;
 pub mod mock_google;
 pub mod mock_oidc;
+pub mod parity;
 pub mod proc;
 pub mod sidecar;
 pub mod stack;

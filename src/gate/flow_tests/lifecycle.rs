@@ -1288,6 +1288,105 @@ fn a_failed_exchange_is_a_502() {
     }
 }
 
+/// Defect: the exchanged token was filed under the cookie session's access token whatever
+/// token was exchanged. A request with a session cookie and another user's bearer token left
+/// that user's exchanged token under the session's key (the session's next requests reached
+/// the app with the other user's `Authorization`), and the request itself looped through
+/// repeated exchange calls. Now the cache key is the token exchanged, and one call per
+/// request.
+#[test]
+fn an_exchange_is_filed_under_the_token_it_exchanged_and_made_once_per_request() {
+    let mut w = exchanging();
+    w.config.skip_jwt_bearer_tokens = true;
+    let jar = log_in(&mut w, json!({}));
+    let mut mallory = testkeys::id_claims(NOW);
+    mallory["sub"] = "mallory".into();
+    mallory["email"] = "mallory@example.com".into();
+    let token = testkeys::sign_rs256(Some("rsa1"), &mallory);
+    let both = api(
+        "/app",
+        &[
+            ("cookie", &jar),
+            ("authorization", &format!("Bearer {token}")),
+        ],
+    );
+    // A bearer token is exchanged like a session's access token: it is what is exchanged.
+    let (call, pending) = exchange(&mut w, &both);
+    assert_eq!(form(&call.body)["subject_token"], token);
+    let body = json!({"access_token": "FOR-MALLORY", "token_type": "Bearer", "expires_in": 300})
+        .to_string();
+    let p = passed(answer(&mut w, pending, Some((200, &body))));
+    assert_eq!(p.header("authorization"), Some("Bearer FOR-MALLORY"));
+    assert_eq!(p.header("x-forwarded-email"), Some("mallory@example.com"));
+    // Cached under mallory's token: her next request makes no call.
+    passed(w.decide(&both));
+    // The session's own request is never given mallory's token: it exchanges its own.
+    let (call, pending) = exchange(&mut w, &with_cookie("/app", &jar));
+    assert_eq!(form(&call.body)["subject_token"], "AT");
+    let body =
+        json!({"access_token": "FOR-ALICE", "token_type": "Bearer", "expires_in": 300}).to_string();
+    let p = passed(answer(&mut w, pending, Some((200, &body))));
+    assert_eq!(p.header("authorization"), Some("Bearer FOR-ALICE"));
+    assert_eq!(p.header("x-forwarded-email"), Some("alice@example.com"));
+    // A failed exchange is filed under the token that failed, not the session's.
+    let mut eve = mallory.clone();
+    eve["sub"] = "eve".into();
+    let eve = testkeys::sign_rs256(Some("rsa1"), &eve);
+    let (_, pending) = exchange(
+        &mut w,
+        &api("/app", &[("authorization", &format!("Bearer {eve}"))]),
+    );
+    assert_eq!(respond(answer(&mut w, pending, None)).status, 502);
+    let p = passed(w.decide(&with_cookie("/app", &jar)));
+    assert_eq!(p.header("authorization"), Some("Bearer FOR-ALICE"));
+}
+
+// Defect: a refresh reset the session's expiry to now + `cookie_expire`, so a cookie copied
+// before sign-out went on refreshing for as long as the IdP allowed (without a revocation
+// endpoint, or when revocation failed). Sessions end `session_max_lifetime` after their login.
+
+#[test]
+fn a_session_ends_at_its_max_lifetime_however_often_it_is_refreshed() {
+    for (max_lifetime, cookie_expire) in [(Some(1000), 604_800), (None, 1000)] {
+        let mut w = World::new();
+        w.config.cookie.expire = cookie_expire;
+        w.config.lifecycle.session_max_lifetime = max_lifetime.unwrap_or(cookie_expire);
+        let mut jar = log_in(&mut w, json!({"refresh_token": RT, "expires_in": 300}));
+        assert_eq!(opened(&w, &jar).expires_at, NOW + 1000);
+        let mut generation = 0;
+        // Refreshed every 280 s: the session still ends at login + 1000.
+        for at in [NOW + 280, NOW + 560, NOW + 840] {
+            w.now = at;
+            let call = claimed(&mut w, &with_cookie("/app", &jar));
+            let body = refreshed(w.now, json!({}));
+            let p = passed(answer(&mut w, call.pending, Some((200, &body))));
+            let max_age = p
+                .reply
+                .iter()
+                .find(|c| c.starts_with("_oauth2_proxy="))
+                .and_then(|c| c.split("Max-Age=").nth(1))
+                .and_then(|a| a.split(';').next())
+                .map(|a| a.to_string());
+            assert_eq!(
+                max_age,
+                Some((NOW + 1000 - at).to_string()),
+                "{max_lifetime:?}"
+            );
+            jar = format!("_oauth2_proxy={}", p.session_cookie());
+            let s = opened(&w, &jar);
+            generation += 1;
+            assert_eq!(
+                (s.expires_at, s.login_at, s.generation),
+                (NOW + 1000, NOW, generation)
+            );
+        }
+        w.now = NOW + 999;
+        passed(w.decide(&with_cookie("/app", &jar)));
+        w.now = NOW + 1000;
+        assert_sent_to_log_in(&respond(w.decide(&with_cookie("/app", &jar))));
+    }
+}
+
 // 13. A refreshed ID token signed with a new key.
 
 #[test]
@@ -1359,6 +1458,122 @@ fn a_refreshed_id_token_with_an_unknown_key_waits_for_the_keys() {
         );
         assert_eq!((new.id.as_str(), new.generation), (old.id.as_str(), 1));
     }
+}
+
+/// Defect: a refreshed ID token signed with a key that arrived less than
+/// `KEY_REFETCH_MIN_SECS` after the last key fetch ended the session: the refetch limit (for
+/// clients' tokens, which anyone can forge with any `kid`) sent it on with the old keys. A
+/// token from the token endpoint itself now waits for the next allowed fetch.
+#[test]
+fn a_refreshed_id_token_with_a_key_newer_than_the_last_fetch_waits_for_the_next_one() {
+    use crate::loader::{Action, Fetch, KeysWait, Loader, Then};
+    use crate::provider::KEY_REFETCH_MIN_SECS;
+    let old_keys = testkeys::jwks_json();
+    let rotated = testkeys::jwks_json_for(&[
+        testkeys::rsa_jwk(Some("rsa1"), None),
+        testkeys::rsa_jwk(Some("rotated"), None),
+    ]);
+    let discovery = json!({
+        "issuer": ISSUER,
+        "authorization_endpoint": format!("{ISSUER}/authorize"),
+        "token_endpoint": format!("{ISSUER}/token"),
+        "jwks_uri": format!("{ISSUER}/jwks"),
+    })
+    .to_string();
+    let mut w = World::new();
+    let jar = log_in(&mut w, json!({"refresh_token": RT, "expires_in": 300}));
+    // The loader fetches the keys (the old ones) at +279.
+    let mut loader = Loader::new(&w.config);
+    let mut providers = crate::provider::Providers::new(1);
+    let config = w.config.clone();
+    let fetch_all =
+        |loader: &mut Loader, providers: &mut crate::provider::Providers, now, keys: &str| {
+            let mut actions = loader.tick(&config, providers, now, &[]);
+            let mut woken = Vec::new();
+            while let Some(a) = actions.pop() {
+                match a {
+                    Action::Fetch {
+                        issuer,
+                        load,
+                        fetch,
+                        ..
+                    } => {
+                        let body = match &fetch {
+                            Fetch::Discovery => discovery.clone(),
+                            Fetch::Keys(_) => keys.to_string(),
+                        };
+                        actions.extend(loader.on_answer(
+                            &config,
+                            providers,
+                            issuer,
+                            load,
+                            fetch,
+                            Some((200, body.as_bytes())),
+                            now,
+                        ));
+                    }
+                    Action::Wake { stream, then } => woken.push((stream, then)),
+                    _ => {}
+                }
+            }
+            woken
+        };
+    fetch_all(&mut loader, &mut providers, NOW + 279, &old_keys);
+    w.providers = providers.clone();
+    // At +280 the refresh answers with an ID token signed by a key published since.
+    w.now = NOW + 280;
+    let call = claimed(&mut w, &with_cookie("/app", &jar));
+    let token = testkeys::sign_rs256(Some("rotated"), &testkeys::id_claims(w.now));
+    let body = refreshed(w.now, json!({"id_token": token}));
+    let step = answer(&mut w, call.pending, Some((200, &body)));
+    let Decision::RefreshKeys(MAIN, pending) = step.decision else {
+        panic!("expected a key refresh, got {:?}", step.decision);
+    };
+    // Within KEY_REFETCH_MIN_SECS of the last fetch: parked, not sent on with the old keys.
+    assert!(matches!(
+        loader.park_for_keys(7, MAIN, pending.0, w.now),
+        KeysWait::Parked
+    ));
+    for now in [NOW + 280, NOW + 279 + KEY_REFETCH_MIN_SECS - 1] {
+        assert!(fetch_all(&mut loader, &mut providers, now, &rotated).is_empty());
+    }
+    // Then the keys are fetched again and the refresh finishes with them.
+    let woken = fetch_all(
+        &mut loader,
+        &mut providers,
+        NOW + 279 + KEY_REFETCH_MIN_SECS,
+        &rotated,
+    );
+    let [(7, Then::Keys(pending, true))] = woken.as_slice() else {
+        panic!("expected the refresh woken with fresh keys, got {woken:?}");
+    };
+    w.providers = providers.clone();
+    let step = w.run(|cx, env| resume_keys(cx, pending.clone(), true, env));
+    let entry = published(&step, &call.slot, &call.claim);
+    let p = passed(step);
+    assert_eq!(entry.state, State::Done(p.session_cookie()));
+}
+
+/// When the fetch the refresh waited for fails, the IdP is unavailable: the session goes on
+/// with its valid access token (or gets a 503), and is not ended.
+#[test]
+fn a_refresh_whose_key_fetch_fails_is_unavailable_not_ended() {
+    let mut w = World::new();
+    let jar = log_in(&mut w, json!({"refresh_token": RT, "expires_in": 300}));
+    w.now = NOW + 280;
+    let call = claimed(&mut w, &with_cookie("/app", &jar));
+    let token = testkeys::sign_rs256(Some("rotated"), &testkeys::id_claims(w.now));
+    let body = refreshed(w.now, json!({"id_token": token}));
+    let step = answer(&mut w, call.pending, Some((200, &body)));
+    let Decision::RefreshKeys(MAIN, pending) = step.decision else {
+        panic!("expected a key refresh, got {:?}", step.decision);
+    };
+    let step = w.run(|cx, env| resume_keys(cx, pending.0, false, env));
+    assert_eq!(
+        published(&step, &call.slot, &call.claim).state,
+        State::Unavailable
+    );
+    assert_eq!(passed(step).header("x-forwarded-access-token"), Some("AT"));
 }
 
 // Renewed cookies on the answers of `/oauth2/auth` (for `auth_request_set`).
