@@ -433,7 +433,12 @@ fn s04b_remote_variant_refuses_a_wasm_with_another_sha256() {
             sc.tails()
         );
     }
-    // Every download is refused (Envoy retries, then gives up on the plugin).
+    // Every download is refused (Envoy retries, then gives up on the plugin: its retries take
+    // about 20 s, so the verdict may come just after the wait above).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !sc.envoy.log_text().contains("failed to load") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let fetches = files.hits.lock().map(|h| h.len()).unwrap_or(0);
     assert!(
         fetches > 1 && sc.envoy.log_text().contains("failed to load"),

@@ -64,7 +64,8 @@ pub struct GhRepo {
     pub id: u64,
     pub private: bool,
     /// Logins that are collaborators, and what each may do. Anyone else sees a public
-    /// repository with `pull` only and a private one not at all (404).
+    /// repository with `pull` only (GitHub: every account can read a public repository, so
+    /// its `permissions.pull` is true for all) and a private one not at all (404).
     pub access: HashMap<String, GhRepoAccess>,
 }
 
