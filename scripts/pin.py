@@ -9,7 +9,7 @@ Builds are reproducible, so the shipped examples name exact digests:
   wasmplugin/github/wasmplugin.yaml  the same image sha256 (the GitHub set)
   README.md                          the same WasmPlugin sha256, in the Istio section
 (envoy/sidecar.yaml and envoy/sidecar-github.yaml load a local file and pin nothing.)
-With --check, change nothing and exit 1 if any of them is stale (tests/sidecar.rs runs this).
+With --check, change nothing and exit 1 if any of them is stale (tests/e2e/sidecar.rs runs this).
 """
 
 import argparse

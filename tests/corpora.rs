@@ -1,5 +1,5 @@
 //! The attack corpora of `tests/corpora/`, checked natively against the core's public API.
-//! The same files go through real Envoy in `tests/hardening.rs` and `tests/redirects.rs`;
+//! The same files go through real Envoy in `tests/e2e/hardening.rs` and `tests/e2e/redirects.rs`;
 //! a new attack variant goes into a corpus file, not into a test.
 
 mod support;

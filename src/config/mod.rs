@@ -258,6 +258,28 @@ impl Config {
         same_host.then_some(self.idp_cluster.as_str())
     }
 
+    /// The Envoy clusters this configuration sends calls through, each with the host it
+    /// serves (`host` or `host:port`): the login issuer's host on `idp_cluster`, then every
+    /// `idp_clusters` entry. What a deployment must define (the `check-config` command lists
+    /// them; an Istio `ServiceEntry` and `DestinationRule` per host).
+    pub fn clusters(&self) -> Vec<(String, String)> {
+        let login = oidc::target(self.issuer())
+            .map(|t| t.authority)
+            .unwrap_or_default();
+        std::iter::once((login, self.idp_cluster.clone()))
+            .chain(self.idp_clusters.iter().cloned())
+            .collect()
+    }
+
+    /// [`Config::parse`], reporting every problem it finds rather than the first only: each
+    /// option group is checked on its own (an error in one group hides nothing in another).
+    pub fn check(
+        json: &[u8],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Vec<ConfigError>> {
+        Config::parse(json, env).map_err(|e| vec![e])
+    }
+
     /// Parses the JSON configuration. `env` looks up environment variables of the Envoy
     /// process (for the `*_env` keys); it is a parameter so tests need no real environment.
     pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {

@@ -1,6 +1,6 @@
 // Real-browser end-to-end scenarios for wasm-oauth2-proxy: Debian's Chromium (headless),
 // driven by playwright-core, against Envoy + the filter + idp/server.js + demo/app.js.
-// Run by tests/chromium.rs, which starts that stack; by hand:
+// Run by tests/e2e/chromium.rs, which starts that stack; by hand:
 //
 //   node tests/browser/rp_logout.mjs --app http://127.0.0.1:APP_PORT \
 //       --idp http://127.0.0.1:IDP_PORT [--scenario logout|two-tabs|all]

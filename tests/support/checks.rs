@@ -1,5 +1,4 @@
-//! Checks shared by the end-to-end suites (`tests/policy.rs`, `tests/hardening.rs`,
-//! `tests/login.rs`, `tests/sessions.rs` and the others): what the gate's answers look like
+//! Checks shared by the end-to-end modules (`tests/e2e/`): what the gate's answers look like
 //! (login redirect, the bare 401), the session cookies a response, a redirect chain or a
 //! browser holds, requests with a raw target, and reading the Recorder's `/headers` echo.
 

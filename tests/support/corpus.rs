@@ -1,7 +1,7 @@
 //! The attack corpora in `tests/corpora/`, and the most careless reading an app could give a
 //! request path, shared by the native corpus checks (`tests/corpora.rs`), the property
 //! targets (`tests/properties.rs`) and the end-to-end tests that send the corpora through
-//! Envoy (`tests/hardening.rs`, `tests/redirects.rs`).
+//! Envoy (`tests/e2e/hardening.rs`, `tests/e2e/redirects.rs`).
 
 use std::path::Path;
 

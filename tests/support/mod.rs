@@ -1,6 +1,5 @@
-//! Support code for the end-to-end suites (`tests/login.rs`, `tests/headers.rs`,
-//! `tests/sessions.rs`, `tests/endpoints.rs`, `tests/negative_tokens.rs`, `tests/routes.rs`
-//! and the others `just e2e` runs).
+//! Support code for the end-to-end tests (`tests/e2e/`, every module `just e2e` runs), also
+//! shared by the native suites (`tests/corpora.rs`, `tests/properties.rs`, `tests/parity.rs`).
 //!
 //! Everything here runs real processes on 127.0.0.1: the oidc-provider IdP (node), the demo
 //! echo app (node), Envoy with the optimized filter, and — for the negative suite — a
@@ -41,7 +40,7 @@ fn required(name: &str, what: &str) -> PathBuf {
         panic!(
             "e2e: environment variable {name} is not set ({what}). \
              Run the suite as: WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm \
-             WOP_ROOT=$PWD cargo test --test login -- --test-threads 2 (or `just e2e`)"
+             WOP_ROOT=$PWD cargo test --test e2e -- --test-threads 2 (or `just e2e`)"
         )
     });
     let p = PathBuf::from(v);

@@ -9,25 +9,23 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test sessions -- --test-threads 2
+//!     cargo test --test e2e sessions:: -- --test-threads 2
 //! ```
 //!
 //! or `just e2e`, which runs every end-to-end file.
-
-mod support;
 
 use std::time::Duration;
 
 use serde_json::json;
 
 // The hop-chain variant, under the name these tests have always called it by.
-use support::checks::session_cookies_set_in_hops as session_cookies_set;
-use support::checks::{
+use crate::support::checks::session_cookies_set_in_hops as session_cookies_set;
+use crate::support::checks::{
     assert_401, assert_login_redirect, authz_endpoint, find_hop, header_str,
     session_cookies_in_jar, SESSION,
 };
-use support::http::{format_hops, Browser, Response, SetCookie};
-use support::stack::{App, Stack};
+use crate::support::http::{format_hops, Browser, Response, SetCookie};
+use crate::support::stack::{App, Stack};
 
 /// A3: modified, truncated and foreign cookies are "no session".
 #[test]
@@ -95,7 +93,7 @@ fn a03_tampered_or_foreign_cookies_are_no_session() {
     probe(&st, "garbage!!", "garbage cookie", false);
 
     // A cookie sealed under another cookie_secret: restart Envoy with a new secret.
-    st.cookie_secret = support::random_cookie_secret();
+    st.cookie_secret = crate::support::random_cookie_secret();
     st.restart_envoy();
     probe(
         &st,

@@ -7,10 +7,8 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test bearer -- --test-threads 2
+//!     cargo test --test e2e bearer:: -- --test-threads 2
 //! ```
-
-mod support;
 
 use std::time::{Duration, Instant};
 
@@ -19,11 +17,11 @@ use base64::Engine;
 use rsa::pkcs8::EncodePublicKey;
 use serde_json::{json, Value};
 
-use support::bad_op::BadOp;
-use support::http::{raw_request, Browser, Response, BROWSER_ACCEPT};
-use support::jwt::{self, Key};
-use support::stack::{App, Idp, Stack, StackBuilder, CLIENT_ID};
-use support::upstream::{Recorder, ServerRequest};
+use crate::support::bad_op::BadOp;
+use crate::support::http::{raw_request, Browser, Response, BROWSER_ACCEPT};
+use crate::support::jwt::{self, Key};
+use crate::support::stack::{App, Idp, Stack, StackBuilder, CLIENT_ID};
+use crate::support::upstream::{Recorder, ServerRequest};
 
 /// The audience the extra issuer's tokens must carry (`extra_jwt_issuers`: `issuer=audience`).
 const EXTRA_AUD: &str = "extra-aud";
@@ -310,7 +308,7 @@ fn as_refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> 
 
 /// Claims of a good token from the extra issuer, with `changes` applied (null removes).
 fn op_claims(op: &BadOp, changes: Value) -> Value {
-    let now = support::now();
+    let now = crate::support::now();
     let mut c = json!({
         "iss": op.issuer(),
         "sub": "svc-alice",
@@ -322,7 +320,7 @@ fn op_claims(op: &BadOp, changes: Value) -> Value {
         "preferred_username": "alice",
         "groups": ["g1", "g2"],
         // Every token distinct, so none is answered from the filter's cache.
-        "jti": support::random_token(9),
+        "jti": crate::support::random_token(9),
     });
     for (k, v) in changes.as_object().expect("object") {
         if v.is_null() {
@@ -521,7 +519,7 @@ fn t02_forged_tampered_and_foreign_tokens_are_refused() {
     let mut longer = claims.clone();
     longer["exp"] = json!(claims["exp"].as_u64().unwrap_or(0) + 86_400 * 365);
 
-    let now = support::now();
+    let now = crate::support::now();
     let stranger_claims = json!({
         "iss": stranger.issuer(), "sub": "x", "aud": CLIENT_ID, "exp": now + 300, "iat": now,
         "email": "x@example.com", "email_verified": true,
@@ -704,7 +702,7 @@ fn t03_extra_issuer_tokens_are_checked_like_id_tokens() {
         ),
         (
             "iat 30 s ahead (inside the 60 s skew)",
-            json!({"iat": support::now() + 30}),
+            json!({"iat": crate::support::now() + 30}),
         ),
     ];
     for (name, changes) in ok_cases {
@@ -734,7 +732,7 @@ fn t03_extra_issuer_tokens_are_checked_like_id_tokens() {
         )
     });
 
-    let now = support::now();
+    let now = crate::support::now();
     let bad_cases = [
         (
             "expired (an hour ago)",
@@ -1323,7 +1321,7 @@ fn t07_extra_issuer_without_a_cluster_is_refused_at_start() {
 fn t08_expiry_holds_on_the_cached_path() {
     let op = BadOp::start("unused", "unused");
     let st = start(|| builder(Some(&op)));
-    let now = support::now();
+    let now = crate::support::now();
     let fading = op_token(&op, json!({"exp": now - 56, "iat": now - 360}));
     let short = op_token(&op, json!({"exp": now + 2}));
     let (fa, sa) = (auth_header(&fading), auth_header(&short));
@@ -1342,7 +1340,7 @@ fn t08_expiry_holds_on_the_cached_path() {
         );
     }
     // Past exp + 60 s for the first token (with a second to spare for the clock's edge).
-    while support::now() < now + 5 {
+    while crate::support::now() < now + 5 {
         std::thread::sleep(Duration::from_millis(200));
     }
     for i in 0..6 {

@@ -5,16 +5,14 @@
 //!
 //! Run with `just e2e` (needs WOP_ENVOY, WOP_WASM and WOP_ROOT, see tests/support/mod.rs).
 
-mod support;
-
 use url::Url;
 
-use support::http::{origin_of, Browser};
-use support::stack::{App, Stack};
+use crate::support::http::{origin_of, Browser};
+use crate::support::stack::{App, Stack};
 
 /// The corpus, with our origin for `app.example.com`.
 fn corpus(origin: &str) -> Vec<String> {
-    support::corpus::lines("open-redirects.txt")
+    crate::support::corpus::lines("open-redirects.txt")
         .into_iter()
         .map(|l| l.replace("app.example.com", origin))
         .collect()

@@ -15,10 +15,8 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test policy -- --test-threads 2
+//!     cargo test --test e2e policy:: -- --test-threads 2
 //! ```
-
-mod support;
 
 use std::time::Duration;
 
@@ -26,13 +24,13 @@ use base64::Engine;
 use serde_json::{json, Value};
 use url::Url;
 
-use support::checks::{
+use crate::support::checks::{
     assert_gate_401, assert_login_redirect, authz_endpoint, discovery, header_str,
     is_session_cookie_name, raw_count, send_target, API, CSRF, SESSION,
 };
-use support::http::{format_hops, raw_request, Browser, Response, BROWSER_ACCEPT};
-use support::jwt;
-use support::stack::{idp_login, App, Stack, StackBuilder, CLIENT_ID};
+use crate::support::http::{format_hops, raw_request, Browser, Response, BROWSER_ACCEPT};
+use crate::support::jwt;
+use crate::support::stack::{idp_login, App, Stack, StackBuilder, CLIENT_ID};
 
 /// Users the rules admit: (login, email, groups as the app receives them).
 const ADMITTED: &[(&str, &str, &str)] = &[
@@ -90,7 +88,7 @@ fn policy_stack() -> Stack {
     with_every_option(Stack::builder()).start()
 }
 
-fn recorder(st: &Stack) -> &support::upstream::Recorder {
+fn recorder(st: &Stack) -> &crate::support::upstream::Recorder {
     st.recorder
         .as_ref()
         .unwrap_or_else(|| st.fail("no recorder"))
@@ -127,8 +125,8 @@ fn id_token_from_idp(st: &Stack, user: &str) -> String {
         .append_pair("client_id", &st.client_id)
         .append_pair("redirect_uri", &st.redirect_url())
         .append_pair("scope", "openid email profile")
-        .append_pair("state", &support::random_token(16))
-        .append_pair("nonce", &support::random_token(16));
+        .append_pair("state", &crate::support::random_token(16))
+        .append_pair("nonce", &crate::support::random_token(16));
     let mut b = Browser::new();
     b.pause_before = Some("/oauth2/callback".into());
     let (resp, hops) = idp_login(&mut b, authorize.as_str(), &st.idp_origin(), user, user)
@@ -267,7 +265,7 @@ fn p01_logins_admit_exactly_the_allowed_users() {
         let any_session = hops
             .iter()
             .flat_map(|h| &h.set_cookies)
-            .map(|c| support::http::SetCookie::parse(c))
+            .map(|c| crate::support::http::SetCookie::parse(c))
             .any(|c| is_session_cookie_name(&c.name) && !c.is_deletion());
         st.check(!any_session, || {
             format!("{login}: a session cookie was set:\n{}", format_hops(&hops))

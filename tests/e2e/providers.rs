@@ -11,25 +11,23 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test providers -- --test-threads 2
+//!     cargo test --test e2e providers:: -- --test-threads 2
 //! ```
-
-mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use support::checks::{header_str, is_session_cookie_name};
-use support::http::{format_hops, Browser, Response};
-use support::mock_entra::{EntraUser, MockEntra, GRAPH_HOST};
-use support::mock_github::{
+use crate::support::checks::{header_str, is_session_cookie_name};
+use crate::support::http::{format_hops, Browser, Response};
+use crate::support::mock_entra::{EntraUser, MockEntra, GRAPH_HOST};
+use crate::support::mock_github::{
     GhEmail, GhFault, GhRepo, GhRepoAccess, GhUser, MockGitHub, API_PREFIX,
 };
-use support::mock_gitlab::{GitLabUser, MockGitLab};
-use support::mock_google::{GoogleUser, MockGoogle};
-use support::stack::{App, Idp, Stack, StackBuilder, CLIENT_ID};
+use crate::support::mock_gitlab::{GitLabUser, MockGitLab};
+use crate::support::mock_google::{GoogleUser, MockGoogle};
+use crate::support::stack::{App, Idp, Stack, StackBuilder, CLIENT_ID};
 
 const SECRET: &str = "mock-provider-client-secret";
 

@@ -9,22 +9,20 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test endpoints -- --test-threads 2
+//!     cargo test --test e2e endpoints:: -- --test-threads 2
 //! ```
 //!
 //! or `just e2e`, which runs every end-to-end file.
 
-mod support;
-
 use serde_json::json;
 use url::Url;
 
-use support::checks::{
+use crate::support::checks::{
     assert_401, assert_login_redirect, authz_endpoint, is_session_cookie_name,
     session_cookies_in_jar, API, SESSION,
 };
-use support::http::{format_hops, origin_of, Browser, Hop};
-use support::stack::{App, Stack};
+use crate::support::http::{format_hops, origin_of, Browser, Hop};
+use crate::support::stack::{App, Stack};
 
 /// A5: /ping and /ready need no login; API-style requests get 401, not a redirect.
 #[test]
@@ -166,10 +164,10 @@ fn a07_userinfo_and_auth_endpoints() {
         || format!("/oauth2/sign_in: {}", r.short()),
     );
     let page = r.text();
-    let has_start = support::html::hrefs(&page)
+    let has_start = crate::support::html::hrefs(&page)
         .iter()
         .any(|h| h.contains("/oauth2/start"))
-        || support::html::forms(&page)
+        || crate::support::html::forms(&page)
             .iter()
             .any(|f| f.action.contains("/oauth2/start"));
     st.check(has_start, || {
@@ -180,7 +178,7 @@ fn a07_userinfo_and_auth_endpoints() {
 /// A4: sign_out ends the session and only follows safe rd values.
 #[test]
 fn a04_sign_out() {
-    // The `rd` rule on its own; RP-initiated logout is tests/lifecycle.rs's.
+    // The `rd` rule on its own; RP-initiated logout is tests/e2e/lifecycle.rs's.
     let st = Stack::builder()
         .plugin("oidc_rp_initiated_logout", json!(false))
         .start();

@@ -11,10 +11,8 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test protocols -- --test-threads 2
+//!     cargo test --test e2e protocols:: -- --test-threads 2
 //! ```
-
-mod support;
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -29,13 +27,15 @@ use serde_json::{json, Map, Value};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::Message;
 
-use support::checks::{
+use crate::support::checks::{
     assert_gate_401, assert_login_redirect, authz_endpoint, is_session_cookie_name,
     session_cookies_set, CSRF, SESSION,
 };
-use support::http::{format_hops, h2c_request, raw_request, Browser, Response, BROWSER_ACCEPT};
-use support::jwt;
-use support::stack::{App, Stack};
+use crate::support::http::{
+    format_hops, h2c_request, raw_request, Browser, Response, BROWSER_ACCEPT,
+};
+use crate::support::jwt;
+use crate::support::stack::{App, Stack};
 
 /// Identity headers a client forges along with its credential: none of these values may
 /// reach the app.
@@ -1061,7 +1061,7 @@ fn h01_login_over_h2c() {
     let sess: Vec<_> = cb
         .set_cookies
         .iter()
-        .map(|s| support::http::SetCookie::parse(s))
+        .map(|s| crate::support::http::SetCookie::parse(s))
         .filter(|c| is_session_cookie_name(&c.name) && !c.is_deletion())
         .collect();
     st.check(

@@ -3,15 +3,13 @@
 //! and its log lines carrying Envoy's `x-request-id`. Also checks that every metric the
 //! shipped Grafana dashboard (`grafana/wasm-oauth2-proxy.json`) queries exists.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::checks::API;
+use crate::support::http::{raw_request, Browser};
+use crate::support::stack::Stack;
 use serde_json::json;
-use support::checks::API;
-use support::http::{raw_request, Browser};
-use support::stack::Stack;
 
 /// `name -> value` of every sample line of `/stats/prometheus` (labels kept in the name).
 fn prometheus(st: &Stack) -> BTreeMap<String, f64> {

@@ -11,26 +11,24 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test login -- --test-threads 2
+//!     cargo test --test e2e login:: -- --test-threads 2
 //! ```
 //!
 //! or `just e2e`, which runs every end-to-end file.
 
-mod support;
-
 use serde_json::{json, Value};
 use url::Url;
 
-use support::bad_op::{bad_op_stack, BadOp, Scenario};
+use crate::support::bad_op::{bad_op_stack, BadOp, Scenario};
 // The hop-chain variant, under the name these tests have always called it by.
-use support::checks::session_cookies_set_in_hops as session_cookies_set;
-use support::checks::{
+use crate::support::checks::session_cookies_set_in_hops as session_cookies_set;
+use crate::support::checks::{
     assert_login_redirect, authz_endpoint, find_hop, header_str, raw_count, session_cookies_in_jar,
     CSRF, SESSION,
 };
-use support::http::{format_hops, Browser, Hop, Response, SetCookie};
-use support::jwt;
-use support::stack::{App, Stack};
+use crate::support::http::{format_hops, Browser, Hop, Response, SetCookie};
+use crate::support::jwt;
+use crate::support::stack::{App, Stack};
 
 fn hop_of(r: &Response) -> Hop {
     Hop {
@@ -291,7 +289,7 @@ fn a12_callback_rejects_forged_requests() {
 /// browser's state is refused.
 #[test]
 fn b03_concurrent_logins_keep_their_own_pkce_and_nonce() {
-    let op = BadOp::start(support::stack::CLIENT_ID, "bad-op-secret");
+    let op = BadOp::start(crate::support::stack::CLIENT_ID, "bad-op-secret");
     let st = bad_op_stack(&op);
     op.set_scenario(Scenario::Good);
     // Two browsers start logins; they complete in reverse order.
@@ -391,7 +389,7 @@ fn a08_client_secret_post() {
     let mut st = Stack::builder()
         .plugin(
             "client_id",
-            json!(format!("{}-post", support::stack::CLIENT_ID)),
+            json!(format!("{}-post", crate::support::stack::CLIENT_ID)),
         )
         .plugin("token_endpoint_auth_method", json!("client_secret_post"))
         .start();
@@ -405,7 +403,7 @@ fn a08_client_secret_post() {
     let idt = header_str(&h, "authorization").unwrap_or_default();
     let p = jwt::payload(idt.trim_start_matches("Bearer ")).unwrap_or(Value::Null);
     st.check(
-        p["aud"] == json!(format!("{}-post", support::stack::CLIENT_ID)),
+        p["aud"] == json!(format!("{}-post", crate::support::stack::CLIENT_ID)),
         || format!("id_token aud: {p}"),
     );
 
@@ -463,7 +461,7 @@ fn a18_private_key_jwt() {
         .idp_env("IDP_CLIENT_JWKS", &jwks)
         .plugin(
             "client_id",
-            json!(format!("{}-jwt", support::stack::CLIENT_ID)),
+            json!(format!("{}-jwt", crate::support::stack::CLIENT_ID)),
         )
         .plugin("client_secret_env", Value::Null)
         .plugin("client_secret", Value::Null)

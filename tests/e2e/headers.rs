@@ -9,21 +9,19 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test headers -- --test-threads 2
+//!     cargo test --test e2e headers:: -- --test-threads 2
 //! ```
 //!
 //! or `just e2e`, which runs every end-to-end file.
 
-mod support;
-
 use serde_json::json;
 
-use support::bad_op::{bad_op_login, bad_op_stack, BadOp, Scenario};
-use support::checks::{
+use crate::support::bad_op::{bad_op_login, bad_op_stack, BadOp, Scenario};
+use crate::support::checks::{
     assert_401, assert_login_redirect, authz_endpoint, header_str, raw_count, IDENTITY_HEADERS,
 };
-use support::http::{format_hops, Browser};
-use support::stack::{App, Stack};
+use crate::support::http::{format_hops, Browser};
+use crate::support::stack::{App, Stack};
 
 /// A2: spoofed identity headers never reach the app.
 #[test]
@@ -171,7 +169,7 @@ fn a02b_spoofed_headers_removed_when_options_off() {
 /// B4: claims carrying CR/LF or other control characters cannot forge upstream headers.
 #[test]
 fn b04_claims_cannot_inject_headers() {
-    let op = BadOp::start(support::stack::CLIENT_ID, "bad-op-secret");
+    let op = BadOp::start(crate::support::stack::CLIENT_ID, "bad-op-secret");
     let st = bad_op_stack(&op);
     op.set_scenario(Scenario::Good);
     op.set_extra_claims(json!({

@@ -7,10 +7,8 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test chromium -- --test-threads 1
+//!     cargo test --test e2e chromium:: -- --test-threads 1
 //! ```
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use support::proc::Proc;
-use support::stack::Stack;
+use crate::support::proc::Proc;
+use crate::support::stack::Stack;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The script's own steps time out after 15 s each; this bounds a hung browser.

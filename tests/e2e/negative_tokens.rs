@@ -10,23 +10,21 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test negative_tokens -- --test-threads 2
+//!     cargo test --test e2e negative_tokens:: -- --test-threads 2
 //! ```
 //!
 //! or `just e2e`, which runs every end-to-end file.
-
-mod support;
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use support::bad_op::{bad_op_login, bad_op_stack, BadOp, Scenario};
+use crate::support::bad_op::{bad_op_login, bad_op_stack, BadOp, Scenario};
 // The hop-chain variant, under the name these tests have always called it by.
-use support::checks::session_cookies_set_in_hops as session_cookies_set;
-use support::checks::{session_cookies_in_jar, API};
-use support::http::{format_hops, Browser};
-use support::stack::{App, Idp, Stack};
+use crate::support::checks::session_cookies_set_in_hops as session_cookies_set;
+use crate::support::checks::{session_cookies_in_jar, API};
+use crate::support::http::{format_hops, Browser};
+use crate::support::stack::{App, Idp, Stack};
 
 fn expect_good(st: &Stack, op: &BadOp, ctx: &str) {
     let rec = st.recorder.as_ref().unwrap();
@@ -117,7 +115,7 @@ fn expect_rejected(
 /// B1: every way an OP can be wrong ends in an error page and no session.
 #[test]
 fn b01_misbehaving_op_scenarios() {
-    let op = BadOp::start(support::stack::CLIENT_ID, "bad-op-secret");
+    let op = BadOp::start(crate::support::stack::CLIENT_ID, "bad-op-secret");
     let st = bad_op_stack(&op);
     op.set_scenario(Scenario::Good);
     expect_good(&st, &op, "scenario `good` (first)");
@@ -182,7 +180,7 @@ fn b01_misbehaving_op_scenarios() {
 /// B2: the OP rotates its signing key; the filter refetches the JWKS on an unknown kid.
 #[test]
 fn b02_jwks_key_rotation() {
-    let op = BadOp::start(support::stack::CLIENT_ID, "bad-op-secret");
+    let op = BadOp::start(crate::support::stack::CLIENT_ID, "bad-op-secret");
     let st = bad_op_stack(&op);
     op.set_scenario(Scenario::Good);
     expect_good(&st, &op, "login with k1");
@@ -208,7 +206,7 @@ fn b02_jwks_key_rotation() {
 /// issuer differs from the configured one is refused.
 #[test]
 fn b05_idp_down_at_start_then_up() {
-    let port = support::proc::free_port();
+    let port = crate::support::proc::free_port();
     let st = Stack::builder()
         .idp(Idp::External { port })
         .app(App::Recorder)
@@ -243,7 +241,7 @@ fn b05_idp_down_at_start_then_up() {
     });
 
     // The OP comes up but lies about its issuer: still refused.
-    let op = BadOp::start_on(port, support::stack::CLIENT_ID, "bad-op-secret");
+    let op = BadOp::start_on(port, crate::support::stack::CLIENT_ID, "bad-op-secret");
     op.set_redirect_uri(&st.redirect_url());
     op.set_discovery_issuer(Some("http://127.0.0.1:1".into()));
     std::thread::sleep(Duration::from_secs(3)); // past the filter's retry back-off

@@ -11,24 +11,22 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test hardening -- --test-threads 2
+//!     cargo test --test e2e hardening:: -- --test-threads 2
 //! ```
-
-mod support;
 
 use std::time::Instant;
 
 use serde_json::json;
 
-use support::checks::{
+use crate::support::checks::{
     assert_gate_401, assert_login_redirect, authz_endpoint, header_str, is_gate_401,
     is_session_cookie_name, raw_headers, send_target, API, CSRF, IDENTITY_HEADERS, SESSION,
 };
-use support::corpus::{app_view, lines};
-use support::http::{Browser, Response, BROWSER_ACCEPT};
-use support::jwt;
-use support::stack::{App, Stack};
-use support::upstream::Recorder;
+use crate::support::corpus::{app_view, lines};
+use crate::support::http::{Browser, Response, BROWSER_ACCEPT};
+use crate::support::jwt;
+use crate::support::stack::{App, Stack};
+use crate::support::upstream::Recorder;
 
 fn recorder(st: &Stack) -> &Recorder {
     st.recorder

@@ -28,10 +28,8 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test lifecycle -- --test-threads 2
+//!     cargo test --test e2e lifecycle:: -- --test-threads 2
 //! ```
-
-mod support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -39,19 +37,19 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use url::Url;
 
-use support::checks::{
+use crate::support::checks::{
     assert_gate_401, assert_login_redirect, authz_endpoint, header_str, is_session_cookie_name,
     raw_headers, session_cookies_set, CSRF, SESSION,
 };
-use support::html;
-use support::http::{
+use crate::support::html;
+use crate::support::http::{
     burst, format_hops, get_on_one_connection, origin_of, raw_request, Browser, Hop, Response,
     SetCookie,
 };
-use support::idp::{
+use crate::support::idp::{
     counters, jwks, reset_counters, userinfo, userinfo_endpoint, verify_rs256, Counters,
 };
-use support::stack::{Stack, StackBuilder, CLIENT_ID};
+use crate::support::stack::{Stack, StackBuilder, CLIENT_ID};
 
 /// Lifetime of the IdP's access tokens where a test waits for them to expire. The filter
 /// refreshes a quarter of it (1 s) before the end.
@@ -686,7 +684,7 @@ fn l4_sign_out_ends_the_idp_session() {
 
     let (page, hops) = b.follow_get(&st.url("/oauth2/sign_out?rd=%2Fsigned-out"));
     let to = sign_out_hop(&st, &hops);
-    let end_session = support::checks::discovery(&st)["end_session_endpoint"]
+    let end_session = crate::support::checks::discovery(&st)["end_session_endpoint"]
         .as_str()
         .unwrap_or_else(|| st.fail("discovery has no end_session_endpoint"))
         .to_string();
@@ -696,7 +694,7 @@ fn l4_sign_out_ends_the_idp_session() {
     let q: std::collections::HashMap<String, String> = to.query_pairs().into_owned().collect();
     let hint = q
         .get("id_token_hint")
-        .and_then(|t| support::jwt::payload(t));
+        .and_then(|t| crate::support::jwt::payload(t));
     st.check(
         q.get("client_id").map(String::as_str) == Some(CLIENT_ID)
             && q.get("post_logout_redirect_uri") == Some(&st.url("/signed-out"))
@@ -945,7 +943,7 @@ fn l6_rolled_cookie_secret() {
     assert_login_redirect(&st, &r, &authz, "login started before the roll");
 
     // Roll: a new secret, the old one kept as previous.
-    st.cookie_secret = support::random_cookie_secret();
+    st.cookie_secret = crate::support::random_cookie_secret();
     st.plugin_config["cookie_secret_previous"] = json!([old_secret]);
     st.restart_envoy();
 
@@ -1062,7 +1060,7 @@ fn l7_upstream_token_exchange() {
             .unwrap_or_else(|| st.fail(&format!("{ctx}: Authorization is {authorization:?}")));
         let claims = verify_rs256(token, &keys)
             .unwrap_or_else(|e| st.fail(&format!("{ctx}: the app's bearer token: {e}")));
-        let now = support::now();
+        let now = crate::support::now();
         let exp = claims["exp"].as_u64().unwrap_or(0);
         st.check(
             claims["aud"] == "demo-upstream"
@@ -1073,11 +1071,11 @@ fn l7_upstream_token_exchange() {
             || format!("{ctx}: exchanged token claims: {claims}"),
         );
         st.check(
-            support::jwt::header(token).is_some_and(|h| h["typ"] == "at+jwt"),
+            crate::support::jwt::header(token).is_some_and(|h| h["typ"] == "at+jwt"),
             || {
                 format!(
                     "{ctx}: exchanged token header: {:?}",
-                    support::jwt::header(token)
+                    crate::support::jwt::header(token)
                 )
             },
         );

@@ -8,20 +8,18 @@
 //!
 //! ```sh
 //! WOP_ENVOY=/path/to/envoy WOP_WASM=build/wasm_oauth2_proxy.wasm WOP_ROOT=$PWD \
-//!     cargo test --test routes -- --test-threads 2
+//!     cargo test --test e2e routes:: -- --test-threads 2
 //! ```
 //!
 //! or `just e2e`, which runs every end-to-end file.
-
-mod support;
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use support::checks::{assert_401, IDENTITY_HEADERS, SESSION};
-use support::http::Browser;
-use support::stack::{App, Stack};
+use crate::support::checks::{assert_401, IDENTITY_HEADERS, SESSION};
+use crate::support::http::Browser;
+use crate::support::stack::{App, Stack};
 
 /// A15: path tricks around the unauthenticated endpoints never reach the app without a
 /// session (Envoy normalises paths; /ping and /ready are answered, never proxied).
@@ -45,7 +43,7 @@ fn a15_path_tricks_do_not_bypass_the_gate() {
         "/headers#/ping",
         "/headers?/ping",
     ] {
-        let r = support::http::raw_request_target(
+        let r = crate::support::http::raw_request_target(
             false,
             "GET",
             "127.0.0.1",

@@ -9,20 +9,16 @@
 //! Same environment as the e2e suite (WOP_ENVOY, WOP_WASM, WOP_ROOT; `just e2e`). The
 //! sidecar files listen on fixed ports (4180, 8080, 9901), so these tests take turns.
 
-#[allow(dead_code)]
-mod openapi;
-mod support;
-
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::http::{format_hops, Browser};
-use support::proc::{free_port, TempDir};
-use support::sidecar::{fill, local_origin, Sidecar, Site};
-use support::stack::{idp_login, render_template};
-use support::tls::{FileServer, TestCa};
-use support::Env;
+use crate::support::http::{format_hops, Browser};
+use crate::support::proc::{free_port, TempDir};
+use crate::support::sidecar::{fill, local_origin, Sidecar, Site};
+use crate::support::stack::{idp_login, render_template};
+use crate::support::tls::{FileServer, TestCa};
+use crate::support::Env;
 use wasm_oauth2_proxy::config::{Config, Kind};
 
 /// The fixed ports allow one sidecar at a time.
@@ -58,7 +54,10 @@ fn validate(env: &Env, yaml: &str, name: &str, dir: &TempDir) {
         .args(["--mode", "validate", "--log-level", "error", "-c"])
         .arg(&file)
         .env("OAUTH2_CLIENT_SECRET", "validate-secret")
-        .env("OAUTH2_COOKIE_SECRET", support::random_cookie_secret())
+        .env(
+            "OAUTH2_COOKIE_SECRET",
+            crate::support::random_cookie_secret(),
+        )
         .output()
         .expect("run envoy --mode validate");
     assert!(
@@ -181,7 +180,10 @@ fn s01_every_envoy_config_validates() {
             )
         } else if text.contains("filename: /etc/wasm-oauth2-proxy/") {
             // Validation loads the .wasm: put the real one where the example expects it.
-            text.replace(support::sidecar::WASM_PATH, &wasm.display().to_string())
+            text.replace(
+                crate::support::sidecar::WASM_PATH,
+                &wasm.display().to_string(),
+            )
         } else {
             text
         };
@@ -216,7 +218,7 @@ fn sidecar_files(env: &Env) -> Vec<String> {
 /// The Envoy config of `file` as JSON.
 fn envoy_json(env: &Env, file: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(env.root.join(file)).expect("read");
-    let mut docs = openapi::yaml_docs(&text, file);
+    let mut docs = crate::openapi::yaml_docs(&text, file);
     assert_eq!(docs.len(), 1, "{file}: one YAML document");
     docs.remove(0)
 }
@@ -317,7 +319,7 @@ fn s01b_sidecar_plugin_configs_load_and_call_their_hosts_over_verified_tls() {
             let v = &tls["common_tls_context"]["validation_context"];
             assert_eq!(
                 v["trusted_ca"]["filename"],
-                support::sidecar::CA_BUNDLE,
+                crate::support::sidecar::CA_BUNDLE,
                 "{file}: cluster {name}"
             );
             assert_eq!(
@@ -373,7 +375,7 @@ fn s03_sidecar_refuses_an_idp_it_cannot_verify() {
         .get_with(
             &format!(
                 "http://127.0.0.1:{}/stats?filter=idp.ssl",
-                support::sidecar::ADMIN_PORT
+                crate::support::sidecar::ADMIN_PORT
             ),
             &[("Accept", "text/plain")],
         )
@@ -424,7 +426,7 @@ fn s04b_remote_variant_refuses_a_wasm_with_another_sha256() {
         files.hits.lock().map(|h| h.clone())
     );
     // Fail closed: either the listener never comes up, or it answers without the app.
-    if ready || support::proc::tcp_open(support::sidecar::LISTEN_PORT) {
+    if ready || crate::support::proc::tcp_open(crate::support::sidecar::LISTEN_PORT) {
         let r = Browser::new().get(&format!("{}/headers", local_origin()));
         assert!(
             r.status >= 500 && !r.text().contains("x-forwarded"),
