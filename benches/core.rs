@@ -10,11 +10,11 @@ use rsa::traits::PublicKeyParts;
 use serde_json::json;
 use sha2::Sha256;
 use wasm_oauth2_proxy::cache::Cache;
-use wasm_oauth2_proxy::cookie;
 use wasm_oauth2_proxy::gate::{self, Context, Decision, Env, Request};
+use wasm_oauth2_proxy::issuer::{Issuers, MAIN};
 use wasm_oauth2_proxy::oidc::{self, Jwks};
-use wasm_oauth2_proxy::provider::{Providers, MAIN};
 use wasm_oauth2_proxy::session;
+use wasm_oauth2_proxy::session::cookie;
 
 #[path = "support/fixtures.rs"]
 mod fixtures;
@@ -144,7 +144,7 @@ fn with_header(path: &str, extra: Option<(&str, &str)>) -> Request {
 fn decide(cr: &mut Criterion) {
     let c = config();
     let (keys, tokens) = tokens();
-    let mut providers = Providers::new(1);
+    let mut providers = Issuers::new(1);
     providers.set(MAIN, provider(&keys));
     let bearer = format!("Bearer {}", tokens.first().map_or("", |(_, t)| t.as_str()));
     let mut sessions = Cache::new(1024, 8 << 20);
@@ -162,7 +162,7 @@ fn decide(cr: &mut Criterion) {
         };
         let mut cx = Context {
             config: &c,
-            providers: &providers,
+            issuers: &providers,
             sessions: &mut sessions,
             bearers: &mut bearers,
             exchanged: &mut exchanged,

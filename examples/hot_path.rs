@@ -32,9 +32,9 @@ use serde_json::json;
 use wasm_oauth2_proxy::cache::Cache;
 use wasm_oauth2_proxy::config::Config;
 use wasm_oauth2_proxy::gate::{self, Admitted, Context, Decision, Env, Exchanged, Request};
-use wasm_oauth2_proxy::headers;
+use wasm_oauth2_proxy::issuer::{Issuers, MAIN};
 use wasm_oauth2_proxy::metrics::Metrics;
-use wasm_oauth2_proxy::provider::{Providers, MAIN};
+use wasm_oauth2_proxy::routing::headers;
 
 // ---------------------------------------------------------------------------------------
 // proxy-wasm 0.2 SDK, copied: the header map wire format (src/hostcalls.rs `mod utils`).
@@ -180,7 +180,7 @@ const HTML: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,image/
 
 struct Gate {
     config: Config,
-    providers: Providers,
+    providers: Issuers,
     sessions: Cache<Admitted>,
     bearers: Cache<Admitted>,
     exchanged: Cache<Exchanged>,
@@ -189,7 +189,7 @@ struct Gate {
 
 impl Gate {
     fn new(keys: &str) -> Gate {
-        let mut providers = Providers::new(1);
+        let mut providers = Issuers::new(1);
         providers.set(MAIN, provider(keys));
         Gate {
             config: config(),
@@ -213,7 +213,7 @@ impl Gate {
         };
         let mut cx = Context {
             config: &self.config,
-            providers: &self.providers,
+            issuers: &self.providers,
             sessions: &mut self.sessions,
             bearers: &mut self.bearers,
             exchanged: &mut self.exchanged,

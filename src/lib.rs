@@ -19,25 +19,16 @@
 pub mod cache;
 pub mod callout;
 pub mod config;
-pub mod cookie;
-pub mod csrf;
-pub mod domain;
 #[cfg(target_arch = "wasm32")]
 mod filter;
 pub mod gate;
-pub mod headers;
-pub mod loader;
+pub mod issuer;
 pub mod memcmp;
 pub mod metrics;
 pub mod oidc;
 pub mod pages;
-pub mod path;
-pub mod pkce;
 pub mod policy;
-pub mod provider;
 pub mod providers;
-pub mod redirect;
 pub mod refresh;
-pub mod routes;
-pub mod seal;
+pub mod routing;
 pub mod session;

@@ -146,7 +146,9 @@ pub fn domain_matches(entry: &str, domain: &str) -> bool {
     }
     match entry.strip_prefix("*.").or_else(|| entry.strip_prefix('.')) {
         // Subdomains only: at least one label in front of the base.
-        Some(base) => crate::domain::labels_below(domain, base).is_some_and(|l| !l.is_empty()),
+        Some(base) => {
+            crate::routing::domain::labels_below(domain, base).is_some_and(|l| !l.is_empty())
+        }
         None => domain == entry,
     }
 }

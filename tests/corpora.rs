@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashSet;
 
 use support::corpus::{app_view, decode_once, lines};
-use wasm_oauth2_proxy::{headers, path, redirect};
+use wasm_oauth2_proxy::{routing::headers, routing::path, routing::redirect};
 
 #[test]
 fn route_bypasses_cannot_skip_into_public() {

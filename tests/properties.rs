@@ -18,9 +18,11 @@ use url::Url;
 use wasm_oauth2_proxy::cache::Cache;
 use wasm_oauth2_proxy::config::{Config, CookieSettings, SameSite};
 use wasm_oauth2_proxy::gate::{self, edited_headers, Context, Decision, Env, Request};
-use wasm_oauth2_proxy::provider::Providers;
+use wasm_oauth2_proxy::issuer::Issuers;
 use wasm_oauth2_proxy::refresh::{self, Entry, Plan, State};
-use wasm_oauth2_proxy::{cookie, headers, oidc, path, redirect};
+use wasm_oauth2_proxy::{
+    oidc, routing::headers, routing::path, routing::redirect, session::cookie,
+};
 
 const TARGETS: u32 = 9;
 
@@ -361,14 +363,14 @@ fn gate_strips_every_spelling_and_admits_no_one_without_a_session() {
         ];
         hs.extend(extra);
         let req = Request { headers: hs };
-        let providers = Providers::new(1);
+        let providers = Issuers::new(1);
         let mut sessions = Cache::new(16, 1 << 20);
         let mut bearers = Cache::new(16, 1 << 20);
         let mut exchanged = Cache::new(16, 1 << 20);
         let mut metrics = wasm_oauth2_proxy::metrics::Metrics::default();
         let mut cx = Context {
             config: &config,
-            providers: &providers,
+            issuers: &providers,
             sessions: &mut sessions,
             bearers: &mut bearers,
             exchanged: &mut exchanged,

@@ -6,9 +6,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::json;
 use wasm_oauth2_proxy::config::Config;
-use wasm_oauth2_proxy::cookie;
+use wasm_oauth2_proxy::issuer::Metadata;
 use wasm_oauth2_proxy::oidc::Discovery;
-use wasm_oauth2_proxy::provider::Provider;
+use wasm_oauth2_proxy::session::cookie;
 use wasm_oauth2_proxy::session::{self, Session};
 
 pub const NOW: u64 = 1_700_000_000;
@@ -70,7 +70,7 @@ pub fn b64(b: &[u8]) -> String {
 }
 
 /// The login issuer loaded with `keys` (a JWKS document).
-pub fn provider(keys: &str) -> Provider {
+pub fn provider(keys: &str) -> Metadata {
     let doc = json!({
         "issuer": ISSUER,
         "authorization_endpoint": format!("{ISSUER}/authorize"),
@@ -78,7 +78,7 @@ pub fn provider(keys: &str) -> Provider {
         "jwks_uri": format!("{ISSUER}/jwks"),
     });
     match Discovery::parse(doc.to_string().as_bytes(), ISSUER)
-        .and_then(|d| Provider::new(d, keys.as_bytes(), NOW))
+        .and_then(|d| Metadata::new(d, keys.as_bytes(), NOW))
     {
         Ok(p) => p,
         Err(e) => panic!("provider: {e}"),

@@ -15,7 +15,7 @@ use std::fmt;
 use crate::oidc;
 pub use crate::oidc::ClientAuth;
 use crate::policy::{ProviderRules, Rules};
-use crate::routes::{ApiRoute, SkipRoute};
+use crate::routing::routes::{ApiRoute, SkipRoute};
 
 /// Every key the filter understands. Anything else is rejected: a misspelt security
 /// option silently falling back to its default is worse than refusing to start.

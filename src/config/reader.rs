@@ -166,7 +166,7 @@ impl Reader<'_> {
     /// A path the filter answers itself: absolute, no query, no dot segments.
     pub(super) fn local_path(&self, key: &str, default: &str) -> Result<String, ConfigError> {
         let p = self.string_or(key, default)?;
-        if crate::path::normalize(&p).as_deref() != Some(p.as_str()) || p.contains('?') {
+        if crate::routing::path::normalize(&p).as_deref() != Some(p.as_str()) || p.contains('?') {
             return Err(err(key, "must be a plain absolute path like `/ping`"));
         }
         Ok(p)

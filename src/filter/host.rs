@@ -89,7 +89,7 @@ fn map_lossy(map: MapType) -> Option<(Vec<(String, String)>, bool)> {
     // Header values may hold non-UTF-8 bytes; the SDK's String API would panic on them.
     hostcalls::get_map_bytes(map)
         .ok()
-        .map(crate::headers::lossy)
+        .map(crate::routing::headers::lossy)
 }
 
 /// The request headers, and whether writing them back would reproduce them byte for byte.

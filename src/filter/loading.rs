@@ -5,7 +5,7 @@ use super::host;
 use super::steps::{carry_out, dispatch, publish, refresh, unavailable, with_gate};
 use super::vm::{Owner, Vm};
 use crate::gate;
-use crate::loader::{self, Pace, Then};
+use crate::issuer::loader::{self, Pace, Then};
 use std::time::Duration;
 
 /// Carries out the loader's actions.

@@ -8,7 +8,7 @@ use super::steps::{carry_out, publish, refuse, with_gate};
 use super::vm::{with_vm, Owner, Plugin};
 use crate::config::Config;
 use crate::gate::{self, Request};
-use crate::loader::Pace;
+use crate::issuer::loader::Pace;
 use crate::oidc::MAX_DOCUMENT_BYTES;
 use crate::refresh;
 use proxy_wasm::types::Action;

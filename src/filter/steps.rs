@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::gate::{
     self, Callout, Context, Decision, Env, Level, Publish, RefreshCall, Request, Settled, Step,
 };
-use crate::loader::KeysWait;
+use crate::issuer::loader::KeysWait;
 use crate::refresh::{self, Plan};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -50,7 +50,7 @@ pub(super) fn with_gate(
     };
     let mut cx = Context {
         config: &config,
-        providers: &plugin.providers,
+        issuers: &plugin.providers,
         sessions: &mut plugin.sessions,
         bearers: &mut plugin.bearers,
         exchanged: &mut plugin.exchanged,
@@ -122,7 +122,7 @@ pub(super) fn carry_out(
             }
         },
         Decision::Refresh(call) => refresh(vm, root, stream, call, resumed),
-        Decision::NeedProvider(issuer) => {
+        Decision::NeedIssuer(issuer) => {
             match exact {
                 Some(req)
                     if plugin

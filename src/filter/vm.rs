@@ -9,16 +9,16 @@ use crate::gate::{
     Admitted, Exchanged, Pending, BEARER_CACHE_BYTES, BEARER_CACHE_ENTRIES, EXCHANGE_CACHE_BYTES,
     EXCHANGE_CACHE_ENTRIES, SESSION_CACHE_BYTES, SESSION_CACHE_ENTRIES,
 };
-use crate::loader::{Fetch, Loader};
+use crate::issuer::loader::{Fetch, Loader};
+use crate::issuer::{Issuers, Metadata, MAIN};
 use crate::metrics::Metrics;
-use crate::provider::{Provider, Providers, MAIN};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 pub(super) struct Plugin {
     pub(super) config: Rc<Config>,
-    pub(super) providers: Providers,
+    pub(super) providers: Issuers,
     pub(super) loader: Loader,
     pub(super) sessions: Cache<Admitted>,
     pub(super) bearers: Cache<Admitted>,
@@ -29,8 +29,8 @@ pub(super) struct Plugin {
 
 impl Plugin {
     pub(super) fn new(config: Config) -> Plugin {
-        let mut providers = Providers::new(config.issuers.len());
-        if let Some(fixed) = Provider::fixed(&config) {
+        let mut providers = Issuers::new(config.issuers.len());
+        if let Some(fixed) = Metadata::fixed(&config) {
             providers.set(MAIN, fixed);
         }
         Plugin {

@@ -15,7 +15,7 @@ use std::rc::Rc;
 pub(super) enum Outcome {
     Admitted(Rc<Admitted>),
     /// The token names this issuer, whose metadata is not loaded yet.
-    NeedProvider(usize),
+    NeedIssuer(usize),
     /// Signed with a key this issuer's JWKS does not have (yet).
     NeedKeys(usize),
     Invalid(JwtError),
@@ -38,8 +38,8 @@ pub(super) fn verify(cx: &mut Context, token: &str, now: u64, keys_refreshed: bo
     let Some(id) = id else {
         return Outcome::Invalid(JwtError::BadIssuer);
     };
-    let (Some(provider), Some(configured)) = (cx.providers.get(id), config.issuers.get(id)) else {
-        return Outcome::NeedProvider(id);
+    let (Some(provider), Some(configured)) = (cx.issuers.get(id), config.issuers.get(id)) else {
+        return Outcome::NeedIssuer(id);
     };
     // The login issuer's tokens are read as its ID tokens are (Entra's tenant template).
     let expected = if id == MAIN {

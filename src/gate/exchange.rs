@@ -75,8 +75,9 @@ pub(super) fn upstream(
             &reply,
         ));
     }
-    let (Some(exchange), Some(provider)) = (&config.lifecycle.token_exchange, cx.provider()) else {
-        return pause(Decision::NeedProvider(MAIN));
+    let (Some(exchange), Some(provider)) = (&config.lifecycle.token_exchange, cx.login_issuer())
+    else {
+        return pause(Decision::NeedIssuer(MAIN));
     };
     let Ok(endpoint) = oidc::target(&provider.discovery.token_endpoint) else {
         return respond_step(json_error(502, "token_exchange_failed"), None);

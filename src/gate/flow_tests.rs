@@ -9,13 +9,13 @@ use serde_json::{json, Value};
 
 const NOW: u64 = 1_700_000_000;
 
-fn provider() -> Provider {
+fn provider() -> Metadata {
     provider_with(&json!({}), &testkeys::jwks_json())
 }
 
 /// The fake IdP's metadata with `extra` discovery fields (say `end_session_endpoint`) and
 /// the signing keys `jwks`.
-fn provider_with(extra: &Value, jwks: &str) -> Provider {
+fn provider_with(extra: &Value, jwks: &str) -> Metadata {
     let mut doc = json!({
         "issuer": ISSUER,
         "authorization_endpoint": format!("{ISSUER}/authorize"),
@@ -24,7 +24,7 @@ fn provider_with(extra: &Value, jwks: &str) -> Provider {
     });
     merge(&mut doc, extra);
     let d = Discovery::parse(doc.to_string().as_bytes(), ISSUER).unwrap();
-    Provider::new(d, jwks.as_bytes(), NOW).unwrap()
+    Metadata::new(d, jwks.as_bytes(), NOW).unwrap()
 }
 
 /// Sets `extra`'s fields on the object `into`; a `null` removes the field.
@@ -63,7 +63,7 @@ fn cfg() -> Config {
 
 struct World {
     config: Config,
-    providers: Providers,
+    providers: Issuers,
     sessions: Cache<Admitted>,
     bearers: Cache<Admitted>,
     exchanged: Cache<Exchanged>,
@@ -74,7 +74,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let mut providers = Providers::new(1);
+        let mut providers = Issuers::new(1);
         providers.set(MAIN, provider());
         World {
             config: cfg(),
@@ -103,7 +103,7 @@ impl World {
         };
         let mut cx = Context {
             config: &self.config,
-            providers: &self.providers,
+            issuers: &self.providers,
             sessions: &mut self.sessions,
             bearers: &mut self.bearers,
             exchanged: &mut self.exchanged,
@@ -212,7 +212,7 @@ fn login_answering(
             .collect();
     assert_eq!(form["code"], "the-code");
     assert_eq!(
-        crate::pkce::challenge(&form["code_verifier"]),
+        crate::session::pkce::challenge(&form["code_verifier"]),
         q["code_challenge"]
     );
 
@@ -258,10 +258,10 @@ fn api_clients_get_401_and_browsers_a_redirect() {
 #[test]
 fn no_provider_means_wait_not_pass() {
     let mut w = World::new();
-    w.providers = Providers::new(1);
+    w.providers = Issuers::new(1);
     assert_eq!(
         w.decide(&get("/x", &[])).decision,
-        Decision::NeedProvider(MAIN)
+        Decision::NeedIssuer(MAIN)
     );
 }
 
@@ -493,7 +493,7 @@ fn start_never_redirects_back_off_site() {
         );
         let start = respond(w.decide(&get(&path, &[])));
         let csrf = set_cookies(&start);
-        let login = crate::csrf::verify(
+        let login = crate::session::csrf::verify(
             &w.config.csrf_key,
             "_oauth2_proxy_csrf",
             &csrf[0].1,
@@ -575,8 +575,8 @@ fn junk_requests_never_panic() {
 fn skip_auth_routes_pass_without_a_session_but_never_with_spoofed_identity() {
     let mut w = World::new();
     w.config.skip_auth_routes = vec![
-        crate::routes::SkipRoute::parse("GET=^/public/").unwrap(),
-        crate::routes::SkipRoute::parse("^/health$").unwrap(),
+        crate::routing::routes::SkipRoute::parse("GET=^/public/").unwrap(),
+        crate::routing::routes::SkipRoute::parse("^/health$").unwrap(),
     ];
     let spoofed = get(
         "/public/app.css?v=1",
@@ -591,7 +591,7 @@ fn skip_auth_routes_pass_without_a_session_but_never_with_spoofed_identity() {
             let seen = super::edited_headers(&spoofed.headers, &remove, &set);
             let names: Vec<&str> = seen.iter().map(|(n, _)| *n).collect();
             assert!(
-                !names.iter().any(|n| crate::headers::is_owned(n)),
+                !names.iter().any(|n| crate::routing::headers::is_owned(n)),
                 "{seen:?}"
             );
             let cookies: Vec<&str> = seen

@@ -197,8 +197,8 @@ pub(super) fn refresh(
     let Some(cookie) = cookie::read_joined(cookies, &config.cookie.name) else {
         return internal_error(config, req.path_only(), "refresh_without_cookie");
     };
-    let Some(provider) = cx.provider() else {
-        return pause(Decision::NeedProvider(MAIN));
+    let Some(provider) = cx.login_issuer() else {
+        return pause(Decision::NeedIssuer(MAIN));
     };
     let Ok(endpoint) = oidc::target(&provider.discovery.token_endpoint) else {
         return internal_error(config, req.path_only(), "bad_token_endpoint");
@@ -272,7 +272,7 @@ pub(super) fn finish(
         }
         (old.clone(), old.id_expires_at)
     } else {
-        let Some(provider) = cx.provider() else {
+        let Some(provider) = cx.login_issuer() else {
             return unavailable(cx, renewal, env, "provider_not_loaded");
         };
         let audiences = config.issuers.first().map_or(&[][..], |i| &i.audiences[..]);

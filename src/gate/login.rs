@@ -3,11 +3,11 @@
 
 use super::respond::{error_page, html, log_line, redirect_to, respond_step};
 use super::*;
-use crate::cookie::Target;
-use crate::csrf;
 use crate::oidc::{self, Discovery, IdTokenRules, JwtError};
 use crate::providers::{self, Next, Profile};
-use crate::{pages, pkce, redirect};
+use crate::session::cookie::Target;
+use crate::session::csrf;
+use crate::{pages, routing::redirect, session::pkce};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
@@ -53,8 +53,8 @@ pub(super) fn start_login(
     rd: Option<&str>,
 ) -> Step {
     let config = cx.config;
-    let Some(provider) = cx.provider() else {
-        return pause(Decision::NeedProvider(MAIN));
+    let Some(provider) = cx.login_issuer() else {
+        return pause(Decision::NeedIssuer(MAIN));
     };
     let return_to = return_to(config, req, rd);
     let (Some(state), Some(nonce), Some(verifier), Some(seal_nonce)) = (
@@ -268,8 +268,8 @@ pub(super) fn callback(
             "csrf_state_mismatch",
         );
     };
-    let Some(provider) = cx.provider() else {
-        return pause(Decision::NeedProvider(MAIN));
+    let Some(provider) = cx.login_issuer() else {
+        return pause(Decision::NeedIssuer(MAIN));
     };
     let Ok(endpoint) = oidc::target(&provider.discovery.token_endpoint) else {
         return deny(
@@ -363,7 +363,7 @@ pub(super) fn finish_login(
     let now = env.now;
     let failed =
         |status: u16, message: &str, reason: &str| cb.fail(config, now, status, message, reason);
-    let Some(provider) = cx.provider() else {
+    let Some(provider) = cx.login_issuer() else {
         return failed(
             503,
             "The identity provider is unavailable.",
@@ -415,7 +415,7 @@ pub(super) fn verified_access_token(cx: &Context, token: &str, now: u64) -> Opti
     if cx.config.provider.kind != crate::config::Kind::KeycloakOidc {
         return None;
     }
-    let provider = cx.provider()?;
+    let provider = cx.login_issuer()?;
     let audiences = cx.config.issuers.first().map(|i| &i.audiences[..])?;
     let rules = IdTokenRules {
         kind: oidc::Kind::Bearer,
@@ -447,7 +447,7 @@ pub(super) fn resume_profile(
     answer: Option<(u16, &[u8])>,
     env: &mut Env,
 ) -> Step {
-    let Some(provider) = cx.provider() else {
+    let Some(provider) = cx.login_issuer() else {
         let t = w.cb.target(env.now);
         return fail(
             cx.config,

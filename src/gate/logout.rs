@@ -93,7 +93,7 @@ fn server_side_calls(cx: &Context, s: &Session, env: &mut Env) -> Vec<Callout> {
     let config = cx.config;
     let mut calls = Vec::new();
     let revocation = cx
-        .provider()
+        .login_issuer()
         .and_then(|p| p.discovery.revocation_endpoint.as_deref())
         .and_then(|url| oidc::target(url).ok());
     if let (Some(to), false) = (revocation, s.refresh_token.is_empty()) {
@@ -131,7 +131,11 @@ fn end_session_url(
     if !config.lifecycle.rp_initiated_logout {
         return None;
     }
-    let endpoint = cx.provider()?.discovery.end_session_endpoint.as_deref()?;
+    let endpoint = cx
+        .login_issuer()?
+        .discovery
+        .end_session_endpoint
+        .as_deref()?;
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query.append_pair("client_id", &config.client_id);
     if !s.id_token.is_empty() {

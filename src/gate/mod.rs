@@ -23,14 +23,14 @@ pub use request::{Env, Request};
 
 use crate::cache::{Cache, Cached};
 use crate::config::Config;
-use crate::cookie;
-use crate::csrf::LoginState;
-use crate::headers;
+use crate::issuer::{Issuers, Metadata, MAIN};
 use crate::metrics::Metrics;
 use crate::oidc::{self, TokenResponse};
 use crate::policy::{self, Denied};
-use crate::provider::{Provider, Providers, MAIN};
-use crate::routes;
+use crate::routing::headers;
+use crate::routing::routes;
+use crate::session::cookie;
+use crate::session::csrf::LoginState;
 use crate::session::{self, Session};
 use endpoints::{auth, userinfo};
 use lifecycle::Due;
@@ -165,7 +165,7 @@ pub enum Decision {
     /// Answer locally.
     Respond(Response),
     /// This issuer's discovery and keys are not loaded yet: wait for them, then decide again.
-    NeedProvider(usize),
+    NeedIssuer(usize),
     /// Call the identity provider, then [`resume`] with the answer.
     Call(Callout, PendingBox),
     /// Fetch this issuer's keys again (a token named an unknown `kid`), then [`resume_keys`].
@@ -215,7 +215,7 @@ pub struct Publish {
 /// Everything a decision reads besides the request.
 pub struct Context<'a> {
     pub config: &'a Config,
-    pub providers: &'a Providers,
+    pub issuers: &'a Issuers,
     pub sessions: &'a mut Cache<Admitted>,
     pub bearers: &'a mut Cache<Admitted>,
     pub exchanged: &'a mut Cache<Exchanged>,
@@ -225,8 +225,8 @@ pub struct Context<'a> {
 
 impl<'a> Context<'a> {
     /// The login issuer's metadata, when loaded.
-    fn provider(&self) -> Option<&'a Provider> {
-        self.providers.get(MAIN)
+    fn login_issuer(&self) -> Option<&'a Metadata> {
+        self.issuers.get(MAIN)
     }
 }
 
@@ -284,7 +284,7 @@ fn session_from(config: &Config, verified: &oidc::Verified, now: u64, expires_at
 /// any other client authentication, or when no randomness could be had.
 fn client_assertion(cx: &Context, env: &mut Env) -> Option<String> {
     let key = cx.config.client_key.as_ref()?;
-    let issuer = cx.provider()?.discovery.issuer.clone();
+    let issuer = cx.login_issuer()?.discovery.issuer.clone();
     let jti = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         env.bytes::<16>()?,
@@ -474,8 +474,8 @@ fn identify(
                 cx.metrics.bearer_accepted += 1;
                 return Who::Known(a);
             }
-            bearer::Outcome::NeedProvider(issuer) => {
-                return Who::Pause(Box::new(pause(Decision::NeedProvider(issuer))));
+            bearer::Outcome::NeedIssuer(issuer) => {
+                return Who::Pause(Box::new(pause(Decision::NeedIssuer(issuer))));
             }
             bearer::Outcome::NeedKeys(issuer) => {
                 let pending = PendingBox(Pending::Bearer(Box::new(req.clone())));

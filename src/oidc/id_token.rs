@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::jwks::Jwks;
 use super::{jwt, JwtError};
-use crate::seal::constant_time_eq;
+use crate::session::seal::constant_time_eq;
 
 /// Clock skew tolerated between us and the provider.
 pub const DEFAULT_SKEW: u64 = 60;

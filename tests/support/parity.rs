@@ -14,9 +14,9 @@ use super::jwt::{self, Key};
 use wasm_oauth2_proxy::cache::Cache;
 use wasm_oauth2_proxy::config::Config;
 use wasm_oauth2_proxy::gate::{self, Context, Decision, Env, Pending, Request, Step};
+use wasm_oauth2_proxy::issuer::{Issuers, Metadata};
 use wasm_oauth2_proxy::metrics::Metrics;
 use wasm_oauth2_proxy::oidc::Discovery;
-use wasm_oauth2_proxy::provider::{Provider, Providers};
 use wasm_oauth2_proxy::refresh::{self, Plan};
 use wasm_oauth2_proxy::session::{self, Session};
 
@@ -194,7 +194,7 @@ fn discovery(idp: Idp) -> Discovery {
 /// The gate of one configuration, with its caches, the time and a random source.
 pub struct Gate {
     pub config: Config,
-    providers: Providers,
+    providers: Issuers,
     sessions: Cache<gate::Admitted>,
     bearers: Cache<gate::Admitted>,
     exchanged: Cache<gate::Exchanged>,
@@ -205,12 +205,12 @@ pub struct Gate {
 
 impl Gate {
     pub fn new(idp: Idp, config: Config) -> Gate {
-        let mut providers = Providers::new(config.issuers.len());
+        let mut providers = Issuers::new(config.issuers.len());
         let provider = match idp {
-            Idp::GitHub => Provider::fixed(&config).expect("github endpoints"),
+            Idp::GitHub => Metadata::fixed(&config).expect("github endpoints"),
             _ => {
                 let jwks = json!({"keys": [key().jwk()]}).to_string();
-                Provider::new(discovery(idp), jwks.as_bytes(), NOW).expect("provider")
+                Metadata::new(discovery(idp), jwks.as_bytes(), NOW).expect("provider")
             }
         };
         providers.set(0, provider);
@@ -241,7 +241,7 @@ impl Gate {
         };
         let mut cx = Context {
             config: &self.config,
-            providers: &self.providers,
+            issuers: &self.providers,
             sessions: &mut self.sessions,
             bearers: &mut self.bearers,
             exchanged: &mut self.exchanged,

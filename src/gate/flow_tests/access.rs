@@ -98,7 +98,7 @@ fn malformed_emails_never_get_a_session() {
 #[test]
 fn api_routes_get_401_even_from_browsers() {
     let mut w = World::new();
-    w.config.api_routes = vec![crate::routes::ApiRoute::parse("^/api/").unwrap()];
+    w.config.api_routes = vec![crate::routing::routes::ApiRoute::parse("^/api/").unwrap()];
     let r = respond(w.decide(&get("/api/items", &[])));
     assert_eq!(r.status, 401);
     assert_eq!(respond(w.decide(&get("/app/api/", &[]))).status, 302);
@@ -107,13 +107,16 @@ fn api_routes_get_401_even_from_browsers() {
 #[test]
 fn skip_routes_only_on_canonical_paths_and_still_stripped() {
     let mut w = World::new();
-    w.config.skip_auth_routes = vec![crate::routes::SkipRoute::parse("GET=^/public/").unwrap()];
+    w.config.skip_auth_routes =
+        vec![crate::routing::routes::SkipRoute::parse("GET=^/public/").unwrap()];
     let seen = at_app(
         &mut w,
         &get("/public/a.css", &[("x_forwarded_email", "evil@x")]),
     )
     .expect("skipped");
-    assert!(!seen.iter().any(|(n, _)| crate::headers::is_owned(n)));
+    assert!(!seen
+        .iter()
+        .any(|(n, _)| crate::routing::headers::is_owned(n)));
     for bypass in [
         "/public/../admin",
         "/public/%2e%2e/admin",
@@ -130,7 +133,9 @@ fn skip_routes_only_on_canonical_paths_and_still_stripped() {
     w.config.rules.allowed_groups = vec!["ops".into()];
     w.sessions = Cache::new(16, 1 << 20);
     let seen = at_app(&mut w, &get("/public/a.css", &[("cookie", &jar)])).unwrap();
-    assert!(!seen.iter().any(|(n, _)| crate::headers::is_owned(n)));
+    assert!(!seen
+        .iter()
+        .any(|(n, _)| crate::routing::headers::is_owned(n)));
 }
 
 #[test]
@@ -183,7 +188,7 @@ fn forwarded_headers_count_only_behind_a_trusted_proxy() {
     let r = respond(w.decide(&get("/oauth2/start?rd=https://evil.example/x", &spoof)));
     let state = query(header(&r, "location").unwrap())["state"].clone();
     let csrf = set_cookies(&r);
-    let login = crate::csrf::verify(
+    let login = crate::session::csrf::verify(
         &w.config.csrf_key,
         &w.config.cookie.csrf_name(),
         &csrf[0].1,
@@ -208,7 +213,7 @@ fn x_auth_request_redirect_is_a_return_url_through_the_same_check() {
     for (sent, kept) in [("/after?x=1", "/after?x=1"), ("https://evil.example/", "/")] {
         let r = respond(w.decide(&get("/oauth2/start", &[("x-auth-request-redirect", sent)])));
         let state = query(header(&r, "location").unwrap())["state"].clone();
-        let login = crate::csrf::verify(
+        let login = crate::session::csrf::verify(
             &w.config.csrf_key,
             &w.config.cookie.csrf_name(),
             &set_cookies(&r)[0].1,
@@ -254,7 +259,7 @@ fn auth_endpoint_restrictions_and_headers() {
     assert!(!bare
         .headers
         .iter()
-        .any(|(n, _)| crate::headers::is_owned(n)));
+        .any(|(n, _)| crate::routing::headers::is_owned(n)));
 }
 
 #[test]
@@ -266,14 +271,14 @@ fn bearer_tokens_stand_in_for_a_session_and_are_cached() {
     assert!(seen.contains(&("x-forwarded-email".into(), "alice@example.com".into())));
     assert!(seen.contains(&("authorization".into(), token.clone())));
     // Cached: without any keys loaded, the same token still passes, a new one waits.
-    w.providers = Providers::new(1);
+    w.providers = Issuers::new(1);
     assert!(at_app(&mut w, &api("/x", &[("authorization", &token)])).is_some());
     let mut other = bearer_claims();
     other["sub"] = "someone-else".into();
     assert_eq!(
         w.decide(&api("/x", &[("authorization", &bearer(&other))]))
             .decision,
-        Decision::NeedProvider(MAIN)
+        Decision::NeedIssuer(MAIN)
     );
 }
 
@@ -397,14 +402,14 @@ fn extra_issuers_wait_for_their_own_metadata() {
         url: "https://other.example".into(),
         audiences: vec!["api".into()],
     });
-    w.providers = Providers::new(2);
+    w.providers = Issuers::new(2);
     let mut claims = bearer_claims();
     claims["iss"] = "https://other.example".into();
     claims["aud"] = "api".into();
     assert_eq!(
         w.decide(&api("/x", &[("authorization", &bearer(&claims))]))
             .decision,
-        Decision::NeedProvider(1)
+        Decision::NeedIssuer(1)
     );
 }
 
@@ -433,14 +438,14 @@ fn a_chunk_flood_is_ignored_and_not_echoed() {
         .into_iter()
         .filter(|(n, _)| n.starts_with("_oauth2_proxy_") && n != "_oauth2_proxy_csrf")
         .count();
-    assert_eq!(cleared, crate::cookie::MAX_CHUNKS);
+    assert_eq!(cleared, crate::session::cookie::MAX_CHUNKS);
 }
 
 #[test]
 fn a_failed_clock_or_header_read_is_a_500_never_a_pass() {
     let mut w = World::new();
     let jar = logged_in(&mut w);
-    w.config.skip_auth_routes = vec![crate::routes::SkipRoute::parse("^/").unwrap()];
+    w.config.skip_auth_routes = vec![crate::routing::routes::SkipRoute::parse("^/").unwrap()];
     w.now = 0;
     let r = respond(w.decide(&get("/x", &[("cookie", &jar)])));
     assert_eq!(

@@ -346,7 +346,8 @@ fn an_expired_access_token_without_refresh_token_ends_the_session() {
         .into_iter()
         .find(|(n, _)| n == "_oauth2_proxy_csrf")
         .unwrap();
-    let login = crate::csrf::verify(&w.config.csrf_key, &csrf.0, &csrf.1, &state, w.now).unwrap();
+    let login =
+        crate::session::csrf::verify(&w.config.csrf_key, &csrf.0, &csrf.1, &state, w.now).unwrap();
     assert_eq!(login.return_to, "/app?x=1");
     assert_401_cleared(&respond(w.decide(&api("/app", &[("cookie", &jar)]))));
 }
@@ -1410,21 +1411,21 @@ fn a_refreshed_id_token_with_an_unknown_key_waits_for_the_keys() {
         };
         // Parked for the keys, it stays parked when its request goes away: the others on
         // the session wait for its outcome.
-        let mut loader = crate::loader::Loader::new(&w.config);
+        let mut loader = crate::issuer::loader::Loader::new(&w.config);
         let pending = match loader.park_for_keys(7, MAIN, pending.0, w.now) {
-            crate::loader::KeysWait::Parked => {
+            crate::issuer::loader::KeysWait::Parked => {
                 loader.forget(7);
                 assert_eq!(loader.parked(), 1, "a refresh outlives its request");
                 let started = loader.tick(&w.config, &mut w.providers, w.now, &[]);
                 assert!(matches!(
                     started.as_slice(),
-                    [crate::loader::Action::Fetch { .. }]
+                    [crate::issuer::loader::Action::Fetch { .. }]
                 ));
                 let a = loader.on_dispatch_failed(&w.providers, MAIN, w.now, "idp");
                 match a.into_iter().find_map(|a| match a {
-                    crate::loader::Action::Wake {
+                    crate::issuer::loader::Action::Wake {
                         stream: 7,
-                        then: crate::loader::Then::Keys(p, false),
+                        then: crate::issuer::loader::Then::Keys(p, false),
                     } => Some(p),
                     _ => None,
                 }) {
@@ -1466,8 +1467,8 @@ fn a_refreshed_id_token_with_an_unknown_key_waits_for_the_keys() {
 /// token from the token endpoint itself now waits for the next allowed fetch.
 #[test]
 fn a_refreshed_id_token_with_a_key_newer_than_the_last_fetch_waits_for_the_next_one() {
-    use crate::loader::{Action, Fetch, KeysWait, Loader, Then};
-    use crate::provider::KEY_REFETCH_MIN_SECS;
+    use crate::issuer::loader::{Action, Fetch, KeysWait, Loader, Then};
+    use crate::issuer::KEY_REFETCH_MIN_SECS;
     let old_keys = testkeys::jwks_json();
     let rotated = testkeys::jwks_json_for(&[
         testkeys::rsa_jwk(Some("rsa1"), None),
@@ -1484,42 +1485,41 @@ fn a_refreshed_id_token_with_a_key_newer_than_the_last_fetch_waits_for_the_next_
     let jar = log_in(&mut w, json!({"refresh_token": RT, "expires_in": 300}));
     // The loader fetches the keys (the old ones) at +279.
     let mut loader = Loader::new(&w.config);
-    let mut providers = crate::provider::Providers::new(1);
+    let mut issuers = crate::issuer::Issuers::new(1);
     let config = w.config.clone();
-    let fetch_all =
-        |loader: &mut Loader, providers: &mut crate::provider::Providers, now, keys: &str| {
-            let mut actions = loader.tick(&config, providers, now, &[]);
-            let mut woken = Vec::new();
-            while let Some(a) = actions.pop() {
-                match a {
-                    Action::Fetch {
+    let fetch_all = |loader: &mut Loader, issuers: &mut crate::issuer::Issuers, now, keys: &str| {
+        let mut actions = loader.tick(&config, issuers, now, &[]);
+        let mut woken = Vec::new();
+        while let Some(a) = actions.pop() {
+            match a {
+                Action::Fetch {
+                    issuer,
+                    load,
+                    fetch,
+                    ..
+                } => {
+                    let body = match &fetch {
+                        Fetch::Discovery => discovery.clone(),
+                        Fetch::Keys(_) => keys.to_string(),
+                    };
+                    actions.extend(loader.on_answer(
+                        &config,
+                        issuers,
                         issuer,
                         load,
                         fetch,
-                        ..
-                    } => {
-                        let body = match &fetch {
-                            Fetch::Discovery => discovery.clone(),
-                            Fetch::Keys(_) => keys.to_string(),
-                        };
-                        actions.extend(loader.on_answer(
-                            &config,
-                            providers,
-                            issuer,
-                            load,
-                            fetch,
-                            Some((200, body.as_bytes())),
-                            now,
-                        ));
-                    }
-                    Action::Wake { stream, then } => woken.push((stream, then)),
-                    _ => {}
+                        Some((200, body.as_bytes())),
+                        now,
+                    ));
                 }
+                Action::Wake { stream, then } => woken.push((stream, then)),
+                _ => {}
             }
-            woken
-        };
-    fetch_all(&mut loader, &mut providers, NOW + 279, &old_keys);
-    w.providers = providers.clone();
+        }
+        woken
+    };
+    fetch_all(&mut loader, &mut issuers, NOW + 279, &old_keys);
+    w.providers = issuers.clone();
     // At +280 the refresh answers with an ID token signed by a key published since.
     w.now = NOW + 280;
     let call = claimed(&mut w, &with_cookie("/app", &jar));
@@ -1535,19 +1535,19 @@ fn a_refreshed_id_token_with_a_key_newer_than_the_last_fetch_waits_for_the_next_
         KeysWait::Parked
     ));
     for now in [NOW + 280, NOW + 279 + KEY_REFETCH_MIN_SECS - 1] {
-        assert!(fetch_all(&mut loader, &mut providers, now, &rotated).is_empty());
+        assert!(fetch_all(&mut loader, &mut issuers, now, &rotated).is_empty());
     }
     // Then the keys are fetched again and the refresh finishes with them.
     let woken = fetch_all(
         &mut loader,
-        &mut providers,
+        &mut issuers,
         NOW + 279 + KEY_REFETCH_MIN_SECS,
         &rotated,
     );
     let [(7, Then::Keys(pending, true))] = woken.as_slice() else {
         panic!("expected the refresh woken with fresh keys, got {woken:?}");
     };
-    w.providers = providers.clone();
+    w.providers = issuers.clone();
     let step = w.run(|cx, env| resume_keys(cx, pending.clone(), true, env));
     let entry = published(&step, &call.slot, &call.claim);
     let p = passed(step);
@@ -1627,7 +1627,8 @@ fn the_auth_endpoint_hands_on_a_resealed_session_cookie() {
 #[test]
 fn a_public_route_never_gets_the_users_own_tokens_when_they_are_exchanged() {
     let mut w = exchanging();
-    w.config.skip_auth_routes = vec![crate::routes::SkipRoute::parse("GET=^/public/").unwrap()];
+    w.config.skip_auth_routes =
+        vec![crate::routing::routes::SkipRoute::parse("GET=^/public/").unwrap()];
     let jar = log_in(&mut w, json!({}));
     let p = passed(w.decide(&with_cookie("/public/page", &jar)));
     // Identity yes, but no exchange for a public route and none of the user's tokens.

@@ -26,14 +26,14 @@ fn parsed_config(extra: Value) -> Config {
 /// A world whose configuration is `config`, its provider loaded as the filter does it at
 /// configure time when the endpoints are fixed and nothing is signed (`plugin::configure`),
 /// else `provider`.
-fn world_with(config: Config, provider: Option<Provider>) -> World {
+fn world_with(config: Config, provider: Option<Metadata>) -> World {
     let mut w = World::new();
-    w.providers = Providers::new(config.issuers.len());
+    w.providers = Issuers::new(config.issuers.len());
     if let (Some(d), false) = (
         config.provider.endpoints.clone(),
         config.provider.kind.has_id_token(),
     ) {
-        w.providers.set(MAIN, Provider::without_keys(d));
+        w.providers.set(MAIN, Metadata::without_keys(d));
     }
     if let Some(p) = provider {
         w.providers.set(MAIN, p);
@@ -461,16 +461,16 @@ fn a_refresh_keeps_the_email_userinfo_gave() {
 
 // Microsoft Entra ID's multi-tenant endpoint.
 
-fn entra_provider() -> Provider {
+fn entra_provider() -> Metadata {
     let doc = json!({
         "issuer": ENTRA_TEMPLATE,
         "authorization_endpoint": "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
         "token_endpoint": "https://login.microsoftonline.com/common/oauth2/v2.0/token",
         "jwks_uri": "https://login.microsoftonline.com/common/discovery/v2.0/keys",
     });
-    let d = crate::provider::on_discovery(ENTRA_COMMON, Some((200, doc.to_string().as_bytes())))
-        .unwrap();
-    Provider::new(d, testkeys::jwks_json().as_bytes(), NOW).unwrap()
+    let d =
+        crate::issuer::on_discovery(ENTRA_COMMON, Some((200, doc.to_string().as_bytes()))).unwrap();
+    Metadata::new(d, testkeys::jwks_json().as_bytes(), NOW).unwrap()
 }
 
 /// The claims of an ID token from tenant `tid`, its issuer that tenant's.
@@ -555,12 +555,11 @@ fn a_multi_tenant_issuer_without_the_entra_provider_admits_no_foreign_tenant() {
         "token_endpoint": "https://login.microsoftonline.com/common/oauth2/v2.0/token",
         "jwks_uri": "https://login.microsoftonline.com/common/discovery/v2.0/keys",
     });
-    let Ok(d) =
-        crate::provider::on_discovery(ENTRA_COMMON, Some((200, doc.to_string().as_bytes())))
+    let Ok(d) = crate::issuer::on_discovery(ENTRA_COMMON, Some((200, doc.to_string().as_bytes())))
     else {
         return; // The template refused for this provider: fine.
     };
-    let provider = Provider::new(d, testkeys::jwks_json().as_bytes(), NOW).unwrap();
+    let provider = Metadata::new(d, testkeys::jwks_json().as_bytes(), NOW).unwrap();
     let mut w = world_with(config, Some(provider));
     let r = entra_login(&mut w, OTHER_TENANT);
     assert!(

@@ -1,8 +1,8 @@
 use super::*;
 use crate::config::tests_support::{base, config};
 use crate::gate::PendingBox;
+use crate::issuer::REFRESH_SECS;
 use crate::oidc::testkeys;
-use crate::provider::REFRESH_SECS;
 use serde_json::{json, Value};
 
 const NOW: u64 = 1_700_000_000;
@@ -54,13 +54,13 @@ fn discovery_json(issuer: &str, extra: Value) -> String {
 
 /// Another worker's snapshot of `issuer`'s metadata, fetched at `fetched_at`.
 fn snapshot(issuer: &str, fetched_at: u64) -> Vec<u8> {
-    let d = provider::on_discovery(
+    let d = issuer::on_discovery(
         issuer,
         Some((200, discovery_json(issuer, json!({})).as_bytes())),
     )
     .unwrap();
     let jwks = testkeys::jwks_json();
-    let p = provider::on_jwks(d, Some((200, jwks.as_bytes())), fetched_at).unwrap();
+    let p = issuer::on_jwks(d, Some((200, jwks.as_bytes())), fetched_at).unwrap();
     p.snapshot().unwrap()
 }
 
@@ -85,7 +85,7 @@ fn refresh_call(session: &str) -> Box<RefreshCall> {
         session_id: session.into(),
         generation: 1,
         since: 0,
-        callout: provider::discovery_request(ISSUER).unwrap(),
+        callout: issuer::discovery_request(ISSUER).unwrap(),
         pending: PendingBox(bearer("/refresh")),
     })
 }
@@ -181,7 +181,7 @@ fn failure_line(actions: &[Action]) -> Value {
 
 struct World {
     config: Config,
-    providers: Providers,
+    issuers: Issuers,
     loader: Loader,
     now: u64,
 }
@@ -193,7 +193,7 @@ type Answer<'a> = Option<(u16, &'a [u8])>;
 impl World {
     fn new(config: Config) -> World {
         World {
-            providers: Providers::new(config.issuers.len()),
+            issuers: Issuers::new(config.issuers.len()),
             loader: Loader::new(&config),
             config,
             now: NOW,
@@ -208,7 +208,7 @@ impl World {
 
     fn tick_seeing(&mut self, shared: &[Seen]) -> Vec<Action> {
         self.loader
-            .tick(&self.config, &mut self.providers, self.now, shared)
+            .tick(&self.config, &mut self.issuers, self.now, shared)
     }
 
     /// A tick seeing `bytes` at `version` for the login issuer.
@@ -225,7 +225,7 @@ impl World {
     fn answer_load(&mut self, id: usize, load: u64, fetch: Fetch, answer: Answer) -> Vec<Action> {
         self.loader.on_answer(
             &self.config,
-            &mut self.providers,
+            &mut self.issuers,
             id,
             load,
             fetch,
@@ -263,7 +263,7 @@ impl World {
     }
 
     fn fetched_at(&self) -> Option<u64> {
-        self.providers.get(MAIN).map(|p| p.fetched_at)
+        self.issuers.get(MAIN).map(|p| p.fetched_at)
     }
 }
 
@@ -273,7 +273,7 @@ fn the_first_tick_loads_every_issuer_and_wakes_its_waiters() {
     assert_eq!(w.loader.pace(), Pace::Eager);
     assert_eq!(
         w.loader.shared_keys(),
-        [provider::shared_key(ISSUER), provider::shared_key(OTHER)]
+        [issuer::shared_key(ISSUER), issuer::shared_key(OTHER)]
     );
     assert!(w.park(1, MAIN));
     assert!(w.park(2, 1));
@@ -317,18 +317,18 @@ fn the_first_tick_loads_every_issuer_and_wakes_its_waiters() {
     };
     assert_eq!(d.jwks_uri, format!("{ISSUER}/jwks"));
     assert_eq!(d.userinfo_endpoint, None);
-    assert!(w.providers.get(MAIN).is_none());
+    assert!(w.issuers.get(MAIN).is_none());
 
     // Keys → loaded, shared, logged, and the login issuer's waiter decides again.
     let a = w.ok(MAIN, Fetch::Keys(d), &testkeys::jwks_json());
-    let p = w.providers.get(MAIN).expect("loaded");
+    let p = w.issuers.get(MAIN).expect("loaded");
     assert_eq!((p.fetched_at, p.jwks.len()), (w.now, 2));
     let shared = shares(&a);
     assert_eq!(shared.len(), 1);
     let (id, key, bytes) = shared[0];
-    assert_eq!((id, key), (MAIN, provider::shared_key(ISSUER).as_str()));
+    assert_eq!((id, key), (MAIN, issuer::shared_key(ISSUER).as_str()));
     assert_eq!(bytes, p.snapshot().unwrap().as_slice());
-    let back = Provider::from_snapshot(bytes, ISSUER).unwrap();
+    let back = Metadata::from_snapshot(bytes, ISSUER).unwrap();
     assert_eq!(back.fetched_at, w.now);
     let lines = logs(&a);
     assert_eq!(lines.len(), 1);
@@ -357,8 +357,8 @@ fn the_first_tick_loads_every_issuer_and_wakes_its_waiters() {
     let keys = w.discovered(1, OTHER);
     let a = w.ok(1, keys, &testkeys::jwks_json());
     assert_eq!(woken(&a), [(2, "decide")]);
-    assert_eq!(shares(&a)[0].1, provider::shared_key(OTHER));
-    assert!(w.providers.get(1).is_some());
+    assert_eq!(shares(&a)[0].1, issuer::shared_key(OTHER));
+    assert!(w.issuers.get(1).is_some());
     assert_eq!(w.loader.parked(), 0);
     // Loaded and fresh: nothing to do.
     assert!(w.tick().is_empty());
@@ -379,7 +379,7 @@ fn an_endpoint_on_a_host_without_a_cluster_fails_the_load() {
         let reason = line["reason"].as_str().unwrap();
         assert!(reason.contains("`api.other.example`"), "{field}: {reason}");
         assert_eq!(woken(&a), [(1, "unavailable")], "{field}");
-        assert!(w.providers.get(MAIN).is_none());
+        assert!(w.issuers.get(MAIN).is_none());
         assert!(!w.park(2, MAIN), "{field}: failed moments ago");
     }
 }
@@ -419,7 +419,7 @@ fn a_failed_load_answers_its_waiters_and_is_retried_after_retry_secs() {
             "{case}"
         );
         assert_eq!(w.loader.parked(), 0, "{case}");
-        assert!(w.providers.get(MAIN).is_none(), "{case}");
+        assert!(w.issuers.get(MAIN).is_none(), "{case}");
 
         // Within RETRY_SECS: requests are refused, and nothing is fetched whoever waits.
         for now in [failed_at, failed_at + RETRY_SECS - 1] {
@@ -593,7 +593,7 @@ fn an_unknown_kid_after_a_failed_refetch_waits_the_interval_too() {
     let a = w.answer(MAIN, fetch, Some((503, b"")));
     failure_line(&a);
     assert_eq!(woken(&a), [(1, "keys")], "resumed with the keys there are");
-    assert!(w.providers.get(MAIN).is_some(), "the old metadata is kept");
+    assert!(w.issuers.get(MAIN).is_some(), "the old metadata is kept");
     w.now = failed_at + KEY_REFETCH_MIN_SECS - 1;
     assert!(matches!(w.park_keys(2), KeysWait::AsTheyAre(_)));
     assert!(w.tick().is_empty());
@@ -604,7 +604,7 @@ fn an_unknown_kid_after_a_failed_refetch_waits_the_interval_too() {
     // A refused dispatch answers them alike.
     let a = w
         .loader
-        .on_dispatch_failed(&w.providers, MAIN, w.now, "idp.example.com");
+        .on_dispatch_failed(&w.issuers, MAIN, w.now, "idp.example.com");
     failure_line(&a);
     assert_eq!(woken(&a), [(2, "keys")]);
     assert!(matches!(w.park_keys(3), KeysWait::AsTheyAre(_)));
@@ -618,7 +618,7 @@ fn another_workers_newer_snapshot_is_adopted_without_fetching() {
     assert!(fetches(&a).is_empty(), "{:?}", fetched(&a));
     assert_eq!(w.fetched_at(), Some(NOW));
     assert_eq!(woken(&a), [(1, "decide")]);
-    assert_eq!(w.providers.get(MAIN).unwrap().jwks.len(), 2);
+    assert_eq!(w.issuers.get(MAIN).unwrap().jwks.len(), 2);
 
     // The same version is not parsed again (whatever its bytes now say).
     w.now += 20;
@@ -634,7 +634,7 @@ fn another_workers_newer_snapshot_is_adopted_without_fetching() {
     assert!(w.tick_shared(b"junk", 6).is_empty());
     assert!(w.tick_shared(&snapshot(OTHER, NOW + 15), 7).is_empty());
     assert_eq!(w.fetched_at(), Some(NOW + 10));
-    assert_eq!(w.providers.get(MAIN).unwrap().discovery.issuer, ISSUER);
+    assert_eq!(w.issuers.get(MAIN).unwrap().discovery.issuer, ISSUER);
     // Nothing shared at all: kept.
     assert!(w.tick().is_empty());
     assert_eq!(w.fetched_at(), Some(NOW + 10));
@@ -667,7 +667,7 @@ fn junk_or_foreign_snapshots_do_not_stand_in_for_a_load() {
         let mut w = World::new(config());
         assert!(w.park(1, MAIN));
         let a = w.tick_shared(&bytes, 1);
-        assert!(w.providers.get(MAIN).is_none());
+        assert!(w.issuers.get(MAIN).is_none());
         assert_eq!(fetched(&a), [(0, "discovery")]);
         assert!(woken(&a).is_empty());
     }
@@ -708,10 +708,10 @@ fn skip_oidc_discovery_fetches_the_configured_keys_first() {
     assert_eq!(*fetch, Fetch::Keys(Box::new(endpoints.clone())));
     let a = w.ok(MAIN, fetch.clone(), &testkeys::jwks_json());
     assert_eq!(woken(&a), [(1, "decide")]);
-    assert_eq!(w.providers.get(MAIN).unwrap().discovery, endpoints);
+    assert_eq!(w.issuers.get(MAIN).unwrap().discovery, endpoints);
     // Its snapshot is one the other workers adopt.
     let (_, _, bytes) = shares(&a)[0];
-    assert!(Provider::from_snapshot(bytes, ISSUER).is_some());
+    assert!(Metadata::from_snapshot(bytes, ISSUER).is_some());
     // An unknown kid refetches the keys, not a discovery document.
     w.now += KEY_REFETCH_MIN_SECS;
     assert!(matches!(w.park_keys(2), KeysWait::Parked));
@@ -735,7 +735,7 @@ fn a_refused_dispatch_fails_the_load() {
     let failed_at = w.now;
     let a = w
         .loader
-        .on_dispatch_failed(&w.providers, MAIN, failed_at, "idp.example.com");
+        .on_dispatch_failed(&w.issuers, MAIN, failed_at, "idp.example.com");
     let line = failure_line(&a);
     assert!(line["reason"]
         .as_str()
@@ -760,7 +760,7 @@ fn refresh_waiters_are_handed_back_at_each_tick() {
     assert!(w.loader.park_refresh(8, refresh_call("def")));
     assert_eq!(w.loader.pace(), Pace::Poll);
     // Loads ending do not wake them: they wait on no issuer.
-    let a = w.loader.on_dispatch_failed(&w.providers, MAIN, w.now, "x");
+    let a = w.loader.on_dispatch_failed(&w.issuers, MAIN, w.now, "x");
     assert!(woken(&a).is_empty());
     assert_eq!(w.loader.pace(), Pace::Poll);
     w.now += 1;
@@ -874,7 +874,7 @@ fn a_failure_after_adopting_a_snapshot_does_not_refuse_the_waiters() {
     // Another worker's load lands first; ours is still in flight, so nobody is woken yet.
     w.now += 1;
     let a = w.tick_shared(&snapshot(ISSUER, w.now), 1);
-    assert!(w.providers.get(MAIN).is_some());
+    assert!(w.issuers.get(MAIN).is_some());
     let early = woken(&a);
     // Then our own callout fails: the metadata is there, the request can be decided.
     let a = w.answer(MAIN, fetch, None);
@@ -889,12 +889,12 @@ fn a_failed_refetch_of_an_adopted_stale_snapshot_does_not_refuse_the_waiters() {
         assert!(w.park(1, MAIN));
         // A new VM's first tick finds only stale metadata (the IdP has been down a while).
         let a = w.tick_shared(&snapshot(ISSUER, NOW - REFRESH_SECS), 1);
-        assert!(w.providers.get(MAIN).is_some());
+        assert!(w.issuers.get(MAIN).is_some());
         let fetch = the_fetch(&a, MAIN);
         let early = woken(&a);
         let a = if refused {
             w.loader
-                .on_dispatch_failed(&w.providers, MAIN, w.now, "idp.example.com")
+                .on_dispatch_failed(&w.issuers, MAIN, w.now, "idp.example.com")
         } else {
             w.answer(MAIN, fetch, None)
         };

@@ -3,7 +3,7 @@
 //! from the app.
 
 use crate::config::{CookieSettings, SameSite};
-use crate::domain;
+use crate::routing::domain;
 use std::borrow::Cow;
 
 /// Browsers cap a cookie (name, value and attributes) near 4096 bytes; stay clear of it.

@@ -11,8 +11,8 @@
 use crate::callout::Callout;
 use crate::config::Config;
 use crate::gate::{Level, Pending, RefreshCall, Request};
+use crate::issuer::{self, Issuers, Metadata, KEY_REFETCH_MIN_SECS, MAIN, RETRY_SECS};
 use crate::oidc::Discovery;
-use crate::provider::{self, Provider, Providers, KEY_REFETCH_MIN_SECS, MAIN, RETRY_SECS};
 
 /// Bounds on what is parked: a flood of tokens naming an unknown `kid` (each holding up to a
 /// whole header map) must not grow the VM.
@@ -167,7 +167,7 @@ impl Loader {
     pub fn shared_keys(&self) -> Vec<String> {
         self.issuers
             .iter()
-            .map(|i| provider::shared_key(&i.url))
+            .map(|i| issuer::shared_key(&i.url))
             .collect()
     }
 
@@ -192,20 +192,20 @@ impl Loader {
     pub fn tick(
         &mut self,
         config: &Config,
-        providers: &mut Providers,
+        issuers: &mut Issuers,
         now: u64,
         shared: &[(Option<Vec<u8>>, Option<u32>)],
     ) -> Vec<Action> {
         self.eager = false;
         let mut actions = Vec::new();
         for (id, seen) in shared.iter().enumerate().take(self.issuers.len()) {
-            if self.adopt(providers, id, seen) {
+            if self.adopt(issuers, id, seen) {
                 // Requests waiting for this issuer need not wait for our own load too.
                 actions.extend(self.wake_deciders(id));
             }
         }
         for id in 0..self.issuers.len() {
-            actions.extend(self.tick_issuer(config, providers, id, now));
+            actions.extend(self.tick_issuer(config, issuers, id, now));
         }
         let (refreshing, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
             .into_iter()
@@ -230,7 +230,7 @@ impl Loader {
     /// Takes another worker's newer snapshot; `true` when one was adopted.
     fn adopt(
         &mut self,
-        providers: &mut Providers,
+        issuers: &mut Issuers,
         id: usize,
         seen: &(Option<Vec<u8>>, Option<u32>),
     ) -> bool {
@@ -245,17 +245,17 @@ impl Loader {
         issuer.shared_version = *version;
         let Some(p) = bytes
             .as_deref()
-            .and_then(|b| Provider::from_snapshot(b, &issuer.url))
+            .and_then(|b| Metadata::from_snapshot(b, &issuer.url))
         else {
             return false;
         };
-        let newer = providers
+        let newer = issuers
             .get(id)
             .is_none_or(|mine| p.fetched_at > mine.fetched_at);
         if newer {
             // Another worker's fetch counts as ours for the unknown-`kid` refetch limit.
             issuer.keys_fetched_at = issuer.keys_fetched_at.max(p.fetched_at);
-            providers.set(id, p);
+            issuers.set(id, p);
         }
         newer
     }
@@ -263,7 +263,7 @@ impl Loader {
     fn tick_issuer(
         &mut self,
         config: &Config,
-        providers: &Providers,
+        issuers: &Issuers,
         id: usize,
         now: u64,
     ) -> Vec<Action> {
@@ -293,16 +293,16 @@ impl Loader {
         let keys_due = now.saturating_sub(issuer.keys_fetched_at) >= KEY_REFETCH_MIN_SECS;
         // After a failure nothing is fetched again before RETRY_SECS, whoever is waiting:
         // an IdP that is down must not be called once per batch of parked requests.
-        let need_full = match providers.get(id) {
+        let need_full = match issuers.get(id) {
             None => true,
             Some(p) => p.is_stale(now) || (key_waiters && keys_due),
         };
         if need_full && retry_due {
-            return self.start(config, providers, id, now);
+            return self.start(config, issuers, id, now);
         }
         // Requests that need the metadata go on with what is loaded; those waiting for
         // fresh keys keep waiting for their fetch, unless the IdP failed moments ago.
-        let loaded = providers.get(id).is_some();
+        let loaded = issuers.get(id).is_some();
         let mut actions = Vec::new();
         if decide_waiters {
             actions
@@ -316,21 +316,15 @@ impl Loader {
 
     /// The first callout of a load: discovery, or with `skip_oidc_discovery` (the login
     /// issuer's endpoints are configured) the keys straight away.
-    fn start(
-        &mut self,
-        config: &Config,
-        providers: &Providers,
-        id: usize,
-        now: u64,
-    ) -> Vec<Action> {
+    fn start(&mut self, config: &Config, issuers: &Issuers, id: usize, now: u64) -> Vec<Action> {
         let Some(issuer) = self.issuers.get_mut(id) else {
             return Vec::new();
         };
         let first = match (id, &config.provider.endpoints) {
             (MAIN, Some(d)) => {
-                provider::jwks_request(d).map(|c| (c, Fetch::Keys(Box::new(d.clone()))))
+                issuer::jwks_request(d).map(|c| (c, Fetch::Keys(Box::new(d.clone()))))
             }
-            _ => provider::discovery_request(&issuer.url).map(|c| (c, Fetch::Discovery)),
+            _ => issuer::discovery_request(&issuer.url).map(|c| (c, Fetch::Discovery)),
         };
         match first {
             Ok((callout, fetch)) => {
@@ -343,7 +337,7 @@ impl Loader {
                     fetch,
                 }]
             }
-            Err(e) => self.failed(providers, id, now, &format!("discovery: {e}")),
+            Err(e) => self.failed(issuers, id, now, &format!("discovery: {e}")),
         }
     }
 
@@ -353,7 +347,7 @@ impl Loader {
     pub fn on_answer(
         &mut self,
         config: &Config,
-        providers: &mut Providers,
+        issuers: &mut Issuers,
         id: usize,
         load: u64,
         fetch: Fetch,
@@ -366,11 +360,11 @@ impl Loader {
         };
         match fetch {
             Fetch::Discovery => {
-                let next = provider::on_discovery(&url, answer)
-                    .and_then(|d| provider::check_hosts(config, d))
+                let next = issuer::on_discovery(&url, answer)
+                    .and_then(|d| issuer::check_hosts(config, d))
                     .map_err(|e| e.to_string())
                     .and_then(|d| {
-                        let c = provider::jwks_request(&d).map_err(|e| e.to_string())?;
+                        let c = issuer::jwks_request(&d).map_err(|e| e.to_string())?;
                         Ok((c, d))
                     });
                 match next {
@@ -380,20 +374,20 @@ impl Loader {
                         callout,
                         fetch: Fetch::Keys(Box::new(d)),
                     }],
-                    Err(e) => self.failed(providers, id, now, &format!("discovery: {e}")),
+                    Err(e) => self.failed(issuers, id, now, &format!("discovery: {e}")),
                 }
             }
-            Fetch::Keys(d) => match provider::on_jwks(*d, answer, now) {
+            Fetch::Keys(d) => match issuer::on_jwks(*d, answer, now) {
                 Ok(p) => {
                     let mut actions = Vec::new();
                     if let Some(bytes) = p.snapshot() {
                         actions.push(Action::Share {
                             issuer: id,
-                            key: provider::shared_key(&url),
+                            key: issuer::shared_key(&url),
                             bytes,
                         });
                     }
-                    providers.set(id, p);
+                    issuers.set(id, p);
                     if let Some(issuer) = self.issuers.get_mut(id) {
                         issuer.in_flight = None;
                         issuer.failed_at = None;
@@ -401,10 +395,10 @@ impl Loader {
                     }
                     let line = serde_json::json!({"event": "provider_loaded", "issuer": url});
                     actions.push(Action::Log(Level::Info, line.to_string()));
-                    actions.extend(self.wake(providers, id));
+                    actions.extend(self.wake(issuers, id));
                     actions
                 }
-                Err(e) => self.failed(providers, id, now, &format!("jwks: {e}")),
+                Err(e) => self.failed(issuers, id, now, &format!("jwks: {e}")),
             },
         }
     }
@@ -412,13 +406,13 @@ impl Loader {
     /// The host would not send a load's callout (no cluster for its host, or refused).
     pub fn on_dispatch_failed(
         &mut self,
-        providers: &Providers,
+        issuers: &Issuers,
         id: usize,
         now: u64,
         host: &str,
     ) -> Vec<Action> {
         self.failed(
-            providers,
+            issuers,
             id,
             now,
             &format!("no cluster for `{host}` or dispatch refused"),
@@ -434,7 +428,7 @@ impl Loader {
 
     /// A load ended in failure. Waiters are answered now: with the metadata when some is
     /// loaded (stale, or adopted from another worker meanwhile), else with a 503.
-    fn failed(&mut self, providers: &Providers, id: usize, now: u64, reason: &str) -> Vec<Action> {
+    fn failed(&mut self, issuers: &Issuers, id: usize, now: u64, reason: &str) -> Vec<Action> {
         let url = self
             .issuers
             .get(id)
@@ -451,14 +445,14 @@ impl Loader {
         let mut actions = vec![Action::Log(Level::Warn, line.to_string())];
         // Requests that need the metadata go on with what is loaded; those that waited for
         // fresh keys learn that none came.
-        let loaded = providers.get(id).is_some();
+        let loaded = issuers.get(id).is_some();
         actions.extend(self.wake_matching(|i, w| i == id && !matches!(w, Wait::Keys(_)), loaded));
         actions.extend(self.wake_matching(|i, w| i == id && matches!(w, Wait::Keys(_)), false));
         actions
     }
 
-    fn wake(&mut self, providers: &Providers, id: usize) -> Vec<Action> {
-        let loaded = providers.get(id).is_some();
+    fn wake(&mut self, issuers: &Issuers, id: usize) -> Vec<Action> {
+        let loaded = issuers.get(id).is_some();
         self.wake_with(id, loaded)
     }
 

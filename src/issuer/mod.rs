@@ -3,6 +3,8 @@
 //! what each VM has loaded, by issuer id (the login issuer is id 0, then
 //! `extra_jwt_issuers` in the order configured).
 
+pub mod loader;
+
 use crate::callout::Callout;
 use crate::config::Config;
 use crate::oidc::{self, Discovery, Jwks, OidcError};
@@ -14,26 +16,26 @@ pub const MAIN: usize = 0;
 
 /// What this VM has loaded, by issuer id.
 #[derive(Default, Clone)]
-pub struct Providers {
-    slots: Vec<Option<Rc<Provider>>>,
+pub struct Issuers {
+    slots: Vec<Option<Rc<Metadata>>>,
 }
 
-impl Providers {
-    pub fn new(issuers: usize) -> Providers {
-        Providers {
+impl Issuers {
+    pub fn new(issuers: usize) -> Issuers {
+        Issuers {
             slots: vec![None; issuers],
         }
     }
 
-    pub fn get(&self, issuer: usize) -> Option<&Provider> {
+    pub fn get(&self, issuer: usize) -> Option<&Metadata> {
         self.slots.get(issuer)?.as_deref()
     }
 
-    pub fn get_rc(&self, issuer: usize) -> Option<Rc<Provider>> {
+    pub fn get_rc(&self, issuer: usize) -> Option<Rc<Metadata>> {
         self.slots.get(issuer)?.clone()
     }
 
-    pub fn set(&mut self, issuer: usize, provider: Provider) {
+    pub fn set(&mut self, issuer: usize, provider: Metadata) {
         if let Some(slot) = self.slots.get_mut(issuer) {
             *slot = Some(Rc::new(provider));
         }
@@ -48,7 +50,7 @@ pub const KEY_REFETCH_MIN_SECS: u64 = 5;
 /// After a failed load, requests are answered 503 for this long before we try again.
 pub const RETRY_SECS: u64 = 2;
 
-pub struct Provider {
+pub struct Metadata {
     pub discovery: Discovery,
     pub jwks: Jwks,
     pub fetched_at: u64,
@@ -62,15 +64,15 @@ struct Snapshot {
     fetched_at: u64,
 }
 
-impl Provider {
+impl Metadata {
     pub fn new(
         discovery: Discovery,
         raw_jwks: &[u8],
         fetched_at: u64,
-    ) -> Result<Provider, OidcError> {
+    ) -> Result<Metadata, OidcError> {
         let jwks = Jwks::parse(raw_jwks)?;
         let raw_jwks = String::from_utf8(raw_jwks.to_vec()).map_err(|_| OidcError::Malformed)?;
-        Ok(Provider {
+        Ok(Metadata {
             discovery,
             jwks,
             fetched_at,
@@ -80,15 +82,15 @@ impl Provider {
 
     /// The login provider when nothing needs loading: a provider that signs nothing (GitHub)
     /// with its endpoints fixed by the configuration.
-    pub fn fixed(config: &Config) -> Option<Provider> {
+    pub fn fixed(config: &Config) -> Option<Metadata> {
         let endpoints = config.provider.endpoints.clone()?;
-        (!config.provider.kind.has_id_token()).then(|| Provider::without_keys(endpoints))
+        (!config.provider.kind.has_id_token()).then(|| Metadata::without_keys(endpoints))
     }
 
     /// A provider without signing keys (GitHub: no ID tokens) whose endpoints are fixed by
     /// the configuration: loaded from the start, never stale, never fetched.
-    pub fn without_keys(discovery: Discovery) -> Provider {
-        Provider {
+    pub fn without_keys(discovery: Discovery) -> Metadata {
+        Metadata {
             discovery,
             jwks: Jwks::default(),
             fetched_at: u64::MAX,
@@ -112,11 +114,11 @@ impl Provider {
 
     /// A provider from another worker's snapshot; the discovery document is re-checked
     /// against the configured issuer, so a foreign snapshot cannot be adopted.
-    pub fn from_snapshot(bytes: &[u8], issuer: &str) -> Option<Provider> {
+    pub fn from_snapshot(bytes: &[u8], issuer: &str) -> Option<Metadata> {
         let s: Snapshot = serde_json::from_slice(bytes).ok()?;
         let doc = serde_json::to_vec(&s.discovery).ok()?;
         let discovery = Discovery::parse(&doc, issuer).ok()?;
-        Provider::new(discovery, s.jwks.as_bytes(), s.fetched_at).ok()
+        Metadata::new(discovery, s.jwks.as_bytes(), s.fetched_at).ok()
     }
 }
 
@@ -202,8 +204,8 @@ pub fn on_jwks(
     discovery: Discovery,
     response: Option<(u16, &[u8])>,
     now: u64,
-) -> Result<Provider, LoadError> {
-    Provider::new(discovery, ok_body(response)?, now).map_err(LoadError::Invalid)
+) -> Result<Metadata, LoadError> {
+    Metadata::new(discovery, ok_body(response)?, now).map_err(LoadError::Invalid)
 }
 
 fn ok_body(response: Option<(u16, &[u8])>) -> Result<&[u8], LoadError> {
@@ -230,7 +232,7 @@ mod tests {
         .to_string()
     }
 
-    fn loaded(now: u64) -> Provider {
+    fn loaded(now: u64) -> Metadata {
         let c = config();
         let d = on_discovery(
             c.issuer(),
@@ -275,12 +277,12 @@ mod tests {
     fn snapshot_round_trip_and_issuer_check() {
         let p = loaded(42);
         let bytes = p.snapshot().unwrap();
-        let back = Provider::from_snapshot(&bytes, config().issuer()).unwrap();
+        let back = Metadata::from_snapshot(&bytes, config().issuer()).unwrap();
         assert_eq!(back.fetched_at, 42);
         assert_eq!(back.discovery, p.discovery);
         assert_eq!(back.jwks.len(), p.jwks.len());
-        assert!(Provider::from_snapshot(&bytes, "https://other.example.com").is_none());
-        assert!(Provider::from_snapshot(b"junk", config().issuer()).is_none());
+        assert!(Metadata::from_snapshot(&bytes, "https://other.example.com").is_none());
+        assert!(Metadata::from_snapshot(b"junk", config().issuer()).is_none());
     }
 
     #[test]
@@ -346,9 +348,9 @@ mod tests {
         let d = on_discovery(COMMON, Some((200, doc.as_bytes()))).unwrap();
         let p = on_jwks(d, Some((200, testkeys::jwks_json().as_bytes())), 7).unwrap();
         let bytes = p.snapshot().unwrap();
-        assert!(Provider::from_snapshot(&bytes, COMMON).is_some());
+        assert!(Metadata::from_snapshot(&bytes, COMMON).is_some());
         assert!(
-            Provider::from_snapshot(&bytes, "https://login.microsoftonline.com/x/v2.0").is_none()
+            Metadata::from_snapshot(&bytes, "https://login.microsoftonline.com/x/v2.0").is_none()
         );
     }
 
@@ -427,7 +429,7 @@ mod tests {
     #[test]
     fn a_provider_without_keys_is_never_stale() {
         let d = loaded(0).discovery;
-        let p = Provider::without_keys(d.clone());
+        let p = Metadata::without_keys(d.clone());
         assert_eq!(p.discovery, d);
         assert_eq!(p.jwks.len(), 0);
         assert!(!p.is_stale(0) && !p.is_stale(u64::MAX - 1) && !p.is_stale(u64::MAX));

@@ -1,7 +1,7 @@
 //! The login in progress: `state`, `nonce` and the PKCE verifier, sealed into a short-lived
 //! CSRF cookie so the callback can prove it is finishing a login this browser started.
 
-use crate::seal::{self, constant_time_eq};
+use crate::session::seal::{self, constant_time_eq};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};

@@ -1,8 +1,8 @@
 //! The one place that decides whether a return URL (`rd`) is safe to redirect to.
 //! Everything that sends the browser somewhere it asked to go must pass through here.
 
-use crate::domain;
 use crate::oidc;
+use crate::routing::domain;
 
 /// `Some(url)` when `rd` stays on this site (or a `whitelist_domains` entry), else `None`.
 /// `host` is the request's own authority (`host[:port]`).

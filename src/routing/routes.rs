@@ -2,7 +2,7 @@
 //! `skip_auth_preflight`) and which are API routes that get a 401 rather than a redirect
 //! (`api_routes`). Identity headers a client sent are still stripped from skipped requests.
 
-use crate::path;
+use crate::routing::path;
 use regex_lite::Regex;
 
 /// One `skip_auth_routes` entry: `METHOD=regex`, `METHOD!=regex` (any method but that one) or

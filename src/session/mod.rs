@@ -3,8 +3,13 @@
 //! rules are applied again on every request and a configuration change reaches existing
 //! sessions.
 
+pub mod cookie;
+pub mod csrf;
+pub mod pkce;
+pub mod seal;
+
 use crate::oidc::Identity;
-use crate::seal;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
