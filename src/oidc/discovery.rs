@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::error::{OidcError, MAX_DOCUMENT_BYTES};
 use super::token::ClientAuth;
-use super::{OidcError, MAX_DOCUMENT_BYTES};
 
 const WELL_KNOWN_SUFFIX: &str = "/.well-known/openid-configuration";
 

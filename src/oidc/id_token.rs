@@ -3,8 +3,9 @@
 
 use serde_json::{Map, Value};
 
+use super::error::JwtError;
 use super::jwks::Jwks;
-use super::{jwt, JwtError};
+use super::jwt;
 use crate::session::seal::constant_time_eq;
 
 /// Clock skew tolerated between us and the provider.

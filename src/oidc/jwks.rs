@@ -9,7 +9,7 @@ use rsa::{BigUint, RsaPublicKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{OidcError, MAX_DOCUMENT_BYTES};
+use super::error::{OidcError, MAX_DOCUMENT_BYTES};
 
 /// Below this, RSA signatures are forgeable with realistic effort (NIST SP 800-131A).
 pub const MIN_RSA_BITS: usize = 2048;

@@ -12,10 +12,10 @@ use serde_json::{Map, Value};
 use sha2::digest::DynDigest;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use super::error::JwtError;
 /// Re-exported: where `Alg` was first defined; it lives with the keys it fits.
 pub use super::jwks::Alg;
 use super::jwks::{Jwk, Jwks, PublicKey};
-use super::JwtError;
 
 /// ID tokens are a few KiB even with many groups; a cap bounds parsing and hashing work.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;

@@ -14,7 +14,7 @@ use rsa::{Pkcs1v15Sign, Pss, RsaPrivateKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use super::Jwks;
+use super::jwks::Jwks;
 
 pub(crate) const ISSUER: &str = "https://idp.example.com";
 pub(crate) const CLIENT_ID: &str = "gate-client";

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::form_urlencoded;
 
-use super::{OidcError, MAX_DOCUMENT_BYTES};
+use super::error::{OidcError, MAX_DOCUMENT_BYTES};
 
 /// How the client authenticates to the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
