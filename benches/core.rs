@@ -27,10 +27,10 @@ fn seal_open(cr: &mut Criterion) {
         let s = session(groups);
         let value = sealed(&c, groups);
         g.bench_with_input(BenchmarkId::new("seal", groups), &s, |b, s| {
-            b.iter(|| session::seal(&c.session_key, COOKIE, black_box(s), [7; 12]))
+            b.iter(|| session::seal(&c.keys.current.session, COOKIE, black_box(s), [7; 12]))
         });
         g.bench_with_input(BenchmarkId::new("open", groups), &value, |b, v| {
-            b.iter(|| session::open(&c.session_key, COOKIE, black_box(v), NOW))
+            b.iter(|| session::open(&c.keys.current.session, COOKIE, black_box(v), NOW))
         });
     }
     g.finish();

@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use openapi::{yaml_docs, Crd};
-use wasm_oauth2_proxy::config::{Config, Kind};
+use wasm_oauth2_proxy::config::Config;
 use wasm_oauth2_proxy::oidc;
+use wasm_oauth2_proxy::providers::Kind;
 
 const CRD: &str = "tests/fixtures/istio/wasmplugin-crd.yaml";
 
@@ -301,7 +302,7 @@ fn github_plugin_config_calls_github_through_its_clusters() {
     let wp = set.one("WasmPlugin");
     let cfg = parse_plugin_config(&wp, &secrets_env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.provider.kind, Kind::GitHub);
-    let endpoints = cfg.provider.endpoints.as_ref().expect("GitHub's endpoints");
+    let endpoints = cfg.provider.endpoints().expect("GitHub's endpoints");
     assert_eq!(
         endpoints.token_endpoint,
         "https://github.com/login/oauth/access_token"
@@ -310,7 +311,13 @@ fn github_plugin_config_calls_github_through_its_clusters() {
         endpoints.authorization_endpoint,
         "https://github.com/login/oauth/authorize"
     );
-    assert_eq!(cfg.provider.github.api, "https://api.github.com");
+    assert_eq!(
+        cfg.provider
+            .github()
+            .map(|g| g.api.clone())
+            .unwrap_or_default(),
+        "https://api.github.com"
+    );
     assert_eq!(
         cfg.cluster_for("github.com"),
         Some("outbound|443||github.com")
@@ -444,11 +451,17 @@ fn pieces_name_each_other(set: &Set) {
 
     // Every URL the filter calls goes over HTTPS through the cluster for its own host.
     let mut urls = vec![cfg.issuer().to_string()];
-    if let Some(e) = &cfg.provider.endpoints {
+    if let Some(e) = cfg.provider.endpoints() {
         urls.push(e.token_endpoint.clone());
     }
     if cfg.provider.kind == Kind::GitHub {
-        urls.push(format!("{}/user", cfg.provider.github.api));
+        urls.push(format!(
+            "{}/user",
+            cfg.provider
+                .github()
+                .map(|g| g.api.clone())
+                .unwrap_or_default()
+        ));
     }
     for u in &urls {
         let parsed = url::Url::parse(u).unwrap_or_else(|e| panic!("{dir}/: {u}: {e}"));

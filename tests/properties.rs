@@ -740,10 +740,9 @@ fn rules(idp: Idp) -> impl Strategy<Value = Value> {
 fn every_credential_path_agrees_with_the_reference_rules() {
     let case = one_of(Idp::ALL.to_vec()).prop_flat_map(|idp| (Just(idp), rules(idp), facts()));
     fuzz("parity", case, |(idp, rules, facts)| {
-        let config = parity::config(idp, &rules).map_err(TestCaseError::fail)?;
         let got = parity::verdicts(idp, &rules, &facts).map_err(TestCaseError::fail)?;
         for (path, verdict) in got {
-            let want = parity::reference(idp, &facts, path, &config);
+            let want = parity::reference(idp, &facts, path, &rules);
             prop_assert_eq!(
                 &verdict,
                 &want,

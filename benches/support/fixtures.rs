@@ -87,7 +87,7 @@ pub fn provider(keys: &str) -> Metadata {
 
 /// The session cookie value for a session with `groups` groups.
 pub fn sealed(c: &Config, groups: usize) -> String {
-    session::seal(&c.session_key, COOKIE, &session(groups), [7; 12]).unwrap_or_default()
+    session::seal(&c.keys.current.session, COOKIE, &session(groups), [7; 12]).unwrap_or_default()
 }
 
 /// The `Cookie` header a browser sends for `value`, chunked the way the gate sets it.

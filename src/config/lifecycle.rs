@@ -1,8 +1,8 @@
 //! Options for a session's life after login: refresh, sign-out, secret rotation and the
 //! token handed to the app.
 
-use super::reader::{check_url, decode_cookie_secret, derive_key, Reader};
-use super::{err, ConfigError};
+use super::error::{err, ConfigError};
+use super::reader::{check_url, Reader};
 use serde_json::Value;
 
 /// How many per-request CSRF cookies (`cookie_csrf_per_request`) a browser may hold at
@@ -31,24 +31,23 @@ pub struct Lifecycle {
     pub backend_logout_url: Option<String>,
     /// Ours: redirect to the IdP's `end_session_endpoint` on sign-out (default on).
     pub rp_initiated_logout: bool,
-    /// Ours: session and CSRF keys of `cookie_secret_previous`, which open but never seal.
-    pub previous_keys: Vec<([u8; 32], [u8; 32])>,
     pub token_exchange: Option<TokenExchange>,
 }
 
-/// The session and CSRF keys a cookie secret yields.
-pub(super) fn keys_of(secret: &[u8]) -> ([u8; 32], [u8; 32]) {
-    (
-        derive_key(secret, b"wasm-oauth2-proxy session v1"),
-        derive_key(secret, b"wasm-oauth2-proxy csrf v1"),
-    )
-}
+pub(super) const KEYS: &[&str] = &[
+    "cookie_refresh",
+    "session_max_lifetime",
+    "session_cookie_minimal",
+    "cookie_csrf_per_request",
+    "cookie_csrf_per_request_limit",
+    "backend_logout_url",
+    "oidc_rp_initiated_logout",
+    "upstream_token_exchange",
+];
 
-pub(super) fn lifecycle(
-    r: &Reader,
-    env: &dyn Fn(&str) -> Option<String>,
-    cookie_expire: u64,
-) -> Result<Lifecycle, ConfigError> {
+/// The lifecycle group's validator. `cookie_expire`: the cookie group's (`cookie_refresh`
+/// must be shorter, and `session_max_lifetime` defaults to it).
+pub(super) fn parse(r: &Reader, cookie_expire: u64) -> Result<Lifecycle, ConfigError> {
     let cookie_refresh = r.duration_or_zero("cookie_refresh")?;
     if cookie_refresh > 0 && cookie_refresh >= cookie_expire {
         return Err(err(
@@ -86,38 +85,8 @@ pub(super) fn lifecycle(
         csrf_per_request_limit: limit,
         backend_logout_url,
         rp_initiated_logout: r.bool("oidc_rp_initiated_logout", true)?,
-        previous_keys: previous_secrets(r, env)?
-            .iter()
-            .map(|s| keys_of(s))
-            .collect(),
         token_exchange: token_exchange(r)?,
     })
-}
-
-/// `cookie_secret_previous` (secrets) and `cookie_secret_previous_env` (names of
-/// environment variables holding them), each a list or one comma-separated string.
-fn previous_secrets(
-    r: &Reader,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<Vec<u8>>, ConfigError> {
-    let key = "cookie_secret_previous";
-    let env_key = "cookie_secret_previous_env";
-    let mut secrets = Vec::new();
-    for s in r.string_list(key)?.unwrap_or_default() {
-        secrets.push(decode_cookie_secret(&s).map_err(|e| err(key, e.problem))?);
-    }
-    for var in r.string_list(env_key)?.unwrap_or_default() {
-        let Some(value) = env(&var).filter(|v| !v.is_empty()) else {
-            return Err(err(
-                env_key,
-                format!("environment variable `{var}` is not set or empty"),
-            ));
-        };
-        for s in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            secrets.push(decode_cookie_secret(s).map_err(|e| err(env_key, e.problem))?);
-        }
-    }
-    Ok(secrets)
 }
 
 fn token_exchange(r: &Reader) -> Result<Option<TokenExchange>, ConfigError> {

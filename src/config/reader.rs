@@ -1,19 +1,19 @@
 //! Typed reads of the JSON configuration, each failing with an error that names its key,
 //! and the small value parsers (durations, URLs, the cookie secret) they rely on.
 
-use super::{err, ConfigError};
+use super::error::{err, ConfigError};
 use crate::oidc;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-pub(super) struct Reader<'a> {
-    pub(super) map: &'a Map<String, Value>,
+pub struct Reader<'a> {
+    pub map: &'a Map<String, Value>,
 }
 
 impl Reader<'_> {
-    pub(super) fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
+    pub fn string(&self, key: &str) -> Result<Option<String>, ConfigError> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -21,18 +21,18 @@ impl Reader<'_> {
         }
     }
 
-    pub(super) fn string_or(&self, key: &str, default: &str) -> Result<String, ConfigError> {
+    pub fn string_or(&self, key: &str, default: &str) -> Result<String, ConfigError> {
         Ok(self.string(key)?.unwrap_or_else(|| default.to_string()))
     }
 
-    pub(super) fn required_string(&self, key: &str) -> Result<String, ConfigError> {
+    pub fn required_string(&self, key: &str) -> Result<String, ConfigError> {
         match self.string(key)? {
             Some(s) if !s.is_empty() => Ok(s),
             _ => Err(err(key, "required")),
         }
     }
 
-    pub(super) fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
@@ -41,7 +41,7 @@ impl Reader<'_> {
     }
 
     /// A list of strings; oauth2-proxy's flags also take one comma-separated string.
-    pub(super) fn string_list(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
+    pub fn string_list(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(
@@ -56,7 +56,7 @@ impl Reader<'_> {
     }
 
     /// A JSON list of strings only, for entries that may hold commas (regexes).
-    pub(super) fn json_list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
+    pub fn json_list(&self, key: &str) -> Result<Vec<String>, ConfigError> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Array(items)) => items
@@ -72,7 +72,7 @@ impl Reader<'_> {
     }
 
     /// Each entry of a JSON list parsed by `parse`, errors naming the entry.
-    pub(super) fn parsed_list<T>(
+    pub fn parsed_list<T>(
         &self,
         key: &str,
         parse: impl Fn(&str) -> Result<T, String>,
@@ -85,7 +85,7 @@ impl Reader<'_> {
     }
 
     /// A JSON object of strings, in the order written.
-    pub(super) fn string_map(&self, key: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    pub fn string_map(&self, key: &str) -> Result<Vec<(String, String)>, ConfigError> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Object(m)) => m
@@ -101,7 +101,7 @@ impl Reader<'_> {
         }
     }
 
-    pub(super) fn duration_ms(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
+    pub fn duration_ms(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
         let ms = match self.string(key)? {
             None => default,
             Some(s) => parse_duration_ms(&s).ok_or_else(|| {
@@ -118,7 +118,7 @@ impl Reader<'_> {
     }
 
     /// A duration where `0` (or absent) means "off".
-    pub(super) fn duration_or_zero(&self, key: &str) -> Result<u64, ConfigError> {
+    pub fn duration_or_zero(&self, key: &str) -> Result<u64, ConfigError> {
         match self.string(key)? {
             None => Ok(0),
             Some(s) => parse_duration_ms(&s).map(|ms| ms / 1000).ok_or_else(|| {
@@ -130,7 +130,7 @@ impl Reader<'_> {
         }
     }
 
-    pub(super) fn duration(&self, key: &str, default_secs: u64) -> Result<u64, ConfigError> {
+    pub fn duration(&self, key: &str, default_secs: u64) -> Result<u64, ConfigError> {
         let secs = self.duration_ms(key, default_secs.saturating_mul(1000))? / 1000;
         if secs == 0 {
             return Err(err(key, "must be at least one second"));
@@ -139,7 +139,7 @@ impl Reader<'_> {
     }
 
     /// A secret given inline as `key` or by environment variable name as `key_env`, never both.
-    pub(super) fn secret(
+    pub fn secret(
         &self,
         key: &str,
         env: &dyn Fn(&str) -> Option<String>,
@@ -164,7 +164,7 @@ impl Reader<'_> {
     }
 
     /// A path the filter answers itself: absolute, no query, no dot segments.
-    pub(super) fn local_path(&self, key: &str, default: &str) -> Result<String, ConfigError> {
+    pub fn local_path(&self, key: &str, default: &str) -> Result<String, ConfigError> {
         let p = self.string_or(key, default)?;
         if crate::routing::path::normalize(&p).as_deref() != Some(p.as_str()) || p.contains('?') {
             return Err(err(key, "must be a plain absolute path like `/ping`"));
@@ -175,7 +175,7 @@ impl Reader<'_> {
 
 /// A configured URL: [`oidc::http_url`]. Credentials in it are refused at load: no URL the
 /// filter calls or redirects to has a use for them, and they would end up in logs.
-pub(super) fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+pub fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     match oidc::http_url(url, oidc::Credentials::Refused) {
         Some(_) => Ok(()),
         None => Err(err(

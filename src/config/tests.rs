@@ -1,6 +1,9 @@
 //! Option parsing: defaults, every key's errors, and a whole oauth2-proxy-style config.
 
 use super::*;
+use crate::oidc::ClientAuth;
+use crate::providers::entra::is_multi_tenant;
+use crate::providers::Kind;
 
 fn no_env(_: &str) -> Option<String> {
     None
@@ -23,7 +26,7 @@ fn defaults_follow_oauth2_proxy() {
     assert!(!c.set_xauthrequest);
     assert_eq!(c.client_auth, ClientAuth::Basic);
     assert_eq!(c.callback_path(), "/oauth2/callback");
-    assert_ne!(c.session_key, c.csrf_key);
+    assert_ne!(c.keys.current.session, c.keys.current.csrf);
 }
 
 #[test]
@@ -267,7 +270,7 @@ fn session_lifecycle_options() {
     assert_eq!(l.cookie_refresh, 0);
     assert!(!l.session_cookie_minimal && !l.csrf_per_request && l.rp_initiated_logout);
     assert_eq!(l.csrf_per_request_limit, MAX_CSRF_COOKIES);
-    assert!(l.previous_keys.is_empty() && l.token_exchange.is_none());
+    assert!(c.keys.previous.is_empty() && l.token_exchange.is_none());
 
     let mut v = base();
     v["cookie_refresh"] = "5m".into();
@@ -284,8 +287,12 @@ fn session_lifecycle_options() {
     assert_eq!(l.cookie_refresh, 300);
     assert!(l.csrf_per_request && !l.rp_initiated_logout);
     assert_eq!(l.csrf_per_request_limit, 3);
-    assert_eq!(l.previous_keys.len(), 3);
-    assert!(l.previous_keys.iter().all(|(s, _)| *s != c.session_key));
+    assert_eq!(c.keys.previous.len(), 3);
+    assert!(c
+        .keys
+        .previous
+        .iter()
+        .all(|k| k.session != c.keys.current.session));
     assert_eq!(
         l.token_exchange,
         Some(TokenExchange {
@@ -392,9 +399,9 @@ fn github_parses_with_its_options_and_scopes() {
     let c = parse(&github(serde_json::json!({}))).unwrap();
     let p = &c.provider;
     assert_eq!(p.kind, Kind::GitHub);
-    assert!(!p.kind.has_id_token());
+    assert!(!p.get().has_id_token());
     assert_eq!(c.scope, "user:email");
-    let e = p.endpoints.as_ref().unwrap();
+    let e = p.endpoints().unwrap();
     assert_eq!(
         e.authorization_endpoint,
         "https://github.com/login/oauth/authorize"
@@ -403,7 +410,7 @@ fn github_parses_with_its_options_and_scopes() {
         e.token_endpoint,
         "https://github.com/login/oauth/access_token"
     );
-    assert_eq!(p.github.api, "https://api.github.com");
+    assert_eq!(p.github().unwrap().api, "https://api.github.com");
     // No issuer: the token endpoint's origin stands for it, and `idp_cluster` serves it.
     assert_eq!(c.issuer(), "https://github.com");
     assert_eq!(c.cluster_for("github.com"), Some("github"));
@@ -418,7 +425,7 @@ fn github_parses_with_its_options_and_scopes() {
     })))
     .unwrap();
     assert_eq!(c.scope, "user:email read:org");
-    let gh = &c.provider.github;
+    let gh = c.provider.github().unwrap();
     assert_eq!(gh.org.as_deref(), Some("acme"));
     assert_eq!(gh.teams, ["core", "ops"]);
     assert_eq!(gh.users, ["octocat"]);
@@ -429,8 +436,11 @@ fn github_parses_with_its_options_and_scopes() {
     ))
     .unwrap();
     assert_eq!(c.scope, "repo user:email", "an explicit scope wins");
-    assert_eq!(c.provider.github.repo.as_deref(), Some("acme/app"));
-    assert_eq!(c.provider.github.token.as_deref(), Some("ghp_x"));
+    assert_eq!(
+        c.provider.github().unwrap().repo.as_deref(),
+        Some("acme/app")
+    );
+    assert_eq!(c.provider.github().unwrap().token.as_deref(), Some("ghp_x"));
     assert!(
         !format!("{c:?}").contains("ghp_x"),
         "the token stays out of Debug"
@@ -439,7 +449,10 @@ fn github_parses_with_its_options_and_scopes() {
     let env = |k: &str| (k == "GH").then(|| "ghp_env".to_string());
     let v = github(serde_json::json!({"github_repo": "acme/app", "github_token_env": "GH"}));
     let c = Config::parse(v.to_string().as_bytes(), &env).unwrap();
-    assert_eq!(c.provider.github.token.as_deref(), Some("ghp_env"));
+    assert_eq!(
+        c.provider.github().unwrap().token.as_deref(),
+        Some("ghp_env")
+    );
 }
 
 #[test]
@@ -453,7 +466,10 @@ fn github_enterprise_endpoints() {
     })))
     .unwrap();
     assert_eq!(c.issuer(), "https://ghe.corp.example");
-    assert_eq!(c.provider.github.api, "https://ghe.corp.example/api/v3");
+    assert_eq!(
+        c.provider.github().unwrap().api,
+        "https://ghe.corp.example/api/v3"
+    );
     assert_eq!(c.cluster_for("ghe.corp.example"), Some("ghe"));
     assert_eq!(c.cluster_for("github.com"), None);
 }
@@ -508,7 +524,7 @@ fn gitlab_parses_with_its_options_and_scope() {
     .unwrap();
     assert_eq!(c.provider.kind, Kind::GitLab);
     assert_eq!(c.scope, "openid email read_api");
-    let gl = &c.provider.gitlab;
+    let gl = c.provider.gitlab().unwrap();
     assert_eq!(gl.groups, ["team-a", "team-b"]);
     assert_eq!(
         gl.projects,
@@ -518,7 +534,7 @@ fn gitlab_parses_with_its_options_and_scope() {
         ]
     );
     assert_eq!(gl.api, "https://gitlab.example.com/api/v4");
-    assert!(c.provider.endpoints.is_none(), "discovered");
+    assert!(c.provider.endpoints().is_none(), "discovered");
 }
 
 /// GitLab's projects API refuses a token with only `openid email` (403
@@ -567,7 +583,7 @@ fn google_keycloak_and_entra_parse() {
     assert_eq!(c.provider.kind, Kind::Google);
     assert_eq!(c.scope, "openid email profile");
     assert_eq!(
-        c.provider.google_hosted_domains,
+        c.provider.google().unwrap().hosted_domains,
         ["corp.example", "other.example"]
     );
 
@@ -583,8 +599,11 @@ fn google_keycloak_and_entra_parse() {
         })))
         .unwrap();
         assert_eq!(c.provider.kind, Kind::EntraId, "{name}");
-        assert_eq!(c.provider.entra.graph, "https://graph.microsoft.com");
-        assert!(c.provider.entra.allowed_tenants.is_empty());
+        assert_eq!(
+            c.provider.entra().unwrap().graph,
+            "https://graph.microsoft.com"
+        );
+        assert!(c.provider.entra().unwrap().allowed_tenants.is_empty());
     }
 }
 
@@ -645,7 +664,7 @@ fn skip_oidc_discovery_takes_the_endpoints_from_the_config() {
         "profile_url": "https://idp.example.com/me",
     });
     let c = parse(&with(endpoints.clone())).unwrap();
-    let e = c.provider.endpoints.as_ref().unwrap();
+    let e = c.provider.endpoints().unwrap();
     assert_eq!(e.issuer, "https://idp.example.com");
     assert_eq!(e.authorization_endpoint, "https://idp.example.com/auth");
     assert_eq!(e.token_endpoint, "https://idp.example.com/token");
@@ -667,7 +686,7 @@ fn skip_oidc_discovery_takes_the_endpoints_from_the_config() {
         parse(&v)
             .unwrap()
             .provider
-            .endpoints
+            .endpoints()
             .unwrap()
             .userinfo_endpoint,
         None
@@ -720,7 +739,7 @@ fn a_multi_tenant_entra_issuer_needs_allowed_tenants() {
         v["entra_id_allowed_tenants"] = "9188040d-6c67-4c5b-b112-36a304b66dad".into();
         let c = parse(&v).unwrap();
         assert_eq!(
-            c.provider.entra.allowed_tenants,
+            c.provider.entra().unwrap().allowed_tenants,
             ["9188040d-6c67-4c5b-b112-36a304b66dad"]
         );
     }

@@ -6,9 +6,8 @@
 
 use super::respond::{json, log_line, respond_step};
 use super::{session_from, Admitted, Context, Request, Response, Step, MAIN};
-use crate::config::{is_multi_tenant, Config};
+use crate::config::Config;
 use crate::oidc::{self, IdTokenRules, JwtError, Kind};
-use crate::providers;
 use crate::session::Session;
 use std::rc::Rc;
 
@@ -34,7 +33,14 @@ pub(super) fn verify(cx: &mut Context, token: &str, now: u64, keys_refreshed: bo
         .issuers
         .iter()
         .position(|i| oidc::issuer_matches(&issuer, &i.url))
-        .or_else(|| entra_tenant_issuer(config, &issuer).then_some(MAIN));
+        .or_else(|| {
+            let login = config.issuer();
+            config
+                .provider
+                .get()
+                .issues_as(login, &issuer)
+                .then_some(MAIN)
+        });
     let Some(id) = id else {
         return Outcome::Invalid(JwtError::BadIssuer);
     };
@@ -43,7 +49,10 @@ pub(super) fn verify(cx: &mut Context, token: &str, now: u64, keys_refreshed: bo
     };
     // The login issuer's tokens are read as its ID tokens are (Entra's tenant template).
     let expected = if id == MAIN {
-        providers::issuer_for(config, &provider.discovery, token)
+        config
+            .provider
+            .get()
+            .expected_issuer(&provider.discovery.issuer, token)
     } else {
         provider.discovery.issuer.clone()
     };
@@ -69,26 +78,6 @@ pub(super) fn verify(cx: &mut Context, token: &str, now: u64, keys_refreshed: bo
         cx.bearers.insert(token, Rc::clone(&admitted));
     }
     Outcome::Admitted(admitted)
-}
-
-/// Whether `iss` may be a tenant's issuer under a multi-tenant Entra login issuer
-/// (`…/common/v2.0` publishes `…/{tenantid}/v2.0`): same host, one path segment, `/v2.0`.
-/// Only a first guess at which keys to use: the token's own `tid` then fills the template
-/// and the `iss` must match it exactly, and `entra_id_allowed_tenants` decides.
-fn entra_tenant_issuer(config: &Config, iss: &str) -> bool {
-    let login = config.issuer();
-    if config.provider.kind != crate::config::Kind::EntraId || !is_multi_tenant(login) {
-        return false;
-    }
-    let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
-    let path = url::Url::parse(iss).ok().map(|u| u.path().to_string());
-    origin(login).is_some()
-        && origin(login) == origin(iss)
-        && path.is_some_and(|p| {
-            p.strip_suffix("/v2.0")
-                .and_then(|t| t.strip_prefix('/'))
-                .is_some_and(|t| !t.is_empty() && !t.contains('/'))
-        })
 }
 
 /// RFC 6750 3.1: a token that did not verify gets a 401 that says so.

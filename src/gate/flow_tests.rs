@@ -494,7 +494,7 @@ fn start_never_redirects_back_off_site() {
         let start = respond(w.decide(&get(&path, &[])));
         let csrf = set_cookies(&start);
         let login = crate::session::csrf::verify(
-            &w.config.csrf_key,
+            &w.config.keys.current.csrf,
             "_oauth2_proxy_csrf",
             &csrf[0].1,
             &query(header(&start, "location").unwrap())["state"],

@@ -276,12 +276,21 @@ pub(super) fn finish(
             return unavailable(cx, renewal, env, "provider_not_loaded");
         };
         let audiences = config.issuers.first().map_or(&[][..], |i| &i.audiences[..]);
-        let issuer = providers::issuer_for(config, &provider.discovery, &tokens.id_token);
+        let issuer = config
+            .provider
+            .get()
+            .expected_issuer(&provider.discovery.issuer, &tokens.id_token);
         let rules = IdTokenRules::new(&issuer, audiences, now);
         match oidc::validate_id_token(&tokens.id_token, &provider.jwks, &rules) {
             Ok(v) if old.sub.is_empty() || v.sub == old.sub => {
                 let access = login::verified_access_token(cx, &tokens.access_token, now);
-                let who = providers::refreshed(config, &v, access.as_ref(), &old.identity());
+                let who = providers::refreshed(
+                    config.provider.get(),
+                    &config.provider_cx(None),
+                    &v,
+                    access.as_ref(),
+                    &old.identity(),
+                );
                 let s = Session {
                     sub: v.sub.clone(),
                     ..old.clone()
@@ -315,8 +324,12 @@ pub(super) fn finish(
     let Some(nonce) = env.bytes::<12>() else {
         return unavailable(cx, renewal, env, "random_source_failed");
     };
-    let Some(sealed) = session::seal(&config.session_key, &config.cookie.name, &fresh, nonce)
-    else {
+    let Some(sealed) = session::seal(
+        &config.keys.current.session,
+        &config.cookie.name,
+        &fresh,
+        nonce,
+    ) else {
         return unavailable(cx, renewal, env, "seal_failed");
     };
     let path = renewal.req.path_only().to_string();
@@ -357,7 +370,12 @@ pub(super) fn settle(cx: &mut Context, renewal: Renewal, settled: Settled, env: 
     match settled {
         Settled::Adopt(sealed) => {
             let config = cx.config;
-            match session::open(&config.session_key, &config.cookie.name, &sealed, env.now) {
+            match session::open(
+                &config.keys.current.session,
+                &config.cookie.name,
+                &sealed,
+                env.now,
+            ) {
                 Some(fresh) => adopt(cx, renewal, fresh, sealed, env),
                 None => keep_or_unavailable(cx, renewal, env),
             }

@@ -73,7 +73,7 @@ pub(super) fn start_login(
         expires_at: env.now.saturating_add(config.cookie.csrf_expire),
     };
     let csrf_name = csrf_cookie_name(config, &login.state);
-    let Some(sealed) = csrf::seal(&config.csrf_key, &csrf_name, &login, seal_nonce) else {
+    let Some(sealed) = csrf::seal(&config.keys.current.csrf, &csrf_name, &login, seal_nonce) else {
         return internal_error(config, req.path_only(), "seal_failed");
     };
     let location = authorize_url(config, &provider.discovery, req, &login);
@@ -130,7 +130,7 @@ fn oldest_csrf_cookies<'a>(
     let mut held: Vec<(u64, &str)> = cookie::csrf_cookies(&config.cookie, cookies)
         .into_iter()
         .map(|(name, value)| {
-            let expires = csrf::open(&config.csrf_key, name, value)
+            let expires = csrf::open(&config.keys.current.csrf, name, value)
                 .filter(|l| l.expires_at > now)
                 .map_or(0, |l| l.expires_at);
             (expires, name)
@@ -157,14 +157,7 @@ pub(super) fn authorize_url(
         .append_pair("nonce", &login.nonce)
         .append_pair("code_challenge", &pkce::challenge(&login.code_verifier))
         .append_pair("code_challenge_method", "S256")
-        .extend_pairs(
-            // Google's account chooser offers only accounts of this Workspace domain.
-            config
-                .provider
-                .google_hosted_domains
-                .first()
-                .map(|hd| ("hd", hd.as_str())),
-        )
+        .extend_pairs(config.provider.get().authorize_params())
         .finish();
     let sep = if d.authorization_endpoint.contains('?') {
         '&'
@@ -193,7 +186,7 @@ pub(super) fn sign_in(
 ) -> Step {
     let config = cx.config;
     let rd = requested_return(req);
-    if config.skip_provider_button {
+    if config.pages.skip_provider_button {
         return start_login(cx, req, cookies, env, rd.as_deref());
     }
     let safe = return_to(config, req, rd.as_deref());
@@ -207,7 +200,7 @@ pub(super) fn sign_in(
     respond_step(
         html(
             200,
-            pages::sign_in(&start, config.provider.kind.display_name()),
+            pages::sign_in(&start, config.provider.get().display_name()),
         ),
         None,
     )
@@ -257,8 +250,8 @@ pub(super) fn callback(
             "missing_csrf_cookie",
         );
     };
-    let previous = config.lifecycle.previous_keys.iter().map(|(_, c)| c);
-    let login = std::iter::once(&config.csrf_key)
+    let previous = config.keys.previous.iter().map(|k| &k.csrf);
+    let login = std::iter::once(&config.keys.current.csrf)
         .chain(previous)
         .find_map(|key| csrf::verify(key, &csrf_name, csrf_cookie, &state, env.now));
     let Some(login) = login else {
@@ -373,8 +366,11 @@ pub(super) fn finish_login(
     let Some(audiences) = config.issuers.first().map(|i| &i.audiences[..]) else {
         return failed(500, "The login is misconfigured.", "no_issuer");
     };
-    let verified = if config.provider.kind.has_id_token() {
-        let issuer = providers::issuer_for(config, &provider.discovery, &tokens.id_token);
+    let verified = if config.provider.get().has_id_token() {
+        let issuer = config
+            .provider
+            .get()
+            .expected_issuer(&provider.discovery.issuer, &tokens.id_token);
         let rules = IdTokenRules {
             nonce: Some(&cb.login.nonce),
             ..IdTokenRules::new(&issuer, audiences, env.now)
@@ -396,9 +392,10 @@ pub(super) fn finish_login(
         None
     };
     let access = verified_access_token(cx, &tokens.access_token, now);
+    let pcx = config.provider_cx(provider.discovery.userinfo_endpoint.as_deref());
     let next = providers::start(
-        config,
-        &provider.discovery,
+        config.provider.get(),
+        &pcx,
         &tokens.access_token,
         verified.as_ref(),
         access.as_ref(),
@@ -412,7 +409,7 @@ pub(super) fn finish_login(
 /// like a bearer token. `None` for any other provider, an opaque token or one that does not
 /// verify (its roles then simply do not count).
 pub(super) fn verified_access_token(cx: &Context, token: &str, now: u64) -> Option<oidc::Verified> {
-    if cx.config.provider.kind != crate::config::Kind::KeycloakOidc {
+    if cx.config.provider.kind != crate::providers::Kind::KeycloakOidc {
         return None;
     }
     let provider = cx.login_issuer()?;
@@ -458,7 +455,10 @@ pub(super) fn resume_profile(
             "provider_not_loaded",
         );
     };
-    let next = providers::resume(cx.config, &provider.discovery, w.profile, answer);
+    let pcx = cx
+        .config
+        .provider_cx(provider.discovery.userinfo_endpoint.as_deref());
+    let next = providers::resume(cx.config.provider.get(), &pcx, w.profile, answer);
     profile_step(cx, w.cb, w.tokens, w.id_expires_at, next, env)
 }
 
@@ -547,8 +547,12 @@ fn complete_login(
         );
     };
     let session = &admitted.session;
-    let Some(sealed) = session::seal(&config.session_key, &config.cookie.name, session, nonce)
-    else {
+    let Some(sealed) = session::seal(
+        &config.keys.current.session,
+        &config.cookie.name,
+        session,
+        nonce,
+    ) else {
         return failed(
             500,
             "Something went wrong. Please try again.",

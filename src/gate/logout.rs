@@ -41,8 +41,15 @@ pub(super) fn sign_out(
     // Expired sessions still name their tokens: the IdP should forget them too.
     let session = value.as_deref().and_then(|v| {
         cx.sessions.remove(v);
-        let previous = config.lifecycle.previous_keys.iter().map(|(s, _)| s);
-        session::open_any(&config.session_key, previous, &config.cookie.name, v, 0).map(|(s, _)| s)
+        let previous = config.keys.previous.iter().map(|k| &k.session);
+        session::open_any(
+            &config.keys.current.session,
+            previous,
+            &config.cookie.name,
+            v,
+            0,
+        )
+        .map(|(s, _)| s)
     });
     let t = target(config, req, env.now);
     let mut set_cookies = cookie::clear_all(&config.cookie, &t, cookies, &config.cookie.name);

@@ -275,7 +275,11 @@ fn session_from(config: &Config, verified: &oidc::Verified, now: u64, expires_at
         sub: verified.sub.clone(),
         ..Session::default()
     }
-    .with_identity(crate::providers::bearer_identity(config, verified))
+    .with_identity(crate::providers::bearer_identity(
+        config.provider.get(),
+        &config.provider_cx(None),
+        verified,
+    ))
 }
 
 /// The signed client assertion for a call to the IdP with `private_key_jwt` (RFC 7523): made
@@ -581,7 +585,7 @@ pub fn resume(
                 );
             };
             // GitHub answers without an ID token; OIDC providers must send one.
-            let parsed = if cx.config.provider.kind.has_id_token() {
+            let parsed = if cx.config.provider.get().has_id_token() {
                 oidc::parse_token_response(status, body)
             } else {
                 oidc::parse_grant_response(status, body)
@@ -738,11 +742,11 @@ fn current_session(
     if let Some(hit) = cx.sessions.get(&value, env.now) {
         return Some(hit);
     }
-    let previous = config.lifecycle.previous_keys.iter().map(|(s, _)| s);
+    let previous = config.keys.previous.iter().map(|k| &k.session);
     // Opened without the expiry check first, to count an expired session apart from a
     // forged or foreign one.
     let opened = session::open_any(
-        &config.session_key,
+        &config.keys.current.session,
         previous,
         &config.cookie.name,
         &value,
@@ -764,7 +768,12 @@ fn current_session(
         // Sealed with a previous `cookie_secret`: seal it again with the current one, set on
         // this response, so the old secret can be retired.
         let nonce = env.bytes::<12>()?;
-        a.renewed = session::seal(&config.session_key, &config.cookie.name, &a.session, nonce);
+        a.renewed = session::seal(
+            &config.keys.current.session,
+            &config.cookie.name,
+            &a.session,
+            nonce,
+        );
         if let Some(new) = &a.renewed {
             let current = Admitted::new(config, a.session.clone());
             cx.sessions.insert(new, Rc::new(current));

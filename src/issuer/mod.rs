@@ -83,8 +83,8 @@ impl Metadata {
     /// The login provider when nothing needs loading: a provider that signs nothing (GitHub)
     /// with its endpoints fixed by the configuration.
     pub fn fixed(config: &Config) -> Option<Metadata> {
-        let endpoints = config.provider.endpoints.clone()?;
-        (!config.provider.kind.has_id_token()).then(|| Metadata::without_keys(endpoints))
+        let endpoints = config.provider.endpoints().cloned()?;
+        (!config.provider.get().has_id_token()).then(|| Metadata::without_keys(endpoints))
     }
 
     /// A provider without signing keys (GitHub: no ID tokens) whose endpoints are fixed by

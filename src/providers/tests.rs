@@ -1,9 +1,39 @@
 //! The profile state machine with hand-built answers: every call it asks for, in order, and
 //! how each provider's answers end it (`Done`, `Denied`, `Failed`).
 
-use super::*;
+use super::{Next, Profile, MAX_PAGES};
+use crate::callout::Callout;
 use crate::config::tests_support::base;
-use serde_json::json;
+use crate::config::Config;
+use crate::oidc::{Discovery, Verified};
+use serde_json::{json, Value};
+
+/// The profile machine as the gate starts it, for `c` and the issuer `d`.
+fn start(
+    c: &Config,
+    d: &Discovery,
+    access_token: &str,
+    verified: Option<&Verified>,
+    access: Option<&Verified>,
+) -> Next {
+    let cx = c.provider_cx(d.userinfo_endpoint.as_deref());
+    super::start(c.provider.get(), &cx, access_token, verified, access)
+}
+
+/// The issuer an Entra ID token must name (`Provider::expected_issuer`).
+fn expected_issuer(discovered: &str, token: &str) -> String {
+    use super::provider::Provider;
+    super::entra::Entra::default().expected_issuer(discovered, token)
+}
+
+fn resume(c: &Config, d: &Discovery, p: Profile, answer: Option<(u16, &[u8])>) -> Next {
+    super::resume(
+        c.provider.get(),
+        &c.provider_cx(d.userinfo_endpoint.as_deref()),
+        p,
+        answer,
+    )
+}
 
 const AT: &str = "access-token-1";
 const SUB: &str = "sub-1";
@@ -801,7 +831,7 @@ fn github(extra: Value) -> Config {
 }
 
 fn github_d(c: &Config) -> Discovery {
-    c.provider.endpoints.clone().unwrap()
+    c.provider.endpoints().cloned().unwrap()
 }
 
 /// A GitHub API call: a GET with the user's (or `token`) bearer, GitHub's media type and a

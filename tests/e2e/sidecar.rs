@@ -19,7 +19,8 @@ use crate::support::sidecar::{fill, local_origin, Sidecar, Site};
 use crate::support::stack::{idp_login, render_template};
 use crate::support::tls::{FileServer, TestCa};
 use crate::support::Env;
-use wasm_oauth2_proxy::config::{Config, Kind};
+use wasm_oauth2_proxy::config::Config;
+use wasm_oauth2_proxy::providers::Kind;
 
 /// The fixed ports allow one sidecar at a time.
 static PORTS: Mutex<()> = Mutex::new(());
@@ -284,11 +285,18 @@ fn s01b_sidecar_plugin_configs_load_and_call_their_hosts_over_verified_tls() {
         // Every URL the filter calls goes over HTTPS to a cluster for that very host, which
         // verifies the host's certificate (SNI, SAN, CA bundle).
         let mut urls = vec![plugin.issuer().to_string()];
-        if let Some(e) = &plugin.provider.endpoints {
+        if let Some(e) = plugin.provider.endpoints() {
             urls.push(e.token_endpoint.clone());
         }
         if plugin.provider.kind == Kind::GitHub {
-            urls.push(format!("{}/user", plugin.provider.github.api));
+            urls.push(format!(
+                "{}/user",
+                plugin
+                    .provider
+                    .github()
+                    .map(|g| g.api.clone())
+                    .unwrap_or_default()
+            ));
         }
         let clusters = cfg["static_resources"]["clusters"]
             .as_array()

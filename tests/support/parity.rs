@@ -261,8 +261,8 @@ impl Gate {
     /// A session holding `s`, as its cookie header value.
     pub fn seal(&self, s: &Session) -> String {
         let name = &self.config.cookie.name;
-        let value =
-            session::seal(&self.config.session_key, name, s, [9; 12]).expect("session seals");
+        let value = session::seal(&self.config.keys.current.session, name, s, [9; 12])
+            .expect("session seals");
         format!("{name}={value}")
     }
 }
@@ -501,8 +501,8 @@ pub fn login(g: &mut Gate, idp: Idp, f: &Facts) -> (Verdict, Option<String>) {
 /// A session with what a login records of this user: the claims, userinfo's for what the
 /// token lacks, and the memberships the provider's API confirms (for a login the rules refuse,
 /// the session a looser configuration would have given).
-pub fn recorded_session(g: &Gate, idp: Idp, f: &Facts) -> Session {
-    let v = visible(idp, f, Path::Login, &g.config);
+pub fn recorded_session(g: &Gate, idp: Idp, f: &Facts, rules: &Value) -> Session {
+    let v = visible(idp, f, Path::Login, rules);
     Session {
         user: f.login.clone(),
         email: v.email.clone().unwrap_or_default(),
@@ -634,7 +634,7 @@ pub fn verdicts(idp: Idp, rules: &Value, f: &Facts) -> Result<Vec<(Path, Verdict
         let mut g = Gate::new(idp, config.clone());
         let jar = match &jar {
             Some(j) => j.clone(),
-            None => g.seal(&recorded_session(&g, idp, f)),
+            None => g.seal(&recorded_session(&g, idp, f, rules)),
         };
         out.push((path, verdict_on(&mut g, idp, f, path, &jar)));
     }
@@ -653,20 +653,55 @@ pub struct Visible {
     pub proven: Vec<String>,
 }
 
-fn cfg_list(config: &Config, idp: Idp) -> (bool, bool) {
-    // (several Entra tenants, GitHub rules need orgs/teams)
-    let tenants = &config.provider.entra.allowed_tenants;
-    let several = idp == Idp::Entra;
-    let several = several && (tenants.len() != 1 || tenants.iter().any(|t| t == "*"));
-    let gh = &config.provider.github;
-    let orgs = gh.org.is_some() || !config.rules.allowed_groups.is_empty();
-    (several, orgs)
+/// The options as the rules read them: a list (a JSON list, or one comma-separated string,
+/// as oauth2-proxy's flags take them), a flag, a string.
+fn list(rules: &Value, key: &str) -> Vec<String> {
+    match rules.get(key) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn flag(rules: &Value, key: &str) -> bool {
+    rules.get(key).and_then(Value::as_bool) == Some(true)
+}
+
+fn text(rules: &Value, key: &str) -> Option<String> {
+    rules
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// `gitlab_projects` entries: `path` and the wanted level (default 20).
+fn projects(rules: &Value) -> Vec<(String, u8)> {
+    list(rules, "gitlab_projects")
+        .into_iter()
+        .map(|e| match e.rsplit_once('=') {
+            Some((p, l)) => (p.to_string(), l.parse().unwrap_or(20)),
+            None => (e, 20),
+        })
+        .collect()
 }
 
 /// The facts a path sees, read the way each provider's documentation describes them.
-pub fn visible(idp: Idp, f: &Facts, path: Path, config: &Config) -> Visible {
+pub fn visible(idp: Idp, f: &Facts, path: Path, rules: &Value) -> Visible {
     let bearer = path == Path::Bearer;
-    let (several_tenants, read_orgs) = cfg_list(config, idp);
+    let tenants = list(rules, "entra_id_allowed_tenants");
+    let several_tenants = tenants.len() > 1 || tenants.iter().any(|t| t == "*");
+    let groups_wanted = !list(rules, "allowed_groups").is_empty();
+    let read_orgs = text(rules, "github_org").is_some() || groups_wanted;
     // Keycloak-shaped role claims count as roles for every OIDC provider (`allowed_roles`);
     // keycloak-oidc also passes them as `role:` groups.
     let mut roles = f.realm_roles.clone();
@@ -694,22 +729,23 @@ pub fn visible(idp: Idp, f: &Facts, path: Path, config: &Config) -> Visible {
             v.email_verified = v.email.as_ref().map(|_| true);
             v.groups.clear();
             v.proven.push(format!("github:user:{}", f.login));
-            let gh = &config.provider.github;
             if read_orgs {
                 for o in &f.orgs {
                     v.groups.push(o.clone());
                     v.proven.push(format!("github:org:{o}"));
                 }
             }
-            if !gh.teams.is_empty() || !config.rules.allowed_groups.is_empty() {
+            if !list(rules, "github_team").is_empty() || groups_wanted {
                 for (o, s) in &f.teams {
                     v.groups.push(format!("{o}:{s}"));
                     v.proven.push(format!("github:team:{o}:{s}"));
                 }
             }
-            let listed = gh.users.iter().any(|u| u.eq_ignore_ascii_case(&f.login));
-            if let (None, Some(repo), false) = (&gh.org, &gh.repo, listed) {
-                let access = match &gh.token {
+            let users = list(rules, "github_users");
+            let listed = users.iter().any(|u| u.eq_ignore_ascii_case(&f.login));
+            let (org, repo) = (text(rules, "github_org"), text(rules, "github_repo"));
+            if let (None, Some(repo), false) = (org, repo, listed) {
+                let access = match text(rules, "github_token") {
                     Some(_) => f.collaborator,
                     None => f.repo.is_some_and(|r| r.push || (r.private && r.pull)),
                 };
@@ -724,7 +760,7 @@ pub fn visible(idp: Idp, f: &Facts, path: Path, config: &Config) -> Visible {
                 v.groups.clear();
                 return v;
             }
-            for (p, wanted) in &config.provider.gitlab.projects {
+            for (p, wanted) in &projects(rules) {
                 if f.projects
                     .iter()
                     .any(|(q, level, archived)| q == p && !archived && level >= wanted)
@@ -737,7 +773,7 @@ pub fn visible(idp: Idp, f: &Facts, path: Path, config: &Config) -> Visible {
         Idp::Keycloak => {
             v.groups.extend(v.roles.iter().map(|r| format!("role:{r}")));
         }
-        Idp::Entra if several_tenants && !config.rules.allow_unverified_email => {
+        Idp::Entra if several_tenants && !flag(rules, "insecure_oidc_allow_unverified_email") => {
             if f.xms_edov == Some(true) {
                 v.email_verified = Some(true);
             } else {
@@ -764,11 +800,15 @@ fn domain_ok(entry: &str, domain: &str) -> bool {
 
 /// The rules as oauth2-proxy's documentation and source state them (with this project's
 /// listed differences), over what a path can see.
-pub fn reference(idp: Idp, f: &Facts, path: Path, config: &Config) -> Verdict {
-    let v = visible(idp, f, path, config);
-    let r = &config.rules;
+pub fn reference(idp: Idp, f: &Facts, path: Path, rules: &Value) -> Verdict {
+    let v = visible(idp, f, path, rules);
     let deny = |why: &str| Err(why.to_string());
-    let any_domain = r.email_domains.iter().any(|d| d == "*");
+    let domains = match list(rules, "email_domains") {
+        d if d.is_empty() => vec!["*".to_string()],
+        d => d,
+    };
+    let allow_unverified = flag(rules, "insecure_oidc_allow_unverified_email");
+    let any_domain = domains.iter().any(|d| d == "*");
     match &v.email {
         None if !any_domain || idp == Idp::GitHub => return deny("no_email"),
         None => {}
@@ -779,12 +819,11 @@ pub fn reference(idp: Idp, f: &Facts, path: Path, config: &Config) -> Verdict {
             }
             let unverified = v.email_verified == Some(false)
                 || (idp == Idp::GitLab && v.email_verified != Some(true));
-            if unverified && !r.allow_unverified_email {
+            if unverified && !allow_unverified {
                 return deny("email_not_verified");
             }
-            let by_domain = r.email_domains.iter().any(|d| domain_ok(d, parts[1]));
-            let listed = r
-                .authenticated_emails
+            let by_domain = domains.iter().any(|d| domain_ok(d, parts[1]));
+            let listed = list(rules, "authenticated_emails")
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(e));
             if !by_domain && !listed {
@@ -792,21 +831,17 @@ pub fn reference(idp: Idp, f: &Facts, path: Path, config: &Config) -> Verdict {
             }
         }
     }
-    let p = &config.provider;
     let has = |fact: String| v.proven.iter().any(|x| x.eq_ignore_ascii_case(&fact));
     match idp {
-        Idp::Google if !p.google_hosted_domains.is_empty() => {
+        Idp::Google => {
+            let hosted = list(rules, "google_hosted_domains");
             let hd = f.hd.clone().unwrap_or_default();
-            if !p
-                .google_hosted_domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(&hd))
-            {
+            if !hosted.is_empty() && !hosted.iter().any(|d| d.eq_ignore_ascii_case(&hd)) {
                 return deny("hosted_domain");
             }
         }
         Idp::Entra => {
-            let t = &p.entra.allowed_tenants;
+            let t = list(rules, "entra_id_allowed_tenants");
             let tid = f.tid.clone().unwrap_or_default();
             let ok = t.is_empty()
                 || t.iter().any(|x| x == "*")
@@ -815,33 +850,32 @@ pub fn reference(idp: Idp, f: &Facts, path: Path, config: &Config) -> Verdict {
                 return deny("entra_tenant");
             }
         }
-        Idp::GitLab if !(p.gitlab.groups.is_empty() && p.gitlab.projects.is_empty()) => {
-            let by_group = v.groups.iter().any(|g| p.gitlab.groups.contains(g));
-            let by_project = p
-                .gitlab
-                .projects
-                .iter()
-                .any(|(path, _)| has(format!("gitlab:project:{path}")));
-            if !by_group && !by_project {
-                return deny("gitlab_group_or_project");
+        Idp::GitLab => {
+            let groups = list(rules, "gitlab_group");
+            let projects = projects(rules);
+            if !(groups.is_empty() && projects.is_empty()) {
+                let by_group = v.groups.iter().any(|g| groups.contains(g));
+                let by_project = projects
+                    .iter()
+                    .any(|(path, _)| has(format!("gitlab:project:{path}")));
+                if !by_group && !by_project {
+                    return deny("gitlab_group_or_project");
+                }
             }
         }
         Idp::GitHub => {
-            let gh = &p.github;
-            let listed = gh.users.iter().any(|u| has(format!("github:user:{u}")));
+            let users = list(rules, "github_users");
+            let teams = list(rules, "github_team");
+            let listed = users.iter().any(|u| has(format!("github:user:{u}")));
             if !listed {
-                match (&gh.org, &gh.repo) {
-                    (Some(org), _) if gh.teams.is_empty() => {
+                match (text(rules, "github_org"), text(rules, "github_repo")) {
+                    (Some(org), _) if teams.is_empty() => {
                         if !has(format!("github:org:{org}")) {
                             return deny("github_org");
                         }
                     }
                     (Some(org), _) => {
-                        if !gh
-                            .teams
-                            .iter()
-                            .any(|t| has(format!("github:team:{org}:{t}")))
-                        {
+                        if !teams.iter().any(|t| has(format!("github:team:{org}:{t}"))) {
                             return deny(if has(format!("github:org:{org}")) {
                                 "github_team"
                             } else {
@@ -854,16 +888,18 @@ pub fn reference(idp: Idp, f: &Facts, path: Path, config: &Config) -> Verdict {
                             return deny("github_repo");
                         }
                     }
-                    (None, None) if !gh.users.is_empty() => return deny("github_user"),
+                    (None, None) if !users.is_empty() => return deny("github_user"),
                     (None, None) => {}
                 }
             }
         }
         _ => {}
     }
-    if !r.allowed_groups.is_empty() || !r.allowed_roles.is_empty() {
-        let by_group = v.groups.iter().any(|g| r.allowed_groups.contains(g));
-        let by_role = v.roles.iter().any(|x| r.allowed_roles.contains(x));
+    let allowed_groups = list(rules, "allowed_groups");
+    let allowed_roles = list(rules, "allowed_roles");
+    if !allowed_groups.is_empty() || !allowed_roles.is_empty() {
+        let by_group = v.groups.iter().any(|g| allowed_groups.contains(g));
+        let by_role = v.roles.iter().any(|x| allowed_roles.contains(x));
         if !by_group && !by_role {
             return deny("group_not_allowed");
         }

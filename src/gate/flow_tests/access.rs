@@ -189,7 +189,7 @@ fn forwarded_headers_count_only_behind_a_trusted_proxy() {
     let state = query(header(&r, "location").unwrap())["state"].clone();
     let csrf = set_cookies(&r);
     let login = crate::session::csrf::verify(
-        &w.config.csrf_key,
+        &w.config.keys.current.csrf,
         &w.config.cookie.csrf_name(),
         &csrf[0].1,
         &state,
@@ -214,7 +214,7 @@ fn x_auth_request_redirect_is_a_return_url_through_the_same_check() {
         let r = respond(w.decide(&get("/oauth2/start", &[("x-auth-request-redirect", sent)])));
         let state = query(header(&r, "location").unwrap())["state"].clone();
         let login = crate::session::csrf::verify(
-            &w.config.csrf_key,
+            &w.config.keys.current.csrf,
             &w.config.cookie.csrf_name(),
             &set_cookies(&r)[0].1,
             &state,

@@ -49,8 +49,13 @@ fn big_claims(nonce: &str) -> Value {
 fn opened(w: &World, jar: &str) -> Session {
     let cookies = cookie::parse(std::iter::once(jar));
     let value = cookie::read_joined(&cookies, &w.config.cookie.name).expect("a session cookie");
-    session::open(&w.config.session_key, &w.config.cookie.name, &value, w.now)
-        .expect("the session opens")
+    session::open(
+        &w.config.keys.current.session,
+        &w.config.cookie.name,
+        &value,
+        w.now,
+    )
+    .expect("the session opens")
 }
 
 /// The names of the session's cookies (whole or chunks) in a `Cookie` header value.
@@ -303,7 +308,8 @@ fn never_due_in_the_second_its_tokens_were_obtained() {
         access_expires_at: NOW,
         ..Session::default()
     };
-    let sealed = session::seal(&w.config.session_key, "_oauth2_proxy", &s, [9; 12]).unwrap();
+    let sealed =
+        session::seal(&w.config.keys.current.session, "_oauth2_proxy", &s, [9; 12]).unwrap();
     let req = with_cookie("/app", &format!("_oauth2_proxy={sealed}"));
     passed(w.decide(&req));
     w.now = NOW + 1;
@@ -347,7 +353,8 @@ fn an_expired_access_token_without_refresh_token_ends_the_session() {
         .find(|(n, _)| n == "_oauth2_proxy_csrf")
         .unwrap();
     let login =
-        crate::session::csrf::verify(&w.config.csrf_key, &csrf.0, &csrf.1, &state, w.now).unwrap();
+        crate::session::csrf::verify(&w.config.keys.current.csrf, &csrf.0, &csrf.1, &state, w.now)
+            .unwrap();
     assert_eq!(login.return_to, "/app?x=1");
     assert_401_cleared(&respond(w.decide(&api("/app", &[("cookie", &jar)]))));
 }
@@ -868,18 +875,24 @@ fn a_session_sealed_with_a_previous_secret_is_sealed_again_with_the_current_one(
     reconfigure(&mut w, parsed(json!({"cookie_secret": SECRET_A})));
     let jar = log_in(&mut w, json!({}));
     let before = opened(&w, &jar);
-    let key_a = w.config.session_key;
+    let key_a = w.config.keys.current.session;
 
     reconfigure(
         &mut w,
         parsed(json!({"cookie_secret": SECRET_B, "cookie_secret_previous": [SECRET_A]})),
     );
-    assert_ne!(w.config.session_key, key_a);
+    assert_ne!(w.config.keys.current.session, key_a);
     let req = with_cookie("/app", &jar);
     let p = passed(w.decide(&req));
     assert_eq!(p.header("x-forwarded-email"), Some("alice@example.com"));
     let renewed = p.session_cookie();
-    let s = session::open(&w.config.session_key, "_oauth2_proxy", &renewed, w.now).unwrap();
+    let s = session::open(
+        &w.config.keys.current.session,
+        "_oauth2_proxy",
+        &renewed,
+        w.now,
+    )
+    .unwrap();
     assert_eq!(s, before);
     assert!(session::open(&key_a, "_oauth2_proxy", &renewed, w.now).is_none());
     // The old cookie again, before the browser stored the new one: the same new value.

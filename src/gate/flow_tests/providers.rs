@@ -30,8 +30,8 @@ fn world_with(config: Config, provider: Option<Metadata>) -> World {
     let mut w = World::new();
     w.providers = Issuers::new(config.issuers.len());
     if let (Some(d), false) = (
-        config.provider.endpoints.clone(),
-        config.provider.kind.has_id_token(),
+        config.provider.endpoints().cloned(),
+        config.provider.get().has_id_token(),
     ) {
         w.providers.set(MAIN, Metadata::without_keys(d));
     }

@@ -320,7 +320,7 @@ impl Loader {
         let Some(issuer) = self.issuers.get_mut(id) else {
             return Vec::new();
         };
-        let first = match (id, &config.provider.endpoints) {
+        let first = match (id, config.provider.endpoints()) {
             (MAIN, Some(d)) => {
                 issuer::jwks_request(d).map(|c| (c, Fetch::Keys(Box::new(d.clone()))))
             }

@@ -704,7 +704,7 @@ fn skip_oidc_discovery_fetches_the_configured_keys_first() {
         (callout.authority.as_str(), callout.path.as_str()),
         ("idp.example.com", "/keys")
     );
-    let endpoints = w.config.provider.endpoints.clone().unwrap();
+    let endpoints = w.config.provider.endpoints().cloned().unwrap();
     assert_eq!(*fetch, Fetch::Keys(Box::new(endpoints.clone())));
     let a = w.ok(MAIN, fetch.clone(), &testkeys::jwks_json());
     assert_eq!(woken(&a), [(1, "decide")]);
@@ -721,7 +721,7 @@ fn skip_oidc_discovery_fetches_the_configured_keys_first() {
 #[test]
 fn skip_oidc_discovery_is_the_login_issuers_only() {
     let mut v = two_issuers();
-    v.provider.endpoints = skip_discovery().provider.endpoints;
+    v.provider = skip_discovery().provider;
     let mut w = World::new(v);
     assert_eq!(fetched(&w.tick()), [(0, "keys"), (1, "discovery")]);
 }
