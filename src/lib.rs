@@ -23,6 +23,7 @@ pub mod config;
 mod filter;
 pub mod gate;
 pub mod issuer;
+pub mod log;
 pub mod memcmp;
 pub mod metrics;
 pub mod oidc;

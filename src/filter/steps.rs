@@ -135,7 +135,7 @@ pub(super) fn carry_out(
             }
             Action::Pause
         }
-        Decision::RefreshKeys(issuer, pending) => {
+        Decision::NeedKeys(issuer, pending) => {
             match plugin
                 .loader
                 .park_for_keys(stream, issuer, pending.0, now())

@@ -4,9 +4,9 @@
 //! and the same access rules. A verified token is cached by its exact value until it
 //! expires, so a repeated token never pays for the signature again.
 
-use super::respond::{json, log_line, respond_step};
-use super::{session_from, Admitted, Context, Request, Response, Step, MAIN};
-use crate::config::Config;
+use super::sessions;
+use super::vocab::{Admitted, Context};
+use crate::issuer::MAIN;
 use crate::oidc::{self, IdTokenRules, JwtError, Kind};
 use crate::session::Session;
 use std::rc::Rc;
@@ -71,39 +71,11 @@ pub(super) fn verify(cx: &mut Context, token: &str, now: u64, keys_refreshed: bo
         id_token: token.to_string(),
         access_expires_at: verified.exp,
         id_expires_at: verified.exp,
-        ..session_from(config, &verified, now, verified.exp)
+        ..sessions::from_token(config, &verified, now, verified.exp)
     };
     let admitted = Rc::new(Admitted::new(config, session));
     if verified.exp > now {
         cx.bearers.insert(token, Rc::clone(&admitted));
     }
     Outcome::Admitted(admitted)
-}
-
-/// RFC 6750 3.1: a token that did not verify gets a 401 that says so.
-pub(super) fn refused(req: &Request, e: JwtError) -> Step {
-    let mut r = json(
-        401,
-        &serde_json::json!({"error": "invalid_token", "error_description": e.to_string()}),
-    );
-    r.headers.push((
-        "www-authenticate".into(),
-        "Bearer error=\"invalid_token\"".into(),
-    ));
-    let reason = e.to_string();
-    respond_step(
-        r,
-        Some((
-            super::Level::Info,
-            log_line("bearer_rejected", req.path_only(), &[("reason", &reason)]),
-        )),
-    )
-}
-
-/// A 401 without credentials tells a machine client that a bearer token would do.
-pub(super) fn challenge(config: &Config, mut r: Response) -> Response {
-    if config.skip_jwt_bearer_tokens {
-        r.headers.push(("www-authenticate".into(), "Bearer".into()));
-    }
-    r
 }

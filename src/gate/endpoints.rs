@@ -1,8 +1,14 @@
 //! oauth2-proxy's informational endpoints: userinfo and auth.
 
-use super::respond::{json, json_error, log_line, respond_step, text, unauthenticated};
-use super::*;
+use super::request::Request;
+use super::respond::{
+    bearer_refused, challenge, json, json_error, log_line, respond_step, text, unauthenticated,
+};
+use super::vocab::{Step, Who};
+use crate::config::Config;
+use crate::log::Level;
 use crate::policy::Restrictions;
+use crate::routing::headers;
 
 /// oauth2-proxy's `/oauth2/userinfo`: who the session (or bearer token) is, as JSON.
 pub(super) fn userinfo(config: &Config, req: &Request, who: Who) -> Step {
@@ -23,11 +29,10 @@ pub(super) fn userinfo(config: &Config, req: &Request, who: Who) -> Step {
             Err(_) => respond_step(json_error(403, "forbidden"), None),
         },
         Who::Pause(step) => *step,
-        Who::Nobody(Some(e)) => bearer::refused(req, e),
-        Who::Nobody(None) => unauthenticated(
-            req,
-            bearer::challenge(config, json_error(401, "unauthorized")),
-        ),
+        Who::Nobody(Some(e)) => bearer_refused(req, e),
+        Who::Nobody(None) => {
+            unauthenticated(req, challenge(config, json_error(401, "unauthorized")))
+        }
     }
 }
 
@@ -63,9 +68,7 @@ pub(super) fn auth(config: &Config, req: &Request, who: Who) -> Step {
             }
         }
         Who::Pause(step) => *step,
-        Who::Nobody(Some(e)) => bearer::refused(req, e),
-        Who::Nobody(None) => {
-            unauthenticated(req, bearer::challenge(config, text(401, "Unauthorized")))
-        }
+        Who::Nobody(Some(e)) => bearer_refused(req, e),
+        Who::Nobody(None) => unauthenticated(req, challenge(config, text(401, "Unauthorized"))),
     }
 }

@@ -3,9 +3,19 @@
 //! exchange per token and worker, cached by exactly the token that was exchanged until
 //! shortly before the new token expires, and at most one exchange call per request.
 
-use super::respond::{json_error, log_line, respond_step};
-use super::*;
-use crate::cache::Cached;
+use super::client;
+use super::edits::upstream_edits;
+use super::request::{Env, Incoming, Request};
+use super::respond::{json_error, log_line, pause, respond_step, unavailable};
+use super::vocab::{Admitted, Context, Decision, Exchanged, Step};
+use super::waits::{ExchangeWait, Pending, PendingBox};
+use crate::callout::Callout;
+use crate::config::Config;
+use crate::issuer::MAIN;
+use crate::log::Level;
+use crate::oidc;
+use crate::session::cookie;
+use std::rc::Rc;
 
 /// An exchanged token, used until this many seconds (at most a quarter of its lifetime)
 /// before it expires.
@@ -16,53 +26,18 @@ const DEFAULT_LIFETIME_SECS: u64 = 60;
 /// and interval, not one per request.
 const RETRY_SECS: u64 = 2;
 
-#[derive(Debug)]
-pub struct Exchanged {
-    /// Empty: the exchange failed.
-    token: String,
-    use_until: u64,
-}
-
-/// A request waiting for its exchange: the token sent to be exchanged (the cache key), and
-/// the identity and `Set-Cookie`s it goes on with once the new token is known.
-#[derive(Debug, Clone)]
-pub struct ExchangeWait {
-    req: Request,
-    subject: String,
-    identity: Vec<(&'static str, String)>,
-    reply: Vec<String>,
-}
-
-impl ExchangeWait {
-    pub fn weight(&self) -> usize {
-        let identity: usize = self.identity.iter().map(|(_, v)| v.len() + 40).sum();
-        self.req.weight() + self.subject.len() + identity
-    }
-}
-
-impl Cached for Exchanged {
-    fn expires_at(&self) -> u64 {
-        self.use_until
-    }
-
-    fn weight(&self) -> usize {
-        self.token.len()
-    }
-}
-
 /// The request on to the app with the exchanged token in place of the user's tokens, or
 /// a callout to get one.
 pub(super) fn upstream(
     cx: &mut Context,
-    req: &Request,
-    cookies: &[(&str, &str)],
+    inc: &mut Incoming,
     a: &Admitted,
     reply: Vec<String>,
-    env: &mut Env,
 ) -> Step {
     let config = cx.config;
+    let (req, cookies) = (inc.req, &inc.cookies[..]);
     let subject = &a.session.access_token;
-    if let Some(hit) = cx.exchanged.get(subject, env.now) {
+    if let Some(hit) = cx.exchanged.get(subject, inc.env.now) {
         if hit.token.is_empty() {
             return failed(req, "failed_moments_ago");
         }
@@ -82,7 +57,7 @@ pub(super) fn upstream(
     let Ok(endpoint) = oidc::target(&provider.discovery.token_endpoint) else {
         return respond_step(json_error(502, "token_exchange_failed"), None);
     };
-    let assertion = client_assertion(cx, env);
+    let assertion = client::assertion(cx, inc.env);
     let request = oidc::token_exchange(
         subject,
         &exchange.audience,
@@ -122,7 +97,7 @@ fn with_token(
 
 fn failed(req: &Request, reason: &str) -> Step {
     let page = if req.is_browser() {
-        super::unavailable(502, Some(req))
+        unavailable(502, Some(req))
     } else {
         json_error(502, "token_exchange_failed")
     };

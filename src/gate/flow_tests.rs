@@ -2,9 +2,14 @@
 //! browser would see, in order, with real keys, real sealing and real PKCE.
 
 use super::*;
+use crate::cache::Cache;
 use crate::config::tests_support::config;
+use crate::config::Config;
+use crate::issuer::{Issuers, Metadata, MAIN};
+
 use crate::oidc::testkeys::{self, CLIENT_ID, ISSUER};
 use crate::oidc::Discovery;
+use crate::session::{self, cookie, Session};
 use serde_json::{json, Value};
 
 const NOW: u64 = 1_700_000_000;
@@ -397,7 +402,7 @@ fn unknown_kid_asks_for_keys_once() {
     };
     let token = testkeys::sign_rs256(Some("rotated"), &good_claims(&q["nonce"]));
     let body = json!({"access_token": "AT", "id_token": token, "token_type": "Bearer"}).to_string();
-    let Decision::RefreshKeys(MAIN, pending) = w
+    let Decision::NeedKeys(MAIN, pending) = w
         .run(|cx, env| resume(cx, pending.0, Some((200, body.as_bytes())), env))
         .decision
     else {

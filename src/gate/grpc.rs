@@ -2,20 +2,8 @@
 //! 401 as an opaque transport error; it understands a trailers-only response: HTTP 200,
 //! `content-type: application/grpc`, `grpc-status` and `grpc-message` in the headers.
 
-use super::{Decision, Request, Response, Step};
-
-/// `application/grpc`, `application/grpc+proto`, … (not gRPC-Web, which Envoy's own
-/// grpc_web filter translates and whose clients read ordinary HTTP errors).
-pub(super) fn is_grpc(req: &Request) -> bool {
-    req.header("content-type").is_some_and(|ct| {
-        // Compared in place: no allocation for a check on ordinary requests.
-        let ct = ct.trim().as_bytes();
-        let base = b"application/grpc";
-        ct.get(..base.len())
-            .is_some_and(|h| h.eq_ignore_ascii_case(base))
-            && matches!(ct.get(base.len()), None | Some(b'+') | Some(b';'))
-    })
-}
+use super::request::Response;
+use super::vocab::{Decision, Step};
 
 /// The gRPC form of a local error answer; anything else is left as it is.
 pub(super) fn answer(step: Step) -> Step {
@@ -93,6 +81,7 @@ fn percent_encode(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gate::request::Request;
 
     fn respond(status: u16, body: &str) -> Step {
         Step {
@@ -130,9 +119,9 @@ mod tests {
             let req = Request {
                 headers: vec![("content-type".into(), ct.into())],
             };
-            assert_eq!(is_grpc(&req), grpc, "{ct}");
+            assert_eq!(req.is_grpc(), grpc, "{ct}");
         }
-        assert!(!is_grpc(&Request::default()));
+        assert!(!Request::default().is_grpc());
     }
 
     #[test]

@@ -2,41 +2,20 @@
 //! the IdP (refresh-token revocation and `backend_logout_url` server-side, then
 //! RP-initiated logout through the browser), and land on `rd` when it is allowed.
 
-use super::login::{requested_return, return_to, target};
+use super::client;
+use super::request::{Env, Incoming, Request};
 use super::respond::{log_line, redirect_to, respond_step};
-use super::*;
+use super::urls::{requested_return, return_to, target};
+use super::vocab::{Context, Decision, Step};
+use super::waits::{Pending, PendingBox, SignOut};
+use crate::callout::Callout;
+use crate::log::Level;
+use crate::oidc;
+use crate::session::{self, cookie, Session};
 
-/// The server-side calls still to make, and the answer once they are done.
-#[derive(Debug, Clone)]
-pub struct SignOut {
-    calls: Vec<Callout>,
-    response: Response,
-}
-
-impl SignOut {
-    pub fn weight(&self) -> usize {
-        let calls: usize = self
-            .calls
-            .iter()
-            .map(|c| c.path.len() + c.body.len() + 256)
-            .sum();
-        calls
-            + self
-                .response
-                .headers
-                .iter()
-                .map(|(n, v)| n.len() + v.len())
-                .sum::<usize>()
-    }
-}
-
-pub(super) fn sign_out(
-    cx: &mut Context,
-    req: &Request,
-    cookies: &[(&str, &str)],
-    env: &mut Env,
-) -> Step {
+pub(super) fn sign_out(cx: &mut Context, inc: &mut Incoming) -> Step {
     let config = cx.config;
+    let (req, cookies) = (inc.req, &inc.cookies[..]);
     let value = cookie::read_joined(cookies, &config.cookie.name);
     // Expired sessions still name their tokens: the IdP should forget them too.
     let session = value.as_deref().and_then(|v| {
@@ -51,7 +30,7 @@ pub(super) fn sign_out(
         )
         .map(|(s, _)| s)
     });
-    let t = target(config, req, env.now);
+    let t = target(config, req, inc.env.now);
     let mut set_cookies = cookie::clear_all(&config.cookie, &t, cookies, &config.cookie.name);
     let mut csrf: Vec<&str> = cookie::csrf_cookies(&config.cookie, cookies)
         .into_iter()
@@ -70,7 +49,7 @@ pub(super) fn sign_out(
     let mut location = return_to(config, req, rd.as_deref());
     let mut calls = Vec::new();
     if let Some(s) = &session {
-        calls = server_side_calls(cx, s, env);
+        calls = server_side_calls(cx, s, inc.env);
         if let Some(end) = end_session_url(cx, req, s, rd.is_some().then_some(&location)) {
             location = end;
         }
@@ -104,7 +83,7 @@ fn server_side_calls(cx: &Context, s: &Session, env: &mut Env) -> Vec<Callout> {
         .and_then(|p| p.discovery.revocation_endpoint.as_deref())
         .and_then(|url| oidc::target(url).ok());
     if let (Some(to), false) = (revocation, s.refresh_token.is_empty()) {
-        let assertion = client_assertion(cx, env);
+        let assertion = client::assertion(cx, env);
         calls.push(Callout::post(
             to,
             oidc::revocation(&s.refresh_token, &config.client(assertion.as_deref())),

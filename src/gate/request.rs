@@ -1,4 +1,13 @@
-//! The request view the gate decides on, and the injected clock and randomness.
+//! The request view the gate decides on, the injected clock and randomness, one request's
+//! turn through the gate (the three together), and the local answer it may get.
+
+/// A local answer: status, headers and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
 
 /// The parts of an HTTP request the gate looks at: all headers, pseudo-headers included,
 /// exactly as Envoy presents them (lowercase names).
@@ -23,7 +32,7 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    pub(super) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
@@ -114,8 +123,45 @@ impl Request {
     pub(super) fn is_browser(&self) -> bool {
         self.header("x-requested-with").is_none()
             && self.header("upgrade").is_none()
-            && !super::grpc::is_grpc(self)
+            && !self.is_grpc()
             && self.all("accept").any(|a| a.contains("text/html"))
+    }
+}
+
+impl Request {
+    /// `application/grpc`, `application/grpc+proto`, … (not gRPC-Web, which Envoy's own
+    /// grpc_web filter translates and whose clients read ordinary HTTP errors).
+    pub fn is_grpc(&self) -> bool {
+        self.header("content-type").is_some_and(|ct| {
+            // Compared in place: no allocation for a check on ordinary requests.
+            let ct = ct.trim().as_bytes();
+            let base = b"application/grpc";
+            ct.get(..base.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(base))
+                && matches!(ct.get(base.len()), None | Some(b'+') | Some(b';'))
+        })
+    }
+}
+
+/// One request's turn through the gate: its headers, the cookies they carry (parsed once),
+/// and the clock and randomness it is decided with.
+pub struct Incoming<'r, 'e> {
+    pub req: &'r Request,
+    pub cookies: Vec<(&'r str, &'r str)>,
+    pub env: &'r mut Env<'e>,
+}
+
+impl<'r, 'e> Incoming<'r, 'e> {
+    pub fn new(req: &'r Request, env: &'r mut Env<'e>) -> Incoming<'r, 'e> {
+        Incoming {
+            cookies: crate::session::cookie::parse(req.all("cookie")),
+            req,
+            env,
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.env.now
     }
 }
 
@@ -128,7 +174,7 @@ pub struct Env<'a> {
 }
 
 impl Env<'_> {
-    pub(super) fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
+    pub fn bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
         let mut b = [0u8; N];
         (self.random)(&mut b).then_some(b)
     }

@@ -1,18 +1,27 @@
-//! Building local responses and the structured log lines that go with decisions.
+//! Building local responses and the steps that carry them, with the structured log line
+//! that goes with each: pages, JSON errors, redirects, refusals, and the answers when the
+//! filter cannot decide at all.
 
-use super::{Decision, Level, Request, Response, Step};
+use super::grpc;
+use super::request::{Request, Response};
+use super::vocab::{Decision, Step};
+use super::waits::{Pending, PendingBox};
 use crate::config::Config;
+use crate::issuer::MAIN;
+use crate::log::{self, Level};
+use crate::oidc::JwtError;
 use crate::pages;
 use crate::policy::Denied;
 
-pub(super) fn log_line(event: &str, req_path: &str, fields: &[(&str, &str)]) -> String {
-    let mut m = serde_json::Map::new();
-    m.insert("event".into(), event.into());
-    m.insert("path".into(), req_path.into());
-    for (k, v) in fields {
-        m.insert((*k).into(), (*v).into());
+pub(super) use crate::log::line as log_line;
+
+/// A step without a log line.
+pub(super) fn pause(decision: Decision) -> Step {
+    Step {
+        decision,
+        log: None,
+        publish: None,
     }
-    serde_json::Value::Object(m).to_string()
 }
 
 pub(super) fn respond_step(response: Response, log: Option<(Level, String)>) -> Step {
@@ -123,4 +132,67 @@ pub(super) fn error_page(prefix: &str, status: u16, message: &str) -> Response {
         status,
         pages::error(status, message, &format!("{prefix}/sign_in")),
     )
+}
+
+pub(super) fn internal_error(config: &Config, path: &str, what: &str) -> Step {
+    respond_step(
+        error_page(
+            &config.proxy_prefix,
+            500,
+            "Something went wrong. Please try again.",
+        ),
+        Some((Level::Warn, log::line("error", path, &[("reason", what)]))),
+    )
+}
+
+/// The answer when the filter cannot decide at all (the IdP unreachable, a host failure), in
+/// the request's own protocol when the request is known.
+pub fn unavailable(status: u16, req: Option<&Request>) -> Response {
+    let message = "The login service is temporarily unavailable. Please try again shortly.";
+    let page = html(status, pages::error(status, message, "/"));
+    match req {
+        Some(r) if r.is_grpc() => grpc::response(page),
+        _ => page,
+    }
+}
+
+/// Waits for the login issuer's keys to be fetched again: an ID token (a login's or a
+/// refresh's) named a `kid` they lack.
+pub(super) fn refetch_keys(pending: Pending, path: &str) -> Step {
+    Step {
+        decision: Decision::NeedKeys(MAIN, PendingBox(pending)),
+        log: Some((
+            Level::Info,
+            log::line("jwks_refresh", path, &[("reason", "unknown_kid")]),
+        )),
+        publish: None,
+    }
+}
+
+/// RFC 6750 3.1: a bearer token that did not verify gets a 401 that says so.
+pub(super) fn bearer_refused(req: &Request, e: JwtError) -> Step {
+    let mut r = json(
+        401,
+        &serde_json::json!({"error": "invalid_token", "error_description": e.to_string()}),
+    );
+    r.headers.push((
+        "www-authenticate".into(),
+        "Bearer error=\"invalid_token\"".into(),
+    ));
+    let reason = e.to_string();
+    respond_step(
+        r,
+        Some((
+            Level::Info,
+            log::line("bearer_rejected", req.path_only(), &[("reason", &reason)]),
+        )),
+    )
+}
+
+/// A 401 without credentials tells a machine client that a bearer token would do.
+pub(super) fn challenge(config: &Config, mut r: Response) -> Response {
+    if config.skip_jwt_bearer_tokens {
+        r.headers.push(("www-authenticate".into(), "Bearer".into()));
+    }
+    r
 }

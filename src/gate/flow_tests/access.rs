@@ -385,7 +385,7 @@ fn unknown_kid_on_a_bearer_refetches_keys_then_refuses() {
         "Bearer {}",
         testkeys::sign_rs256(Some("rotated"), &bearer_claims())
     );
-    let Decision::RefreshKeys(MAIN, pending) =
+    let Decision::NeedKeys(MAIN, pending) =
         w.decide(&api("/x", &[("authorization", &token)])).decision
     else {
         panic!("expected a key refresh");

@@ -1419,7 +1419,7 @@ fn a_refreshed_id_token_with_an_unknown_key_waits_for_the_keys() {
         let body = refreshed(w.now, json!({"id_token": token}));
         let step = answer(&mut w, call.pending, Some((200, &body)));
         assert!(step.publish.is_none(), "the slot stays busy meanwhile");
-        let Decision::RefreshKeys(MAIN, pending) = step.decision else {
+        let Decision::NeedKeys(MAIN, pending) = step.decision else {
             panic!("expected a key refresh, got {:?}", step.decision);
         };
         // Parked for the keys, it stays parked when its request goes away: the others on
@@ -1539,7 +1539,7 @@ fn a_refreshed_id_token_with_a_key_newer_than_the_last_fetch_waits_for_the_next_
     let token = testkeys::sign_rs256(Some("rotated"), &testkeys::id_claims(w.now));
     let body = refreshed(w.now, json!({"id_token": token}));
     let step = answer(&mut w, call.pending, Some((200, &body)));
-    let Decision::RefreshKeys(MAIN, pending) = step.decision else {
+    let Decision::NeedKeys(MAIN, pending) = step.decision else {
         panic!("expected a key refresh, got {:?}", step.decision);
     };
     // Within KEY_REFETCH_MIN_SECS of the last fetch: parked, not sent on with the old keys.
@@ -1578,7 +1578,7 @@ fn a_refresh_whose_key_fetch_fails_is_unavailable_not_ended() {
     let token = testkeys::sign_rs256(Some("rotated"), &testkeys::id_claims(w.now));
     let body = refreshed(w.now, json!({"id_token": token}));
     let step = answer(&mut w, call.pending, Some((200, &body)));
-    let Decision::RefreshKeys(MAIN, pending) = step.decision else {
+    let Decision::NeedKeys(MAIN, pending) = step.decision else {
         panic!("expected a key refresh, got {:?}", step.decision);
     };
     let step = w.run(|cx, env| resume_keys(cx, pending.0, false, env));
