@@ -19,3 +19,12 @@ pub fn line(event: &str, path: &str, fields: &[(&str, &str)]) -> String {
     }
     serde_json::Value::Object(m).to_string()
 }
+
+/// `line` with the request's `x-request-id` (as in Envoy's access log) added first, so the
+/// two can be matched; `line` as it is without one.
+pub fn with_request_id(line: &str, id: Option<&str>) -> String {
+    match (id, line.strip_prefix('{')) {
+        (Some(id), Some(rest)) => format!("{{\"request_id\":\"{id}\",{rest}"),
+        _ => line.to_string(),
+    }
+}

@@ -7,3 +7,4 @@ pub mod headers;
 pub mod path;
 pub mod redirect;
 pub mod routes;
+pub mod wire;

@@ -1424,21 +1424,21 @@ fn a_refreshed_id_token_with_an_unknown_key_waits_for_the_keys() {
         };
         // Parked for the keys, it stays parked when its request goes away: the others on
         // the session wait for its outcome.
-        let mut loader = crate::issuer::loader::Loader::new(&w.config);
+        let mut loader = crate::coordinator::waits::Waits::new(&w.config);
         let pending = match loader.park_for_keys(7, MAIN, pending.0, w.now) {
-            crate::issuer::loader::KeysWait::Parked => {
+            crate::coordinator::waits::KeysWait::Parked => {
                 loader.forget(7);
                 assert_eq!(loader.parked(), 1, "a refresh outlives its request");
                 let started = loader.tick(&w.config, &mut w.providers, w.now, &[]);
                 assert!(matches!(
                     started.as_slice(),
-                    [crate::issuer::loader::Action::Fetch { .. }]
+                    [crate::coordinator::waits::Action::Fetch { .. }]
                 ));
                 let a = loader.on_dispatch_failed(&w.providers, MAIN, w.now, "idp");
                 match a.into_iter().find_map(|a| match a {
-                    crate::issuer::loader::Action::Wake {
-                        stream: 7,
-                        then: crate::issuer::loader::Then::Keys(p, false),
+                    crate::coordinator::waits::Action::Wake {
+                        stream: None,
+                        then: crate::coordinator::waits::Then::Keys(p, false),
                     } => Some(p),
                     _ => None,
                 }) {
@@ -1480,7 +1480,8 @@ fn a_refreshed_id_token_with_an_unknown_key_waits_for_the_keys() {
 /// token from the token endpoint itself now waits for the next allowed fetch.
 #[test]
 fn a_refreshed_id_token_with_a_key_newer_than_the_last_fetch_waits_for_the_next_one() {
-    use crate::issuer::loader::{Action, Fetch, KeysWait, Loader, Then};
+    use crate::coordinator::waits::{Action, KeysWait, Then, Waits as Loader};
+    use crate::issuer::loader::Fetch;
     use crate::issuer::KEY_REFETCH_MIN_SECS;
     let old_keys = testkeys::jwks_json();
     let rotated = testkeys::jwks_json_for(&[
@@ -1557,7 +1558,7 @@ fn a_refreshed_id_token_with_a_key_newer_than_the_last_fetch_waits_for_the_next_
         NOW + 279 + KEY_REFETCH_MIN_SECS,
         &rotated,
     );
-    let [(7, Then::Keys(pending, true))] = woken.as_slice() else {
+    let [(Some(7), Then::Keys(pending, true))] = woken.as_slice() else {
         panic!("expected the refresh woken with fresh keys, got {woken:?}");
     };
     w.providers = issuers.clone();

@@ -1,71 +1,39 @@
 //! Loading each issuer's metadata (discovery document and signing keys) and keeping it
-//! fresh, as a state machine driven by time and events with no I/O: the adapter feeds it
+//! fresh, as a state machine driven by time and events with no I/O: the coordinator feeds it
 //! ticks, callout answers and what shared data holds, and carries out the [`Action`]s it
-//! returns. It also keeps the requests parked meanwhile: waiting for an issuer to load, for
-//! fresh keys (a token named an unknown `kid`), or for another request's refresh of their
-//! session — bounded in number and bytes, so a flood of them cannot grow the VM.
+//! returns. Who waits for an issuer is the coordinator's to know; the loader is told whether
+//! anyone does, and says when they may go on ([`Action::Wake`]).
 //!
 //! Loads are started from ticks only (the root context), so their callouts belong to a
 //! context that lives as long as the VM, never to a request that may go away.
 
 use crate::callout::Callout;
 use crate::config::Config;
-use crate::gate::{Level, Pending, RefreshCall, Request};
 use crate::issuer::{self, Issuers, Metadata, KEY_REFETCH_MIN_SECS, MAIN, RETRY_SECS};
+use crate::log::Level;
 use crate::oidc::Discovery;
 
-/// Bounds on what is parked: a flood of tokens naming an unknown `kid` (each holding up to a
-/// whole header map) must not grow the VM.
-pub const MAX_PARKED: usize = 1024;
-pub const MAX_PARKED_BYTES: usize = 8 << 20;
 /// A load whose answer never came is given up this long after the callout's own timeout.
 const LOST_AFTER_SECS: u64 = 5;
 
-/// What a parked request waits for.
-#[derive(Debug)]
-pub enum Wait {
-    /// The issuer's metadata: decide the request again once it is loaded.
-    Decide(Request),
-    /// Fresh keys for a login or a bearer token: resume it with whatever keys there are.
-    Keys(Pending),
-    /// Another request's refresh of the same session: look at its slot again.
-    Refresh(Box<RefreshCall>),
+/// Who a [`Action::Wake`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiters {
+    /// Requests that need the issuer's metadata: they decide again when `loaded`, else get a
+    /// 503.
+    Metadata,
+    /// Tokens that named a key the issuer's JWKS lacked: they go on with the keys there are,
+    /// `loaded` saying whether those were just fetched.
+    Keys,
+    /// Both.
+    All,
 }
 
-impl Wait {
-    fn weight(&self) -> usize {
-        match self {
-            Wait::Decide(req) => req.weight(),
-            Wait::Keys(pending) => pending.weight(),
-            Wait::Refresh(call) => call.pending.0.weight(),
-        }
-    }
-}
-
-/// What a woken stream does next.
-#[derive(Debug)]
-pub enum Then {
-    /// Its issuer is loaded: decide the request again.
-    Decide(Request),
-    /// Its issuer failed to load: a 503 in the request's own protocol.
-    Unavailable(Request),
-    /// Resume the login, refresh or bearer check with the keys there are now; `true` when
-    /// they were just fetched, `false` when the fetch failed (the IdP is unavailable).
-    Keys(Pending, bool),
-    /// Look at its session's refresh slot again.
-    Refresh(Box<RefreshCall>),
-}
-
-impl Wait {
-    /// `loaded`: the issuer's metadata was just (re)loaded, or for deciders is loaded at all.
-    fn then(self, loaded: bool) -> Then {
-        match self {
-            Wait::Decide(req) if loaded => Then::Decide(req),
-            Wait::Decide(req) => Then::Unavailable(req),
-            Wait::Keys(pending) => Then::Keys(pending, loaded),
-            Wait::Refresh(call) => Then::Refresh(call),
-        }
-    }
+/// Whether anyone waits on an issuer, as the coordinator tells the loader at each tick.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waiting {
+    pub metadata: bool,
+    pub keys: bool,
 }
 
 /// What a load's callout fetches.
@@ -103,23 +71,13 @@ pub enum Action {
         key: String,
         bytes: Vec<u8>,
     },
-    /// Carry on with this parked stream.
+    /// Whoever waits on `issuer` may go on.
     Wake {
-        stream: u32,
-        then: Then,
+        issuer: usize,
+        waiters: Waiters,
+        loaded: bool,
     },
     Log(Level, String),
-}
-
-/// How often the adapter should tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pace {
-    /// A load is wanted right away.
-    Eager,
-    /// Requests wait on another worker's refresh (look at their slots often), or for keys
-    /// that may be fetched again shortly.
-    Poll,
-    Idle,
 }
 
 #[derive(Debug, Default)]
@@ -138,12 +96,21 @@ struct Issuer {
 #[derive(Debug, Default)]
 pub struct Loader {
     issuers: Vec<Issuer>,
-    parked: Vec<(u32, usize, Wait)>,
+    /// A load is wanted right away (the first, or one a waiter needs).
     eager: bool,
 }
 
-/// Refresh waiters are parked under no issuer.
-const NO_ISSUER: usize = usize::MAX;
+/// What a token naming a key its issuer's JWKS lacks waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysNeed {
+    /// The keys are fetched again: wait for the load ([`Loader::want`]).
+    Fetch,
+    /// Fetched moments ago: wait for the next fetch allowed.
+    NextFetch,
+    /// Go on with the keys there are (the `kid` is simply unknown, or the IdP failed
+    /// moments ago).
+    AsTheyAre,
+}
 
 impl Loader {
     pub fn new(config: &Config) -> Loader {
@@ -156,7 +123,6 @@ impl Loader {
                     ..Issuer::default()
                 })
                 .collect(),
-            parked: Vec::new(),
             // Load right away, so the first login does not wait.
             eager: true,
         }
@@ -171,60 +137,40 @@ impl Loader {
             .collect()
     }
 
-    pub fn pace(&self) -> Pace {
-        if self.eager {
-            Pace::Eager
-        } else if self
-            .parked
-            .iter()
-            .any(|(_, _, w)| matches!(w, Wait::Refresh(_) | Wait::Keys(_)))
-        {
-            Pace::Poll
-        } else {
-            Pace::Idle
-        }
+    /// Whether a load is wanted right away: tick at once.
+    pub fn eager(&self) -> bool {
+        self.eager
+    }
+
+    /// Someone waits for a load: start it at the next tick.
+    pub fn want(&mut self) {
+        self.eager = true;
     }
 
     /// Periodic work: adopt newer snapshots other workers shared (`shared`: each issuer's
     /// bytes and version, as read), give up loads whose answer was lost, start loads that
-    /// are due, and wake whoever waits on an issuer with nothing to fetch. Requests waiting
-    /// on a refresh are handed back to look at their slot again.
+    /// are due, and wake whoever waits on an issuer with nothing to fetch (`waiting` says who
+    /// waits on each).
     pub fn tick(
         &mut self,
         config: &Config,
         issuers: &mut Issuers,
         now: u64,
         shared: &[(Option<Vec<u8>>, Option<u32>)],
+        waiting: &dyn Fn(usize) -> Waiting,
     ) -> Vec<Action> {
         self.eager = false;
         let mut actions = Vec::new();
         for (id, seen) in shared.iter().enumerate().take(self.issuers.len()) {
             if self.adopt(issuers, id, seen) {
                 // Requests waiting for this issuer need not wait for our own load too.
-                actions.extend(self.wake_deciders(id));
+                actions.push(wake(id, Waiters::Metadata, true));
             }
         }
         for id in 0..self.issuers.len() {
-            actions.extend(self.tick_issuer(config, issuers, id, now));
+            actions.extend(self.tick_issuer(config, issuers, id, now, waiting(id)));
         }
-        let (refreshing, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
-            .into_iter()
-            .partition(|(_, _, w)| matches!(w, Wait::Refresh(_)));
-        self.parked = rest;
-        actions.extend(
-            refreshing
-                .into_iter()
-                .map(|(stream, _, wait)| Action::Wake {
-                    stream,
-                    then: wait.then(true),
-                }),
-        );
         actions
-    }
-
-    /// Wakes the requests that wait for `id`'s metadata (not those waiting for fresh keys).
-    fn wake_deciders(&mut self, id: usize) -> Vec<Action> {
-        self.wake_matching(|i, w| i == id && matches!(w, Wait::Decide(_)), true)
     }
 
     /// Takes another worker's newer snapshot; `true` when one was adopted.
@@ -266,14 +212,10 @@ impl Loader {
         issuers: &Issuers,
         id: usize,
         now: u64,
+        waiting: Waiting,
     ) -> Vec<Action> {
         let lost_after = config.idp_timeout_ms / 1000 + LOST_AFTER_SECS;
-        let waiting = |keys: bool| {
-            self.parked
-                .iter()
-                .any(|(_, i, w)| *i == id && matches!(w, Wait::Keys(_)) == keys)
-        };
-        let (decide_waiters, key_waiters) = (waiting(false), waiting(true));
+        let (decide_waiters, key_waiters) = (waiting.metadata, waiting.keys);
         let Some(issuer) = self.issuers.get_mut(id) else {
             return Vec::new();
         };
@@ -305,11 +247,10 @@ impl Loader {
         let loaded = issuers.get(id).is_some();
         let mut actions = Vec::new();
         if decide_waiters {
-            actions
-                .extend(self.wake_matching(|i, w| i == id && !matches!(w, Wait::Keys(_)), loaded));
+            actions.push(wake(id, Waiters::Metadata, loaded));
         }
         if key_waiters && !retry_due {
-            actions.extend(self.wake_matching(|i, w| i == id && matches!(w, Wait::Keys(_)), false));
+            actions.push(wake(id, Waiters::Keys, false));
         }
         actions
     }
@@ -395,7 +336,7 @@ impl Loader {
                     }
                     let line = serde_json::json!({"event": "provider_loaded", "issuer": url});
                     actions.push(Action::Log(Level::Info, line.to_string()));
-                    actions.extend(self.wake(issuers, id));
+                    actions.push(wake(id, Waiters::All, true));
                     actions
                 }
                 Err(e) => self.failed(issuers, id, now, &format!("jwks: {e}")),
@@ -446,128 +387,54 @@ impl Loader {
         // Requests that need the metadata go on with what is loaded; those that waited for
         // fresh keys learn that none came.
         let loaded = issuers.get(id).is_some();
-        actions.extend(self.wake_matching(|i, w| i == id && !matches!(w, Wait::Keys(_)), loaded));
-        actions.extend(self.wake_matching(|i, w| i == id && matches!(w, Wait::Keys(_)), false));
+        actions.push(wake(id, Waiters::Metadata, loaded));
+        actions.push(wake(id, Waiters::Keys, false));
         actions
     }
 
-    fn wake(&mut self, issuers: &Issuers, id: usize) -> Vec<Action> {
-        let loaded = issuers.get(id).is_some();
-        self.wake_with(id, loaded)
+    /// Whether a request may wait for `id`'s metadata: not when the issuer failed moments
+    /// ago (it gets a 503 at once).
+    pub fn accepts_waiters(&self, id: usize, now: u64) -> bool {
+        self.issuers.get(id).is_some_and(|issuer| {
+            issuer
+                .failed_at
+                .is_none_or(|t| now.saturating_sub(t) >= RETRY_SECS)
+        })
     }
 
-    fn wake_with(&mut self, id: usize, loaded: bool) -> Vec<Action> {
-        self.wake_matching(|i, _| i == id, loaded)
-    }
-
-    /// Hands back every parked wait `pick` chooses, `loaded` saying whether its issuer is.
-    fn wake_matching(&mut self, pick: impl Fn(usize, &Wait) -> bool, loaded: bool) -> Vec<Action> {
-        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
-            .into_iter()
-            .partition(|(_, i, w)| pick(*i, w));
-        self.parked = others;
-        mine.into_iter()
-            .map(|(stream, _, wait)| Action::Wake {
-                stream,
-                then: wait.then(loaded),
-            })
-            .collect()
-    }
-
-    fn room_for(&self, weight: usize) -> bool {
-        let held: usize = self.parked.iter().map(|(_, _, w)| w.weight()).sum();
-        self.parked.len() < MAX_PARKED && held.saturating_add(weight) <= MAX_PARKED_BYTES
-    }
-
-    /// Parks `wait` for `stream` under `id`; `false` (dropped) when the bounds are hit.
-    fn park(&mut self, stream: u32, id: usize, wait: Wait) -> bool {
-        if !self.room_for(wait.weight()) {
-            return false;
-        }
-        self.parked.push((stream, id, wait));
-        true
-    }
-
-    /// A request needs `id`'s metadata, which is not loaded: parked until it is (`true`), or
-    /// refused when the issuer failed moments ago or the bounds are hit (`false`: a 503).
-    pub fn park_for_provider(&mut self, stream: u32, id: usize, req: Request, now: u64) -> bool {
-        let Some(issuer) = self.issuers.get(id) else {
-            return false;
-        };
-        let recently_failed = issuer
-            .failed_at
-            .is_some_and(|t| now.saturating_sub(t) < RETRY_SECS);
-        if recently_failed {
-            return false;
-        }
-        let parked = self.park(stream, id, Wait::Decide(req));
-        self.eager |= parked;
-        parked
-    }
-
-    /// A token named a `kid` `id`'s keys lack. Fetched again at most once per
+    /// A token named a `kid` `id`'s keys lack (`from_token_endpoint`: an ID token the token
+    /// endpoint itself sent). Keys are fetched again at most once per
     /// [`KEY_REFETCH_MIN_SECS`], whether the last try worked or not: forged tokens naming
     /// unknown kids must not make the filter call an IdP (up or down) more than that.
-    pub fn park_for_keys(
-        &mut self,
-        stream: u32,
-        id: usize,
-        pending: Pending,
-        now: u64,
-    ) -> KeysWait {
+    pub fn keys_need(&self, id: usize, now: u64, from_token_endpoint: bool) -> KeysNeed {
         let recent = |t: u64| now.saturating_sub(t) < KEY_REFETCH_MIN_SECS;
         let Some(issuer) = self.issuers.get(id) else {
-            return KeysWait::AsTheyAre(pending);
+            return KeysNeed::AsTheyAre;
         };
         let fetched_moments_ago = issuer.in_flight.is_none() && recent(issuer.keys_fetched_at);
         let failed_moments_ago = issuer.in_flight.is_none() && issuer.failed_at.is_some_and(recent);
         // A client's token (a bearer token anyone can forge with any `kid`) goes on with the
         // keys there are. An ID token the token endpoint itself just sent names a key the
         // IdP really signs with: it waits for the next allowed fetch instead of failing.
-        if failed_moments_ago || (fetched_moments_ago && !pending.from_token_endpoint()) {
-            return KeysWait::AsTheyAre(pending);
-        }
-        if self.park(stream, id, Wait::Keys(pending)) {
-            self.eager |= !fetched_moments_ago;
-            KeysWait::Parked
+        if failed_moments_ago || (fetched_moments_ago && !from_token_endpoint) {
+            KeysNeed::AsTheyAre
+        } else if fetched_moments_ago {
+            KeysNeed::NextFetch
         } else {
-            KeysWait::Full
+            KeysNeed::Fetch
         }
-    }
-
-    /// Waits for another request's refresh of the same session; `false` when full.
-    pub fn park_refresh(&mut self, stream: u32, call: Box<RefreshCall>) -> bool {
-        self.park(stream, NO_ISSUER, Wait::Refresh(call))
-    }
-
-    /// A stream went away: nothing waits for it any more, except a refresh waiting for keys,
-    /// whose outcome the session's other requests still need (the IdP may have rotated the
-    /// refresh token). It is woken like the others; the adapter finds its stream gone.
-    pub fn forget(&mut self, stream: u32) {
-        self.parked.retain(|(s, _, w)| {
-            *s != stream || matches!(w, Wait::Keys(pending) if pending.outlives_request())
-        });
-    }
-
-    pub fn parked(&self) -> usize {
-        self.parked.len()
     }
 
     #[cfg(test)]
-    fn load_in_flight(&self, id: usize) -> Option<u64> {
+    pub(crate) fn load_in_flight(&self, id: usize) -> Option<u64> {
         self.issuers.get(id)?.in_flight.map(|(load, _)| load)
     }
 }
 
-/// What to do with a request that needs fresh keys.
-#[derive(Debug)]
-pub enum KeysWait {
-    Parked,
-    /// Fetched moments ago: go on with the keys there are (the `kid` is simply unknown).
-    AsTheyAre(Pending),
-    /// Too much is parked already: a 503.
-    Full,
+fn wake(issuer: usize, waiters: Waiters, loaded: bool) -> Action {
+    Action::Wake {
+        issuer,
+        waiters,
+        loaded,
+    }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::tests_support::{base, config};
 use crate::gate::PendingBox;
-use crate::issuer::REFRESH_SECS;
+use crate::issuer::{self, Metadata, KEY_REFETCH_MIN_SECS, MAIN, REFRESH_SECS, RETRY_SECS};
 use crate::oidc::testkeys;
 use serde_json::{json, Value};
 
@@ -134,13 +134,14 @@ fn woken(actions: &[Action]) -> Vec<(u32, &'static str)> {
         .iter()
         .filter_map(|a| match a {
             Action::Wake { stream, then } => {
+                let stream = stream.expect("a live stream");
                 let what = match then {
                     Then::Decide(_) => "decide",
                     Then::Unavailable(_) => "unavailable",
                     Then::Keys(..) => "keys",
                     Then::Refresh(_) => "refresh",
                 };
-                Some((*stream, what))
+                Some((stream, what))
             }
             _ => None,
         })
@@ -182,7 +183,7 @@ fn failure_line(actions: &[Action]) -> Value {
 struct World {
     config: Config,
     issuers: Issuers,
-    loader: Loader,
+    waits: Waits,
     now: u64,
 }
 
@@ -194,7 +195,7 @@ impl World {
     fn new(config: Config) -> World {
         World {
             issuers: Issuers::new(config.issuers.len()),
-            loader: Loader::new(&config),
+            waits: Waits::new(&config),
             config,
             now: NOW,
         }
@@ -207,7 +208,7 @@ impl World {
     }
 
     fn tick_seeing(&mut self, shared: &[Seen]) -> Vec<Action> {
-        self.loader
+        self.waits
             .tick(&self.config, &mut self.issuers, self.now, shared)
     }
 
@@ -218,12 +219,16 @@ impl World {
 
     /// Answers `fetch` as part of the load `id` has in flight.
     fn answer(&mut self, id: usize, fetch: Fetch, answer: Answer) -> Vec<Action> {
-        let load = self.loader.load_in_flight(id).expect("a load in flight");
+        let load = self
+            .waits
+            .loader
+            .load_in_flight(id)
+            .expect("a load in flight");
         self.answer_load(id, load, fetch, answer)
     }
 
     fn answer_load(&mut self, id: usize, load: u64, fetch: Fetch, answer: Answer) -> Vec<Action> {
-        self.loader.on_answer(
+        self.waits.on_answer(
             &self.config,
             &mut self.issuers,
             id,
@@ -253,12 +258,12 @@ impl World {
     }
 
     fn park(&mut self, stream: u32, id: usize) -> bool {
-        self.loader
-            .park_for_provider(stream, id, get(&format!("/s{stream}")), self.now)
+        self.waits
+            .park_for_issuer(stream, id, get(&format!("/s{stream}")), self.now)
     }
 
     fn park_keys(&mut self, stream: u32) -> KeysWait {
-        self.loader
+        self.waits
             .park_for_keys(stream, MAIN, bearer(&format!("/k{stream}")), self.now)
     }
 
@@ -270,15 +275,15 @@ impl World {
 #[test]
 fn the_first_tick_loads_every_issuer_and_wakes_its_waiters() {
     let mut w = World::new(two_issuers());
-    assert_eq!(w.loader.pace(), Pace::Eager);
+    assert_eq!(w.waits.pace(), Pace::Eager);
     assert_eq!(
-        w.loader.shared_keys(),
+        w.waits.shared_keys(),
         [issuer::shared_key(ISSUER), issuer::shared_key(OTHER)]
     );
     assert!(w.park(1, MAIN));
     assert!(w.park(2, 1));
     let a = w.tick();
-    assert_ne!(w.loader.pace(), Pace::Eager);
+    assert_ne!(w.waits.pace(), Pace::Eager);
     assert_eq!(fetched(&a), [(0, "discovery"), (1, "discovery")]);
     assert!(woken(&a).is_empty(), "nothing loaded yet");
     let targets: Vec<_> = fetches(&a)
@@ -353,16 +358,16 @@ fn the_first_tick_loads_every_issuer_and_wakes_its_waiters() {
     );
     assert!(fetches(&a).is_empty());
     // The other issuer's waiter still waits for its own load.
-    assert_eq!(w.loader.parked(), 1);
+    assert_eq!(w.waits.parked(), 1);
     let keys = w.discovered(1, OTHER);
     let a = w.ok(1, keys, &testkeys::jwks_json());
     assert_eq!(woken(&a), [(2, "decide")]);
     assert_eq!(shares(&a)[0].1, issuer::shared_key(OTHER));
     assert!(w.issuers.get(1).is_some());
-    assert_eq!(w.loader.parked(), 0);
+    assert_eq!(w.waits.parked(), 0);
     // Loaded and fresh: nothing to do.
     assert!(w.tick().is_empty());
-    assert_eq!(w.loader.pace(), Pace::Idle);
+    assert_eq!(w.waits.pace(), Pace::Idle);
 }
 
 #[test]
@@ -418,7 +423,7 @@ fn a_failed_load_answers_its_waiters_and_is_retried_after_retry_secs() {
             [(1, "unavailable"), (2, "unavailable")],
             "{case}"
         );
-        assert_eq!(w.loader.parked(), 0, "{case}");
+        assert_eq!(w.waits.parked(), 0, "{case}");
         assert!(w.issuers.get(MAIN).is_none(), "{case}");
 
         // Within RETRY_SECS: requests are refused, and nothing is fetched whoever waits.
@@ -427,8 +432,8 @@ fn a_failed_load_answers_its_waiters_and_is_retried_after_retry_secs() {
             assert!(!w.park(3, MAIN), "{case}: refused at +{}", now - failed_at);
             assert!(w.tick().is_empty(), "{case}");
             // Waiters that got in anyway are answered, not served a fetch.
-            assert!(w.loader.park(4, MAIN, Wait::Decide(get("/4"))));
-            assert!(w.loader.park(5, MAIN, Wait::Keys(bearer("/5"))));
+            assert!(w.waits.park(4, MAIN, Wait::Decide(get("/4"))));
+            assert!(w.waits.park(5, MAIN, Wait::Keys(bearer("/5"))));
             let a = w.tick();
             assert!(
                 fetches(&a).is_empty(),
@@ -440,7 +445,7 @@ fn a_failed_load_answers_its_waiters_and_is_retried_after_retry_secs() {
         // Due again.
         w.now = failed_at + RETRY_SECS;
         assert!(w.park(6, MAIN), "{case}");
-        assert_eq!(w.loader.pace(), Pace::Eager, "{case}");
+        assert_eq!(w.waits.pace(), Pace::Eager, "{case}");
         let a = w.tick();
         assert_eq!(fetched(&a), [(0, "discovery")], "{case}");
         assert!(woken(&a).is_empty(), "{case}: waits for the load");
@@ -482,7 +487,7 @@ fn a_load_whose_answer_never_came_is_given_up_after_the_callout_timeout() {
             let a = w.tick();
             assert_eq!(fetched(&a), [(0, "discovery")], "given up, started again");
             assert!(woken(&a).is_empty());
-            assert_eq!(w.loader.parked(), 1, "the waiter waits for the new load");
+            assert_eq!(w.waits.parked(), 1, "the waiter waits for the new load");
             // And the new load is in flight in turn.
             w.now += 1;
             assert!(w.tick().is_empty());
@@ -495,24 +500,24 @@ fn the_late_answer_of_a_load_given_up_does_not_end_the_one_that_replaced_it() {
     for late in [None, Some(200u16)] {
         let mut w = World::new(config());
         assert!(w.park(1, MAIN));
-        assert_eq!(w.loader.load_in_flight(MAIN), None);
+        assert_eq!(w.waits.loader.load_in_flight(MAIN), None);
         assert_eq!(fetched(&w.tick()), [(0, "discovery")]);
-        let given_up = w.loader.load_in_flight(MAIN).expect("in flight");
+        let given_up = w.waits.loader.load_in_flight(MAIN).expect("in flight");
         w.now += 11;
         assert_eq!(
             fetched(&w.tick()),
             [(0, "discovery")],
             "given up, started again"
         );
-        let current = w.loader.load_in_flight(MAIN).expect("in flight");
+        let current = w.waits.loader.load_in_flight(MAIN).expect("in flight");
         assert_ne!(current, given_up);
         // The lost answer turns up: a failure or a good document, it changes nothing.
         let doc = discovery_json(ISSUER, json!({}));
         let late = late.map(|s| (s, doc.as_bytes()));
         let a = w.answer_load(MAIN, given_up, Fetch::Discovery, late);
         assert!(a.is_empty(), "{a:?}");
-        assert_eq!(w.loader.load_in_flight(MAIN), Some(current));
-        assert_eq!(w.loader.parked(), 1);
+        assert_eq!(w.waits.loader.load_in_flight(MAIN), Some(current));
+        assert_eq!(w.waits.parked(), 1);
         // So no third load starts while the current one is in flight...
         w.now += 1;
         assert!(w.tick().is_empty());
@@ -551,21 +556,21 @@ fn an_unknown_kid_refetches_the_keys_at_most_once_per_interval() {
     for now in [fetched_at, fetched_at + KEY_REFETCH_MIN_SECS - 1] {
         w.now = now;
         assert!(matches!(w.park_keys(1), KeysWait::AsTheyAre(_)), "+{now}");
-        assert_eq!(w.loader.parked(), 0);
+        assert_eq!(w.waits.parked(), 0);
     }
     w.tick();
-    assert_eq!(w.loader.pace(), Pace::Idle);
+    assert_eq!(w.waits.pace(), Pace::Idle);
     // Later: parked, and the next tick loads again.
     w.now = fetched_at + KEY_REFETCH_MIN_SECS;
     assert!(matches!(w.park_keys(1), KeysWait::Parked));
-    assert_eq!(w.loader.pace(), Pace::Eager);
+    assert_eq!(w.waits.pace(), Pace::Eager);
     let a = w.tick();
     assert_eq!(fetched(&a), [(0, "discovery")]);
     assert!(woken(&a).is_empty());
     // Another one joins the load in flight.
     assert!(matches!(w.park_keys(2), KeysWait::Parked));
     let keys = w.discovered(MAIN, ISSUER);
-    assert_eq!(w.loader.parked(), 2);
+    assert_eq!(w.waits.parked(), 2);
     w.now += 1;
     let a = w.ok(MAIN, keys, &testkeys::jwks_json());
     assert_eq!(woken(&a), [(1, "keys"), (2, "keys")]);
@@ -603,7 +608,7 @@ fn an_unknown_kid_after_a_failed_refetch_waits_the_interval_too() {
     assert_eq!(fetch, Fetch::Discovery);
     // A refused dispatch answers them alike.
     let a = w
-        .loader
+        .waits
         .on_dispatch_failed(&w.issuers, MAIN, w.now, "idp.example.com");
     failure_line(&a);
     assert_eq!(woken(&a), [(2, "keys")]);
@@ -686,7 +691,7 @@ fn the_version_this_worker_wrote_is_not_adopted_back() {
     let mut w = World::new(config());
     let a = w.load();
     assert_eq!(shares(&a).len(), 1);
-    w.loader.shared_written(MAIN, Some(9));
+    w.waits.shared_written(MAIN, Some(9));
     w.now += 20;
     assert!(w.tick_shared(&newer, 9).is_empty());
     assert_eq!(w.fetched_at(), Some(NOW));
@@ -734,7 +739,7 @@ fn a_refused_dispatch_fails_the_load() {
     assert_eq!(fetched(&w.tick()), [(0, "discovery")]);
     let failed_at = w.now;
     let a = w
-        .loader
+        .waits
         .on_dispatch_failed(&w.issuers, MAIN, failed_at, "idp.example.com");
     let line = failure_line(&a);
     assert!(line["reason"]
@@ -753,16 +758,16 @@ fn a_refused_dispatch_fails_the_load() {
 #[test]
 fn refresh_waiters_are_handed_back_at_each_tick() {
     let mut w = World::new(config());
-    assert_eq!(w.loader.pace(), Pace::Eager);
+    assert_eq!(w.waits.pace(), Pace::Eager);
     w.tick();
-    assert_eq!(w.loader.pace(), Pace::Idle);
-    assert!(w.loader.park_refresh(7, refresh_call("abc")));
-    assert!(w.loader.park_refresh(8, refresh_call("def")));
-    assert_eq!(w.loader.pace(), Pace::Poll);
+    assert_eq!(w.waits.pace(), Pace::Idle);
+    assert!(w.waits.park_refresh(7, refresh_call("abc")));
+    assert!(w.waits.park_refresh(8, refresh_call("def")));
+    assert_eq!(w.waits.pace(), Pace::Poll);
     // Loads ending do not wake them: they wait on no issuer.
-    let a = w.loader.on_dispatch_failed(&w.issuers, MAIN, w.now, "x");
+    let a = w.waits.on_dispatch_failed(&w.issuers, MAIN, w.now, "x");
     assert!(woken(&a).is_empty());
-    assert_eq!(w.loader.pace(), Pace::Poll);
+    assert_eq!(w.waits.pace(), Pace::Poll);
     w.now += 1;
     let a = w.tick();
     assert_eq!(woken(&a), [(7, "refresh"), (8, "refresh")]);
@@ -774,8 +779,8 @@ fn refresh_waiters_are_handed_back_at_each_tick() {
         unreachable!()
     };
     assert_eq!((call.session_id.as_str(), call.generation), ("abc", 1));
-    assert_eq!(w.loader.parked(), 0);
-    assert_eq!(w.loader.pace(), Pace::Idle);
+    assert_eq!(w.waits.parked(), 0);
+    assert_eq!(w.waits.pace(), Pace::Idle);
     assert!(woken(&w.tick()).is_empty());
 }
 
@@ -783,9 +788,9 @@ fn refresh_waiters_are_handed_back_at_each_tick() {
 fn a_refresh_waiter_does_not_hide_a_wanted_load() {
     let mut w = World::new(config());
     w.tick();
-    assert!(w.loader.park_refresh(7, refresh_call("abc")));
+    assert!(w.waits.park_refresh(7, refresh_call("abc")));
     assert!(w.park(1, MAIN));
-    assert_eq!(w.loader.pace(), Pace::Eager);
+    assert_eq!(w.waits.pace(), Pace::Eager);
 }
 
 #[test]
@@ -794,17 +799,17 @@ fn parking_is_bounded_in_entries() {
     for stream in 0..MAX_PARKED as u32 {
         assert!(w.park(stream, MAIN), "{stream}");
     }
-    assert_eq!(w.loader.parked(), MAX_PARKED);
+    assert_eq!(w.waits.parked(), MAX_PARKED);
     let last = MAX_PARKED as u32;
     assert!(!w.park(last, MAIN));
-    assert!(!w.loader.park_refresh(last, refresh_call("abc")));
+    assert!(!w.waits.park_refresh(last, refresh_call("abc")));
     // Keys waiters too (a load in flight, so not refused for being recent).
     w.tick();
     assert!(matches!(w.park_keys(last), KeysWait::Full));
-    assert_eq!(w.loader.parked(), MAX_PARKED);
+    assert_eq!(w.waits.parked(), MAX_PARKED);
     // Room again once one goes away.
-    w.loader.forget(3);
-    assert!(w.loader.park_refresh(last, refresh_call("abc")));
+    w.waits.forget(3);
+    assert!(w.waits.park_refresh(last, refresh_call("abc")));
     assert!(!w.park(last + 1, MAIN));
 }
 
@@ -816,33 +821,33 @@ fn parking_is_bounded_in_bytes() {
     let mut w = World::new(config());
     // One request larger than the whole budget.
     assert!(!w
-        .loader
-        .park_for_provider(1, MAIN, big(MAX_PARKED_BYTES), w.now));
-    assert_eq!(w.loader.parked(), 0);
-    assert_eq!(w.loader.pace(), Pace::Eager);
+        .waits
+        .park_for_issuer(1, MAIN, big(MAX_PARKED_BYTES), w.now));
+    assert_eq!(w.waits.parked(), 0);
+    assert_eq!(w.waits.pace(), Pace::Eager);
     w.tick();
     assert_eq!(
-        w.loader.pace(),
+        w.waits.pace(),
         Pace::Idle,
         "a refused request wants no load"
     );
     // Two that each fit but not together.
     let half = MAX_PARKED_BYTES / 2 + 1;
-    assert!(w.loader.park_for_provider(1, MAIN, big(half), w.now));
-    assert!(!w.loader.park_for_provider(2, MAIN, big(half), w.now));
+    assert!(w.waits.park_for_issuer(1, MAIN, big(half), w.now));
+    assert!(!w.waits.park_for_issuer(2, MAIN, big(half), w.now));
     assert!(matches!(
-        w.loader
+        w.waits
             .park_for_keys(2, MAIN, Pending::Bearer(Box::new(big(half))), w.now),
         KeysWait::Full
     ));
     let mut call = refresh_call("abc");
     call.pending = PendingBox(Pending::Bearer(Box::new(big(half))));
-    assert!(!w.loader.park_refresh(2, call));
-    assert_eq!(w.loader.parked(), 1);
+    assert!(!w.waits.park_refresh(2, call));
+    assert_eq!(w.waits.parked(), 1);
     // Many small ones still fit beside it.
     assert!(w.park(3, MAIN));
-    w.loader.forget(1);
-    assert!(w.loader.park_for_provider(2, MAIN, big(half), w.now));
+    w.waits.forget(1);
+    assert!(w.waits.park_for_issuer(2, MAIN, big(half), w.now));
 }
 
 #[test]
@@ -853,13 +858,13 @@ fn forget_drops_every_wait_of_a_stream_and_only_its() {
     assert_eq!(fetched(&w.tick()), [(0, "discovery")]);
     // A load in flight: keys waiters join it.
     assert!(matches!(w.park_keys(1), KeysWait::Parked));
-    assert!(w.loader.park_refresh(1, refresh_call("abc")));
-    assert!(w.loader.park_refresh(3, refresh_call("def")));
-    assert_eq!(w.loader.parked(), 5);
-    w.loader.forget(1);
-    assert_eq!(w.loader.parked(), 2);
-    w.loader.forget(99);
-    assert_eq!(w.loader.parked(), 2);
+    assert!(w.waits.park_refresh(1, refresh_call("abc")));
+    assert!(w.waits.park_refresh(3, refresh_call("def")));
+    assert_eq!(w.waits.parked(), 5);
+    w.waits.forget(1);
+    assert_eq!(w.waits.parked(), 2);
+    w.waits.forget(99);
+    assert_eq!(w.waits.parked(), 2);
     let keys = w.discovered(MAIN, ISSUER);
     let a = w.ok(MAIN, keys, &testkeys::jwks_json());
     assert_eq!(woken(&a), [(2, "decide")]);
@@ -893,7 +898,7 @@ fn a_failed_refetch_of_an_adopted_stale_snapshot_does_not_refuse_the_waiters() {
         let fetch = the_fetch(&a, MAIN);
         let early = woken(&a);
         let a = if refused {
-            w.loader
+            w.waits
                 .on_dispatch_failed(&w.issuers, MAIN, w.now, "idp.example.com")
         } else {
             w.answer(MAIN, fetch, None)
