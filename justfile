@@ -135,6 +135,7 @@ unit:
     cargo test --lib
     cargo test --test corpora --test properties --test parity
     cargo test --test manifests
+    cargo test --test layers
 
 # Property-based fuzzing (stable Rust): every target in tests/properties.rs with fresh seeds
 # until SECONDS (default 600, shared between the targets) are spent. `just fuzz 3600`.

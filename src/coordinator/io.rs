@@ -16,8 +16,6 @@ pub enum Event<'a> {
         req: Request,
         exact: bool,
     },
-    /// The response headers of `stream` are passing (for the `Set-Cookie`s it must carry).
-    Response { stream: u32 },
     /// The host sent `call` as callout `token`, or would not (`None`).
     Dispatched { call: u64, token: Option<u32> },
     /// Callout `token` was answered (`None`: it failed, timed out or was too large).
@@ -69,11 +67,6 @@ pub enum Action {
     Respond {
         stream: u32,
         response: Response,
-    },
-    /// Add these `Set-Cookie` values to the stream's response headers.
-    SetCookies {
-        stream: u32,
-        cookies: Vec<String>,
     },
     /// Send `callout` to `cluster` with this timeout; report [`Event::Dispatched`].
     Dispatch {

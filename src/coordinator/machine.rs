@@ -2,7 +2,7 @@
 //! event comes in here, and what the host must do comes out of [`Coordinator::poll_action`].
 
 use super::io::{Action, Event};
-use super::slots::Op;
+use super::ops::Op;
 use super::waits::{Pace, Waits};
 use crate::cache::Cache;
 use crate::config::Config;
@@ -110,11 +110,6 @@ impl Coordinator {
         self.now_ms = now_ms;
         match event {
             Event::Request { stream, req, exact } => self.on_request(stream, req, exact),
-            Event::Response { stream } => {
-                if let Some(cookies) = self.replies.remove(&stream) {
-                    self.push(Action::SetCookies { stream, cookies });
-                }
-            }
             Event::Dispatched { call, token } => self.on_dispatched(call, token),
             Event::Answer { token, answer } => self.on_answer(token, answer),
             Event::Read { read, values } => self.on_read(read, values),
@@ -123,6 +118,13 @@ impl Coordinator {
             Event::Tick => self.on_tick(),
         }
         self.announce_pace();
+    }
+
+    /// The `Set-Cookie` values a decision left for `stream`'s response (a refreshed or
+    /// re-sealed session), taken once. A lookup, not an event: the response path reads no
+    /// clock.
+    pub fn take_reply(&mut self, stream: u32) -> Option<Vec<String>> {
+        self.replies.remove(&stream)
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {

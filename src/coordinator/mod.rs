@@ -8,6 +8,7 @@
 
 mod io;
 mod machine;
+mod ops;
 mod slots;
 mod steps;
 pub mod waits;

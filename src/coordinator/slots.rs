@@ -5,42 +5,12 @@
 
 use super::io::Action;
 use super::machine::Coordinator;
+use super::ops::{Claim, Op};
 use crate::gate::{self, Decision, PendingBox, Publish, RefreshCall, Settled, Step};
 use crate::log::Level;
 use crate::refresh::{self, Plan};
 
 type Values = Vec<(Option<Vec<u8>>, Option<u32>)>;
-
-/// What a shared-data read or write waits for.
-#[derive(Debug)]
-pub(super) enum Op {
-    /// Every refresh slot, to create those that do not exist yet.
-    CreateSlots,
-    /// Each issuer's snapshot, for the tick.
-    Snapshots,
-    /// The write of an issuer's snapshot: its version, so it is not adopted back.
-    Shared { issuer: usize },
-    /// A due session's candidate slots, to plan its refresh.
-    Plan(Box<Claim>),
-    /// The compare-and-swap of a claim.
-    Claim(Box<Claim>),
-    /// The candidate slots again after a claim was written, to see that it stands.
-    Confirm(Box<Claim>),
-    /// A refresh's slot, to write its outcome over its claim.
-    Publish(Publish),
-}
-
-/// A request's refresh in the making.
-#[derive(Debug)]
-pub(super) struct Claim {
-    stream: u32,
-    call: Box<RefreshCall>,
-    resumed: bool,
-    /// The candidate slot claimed, the `Busy` entry written, and what the slot held before.
-    slot: usize,
-    bytes: Vec<u8>,
-    before: Option<Vec<u8>>,
-}
 
 impl Coordinator {
     pub(super) fn read(&mut self, op: Op, keys: Vec<String>) {

@@ -55,7 +55,8 @@ impl Vm {
             coordinator: Coordinator::new(config, random),
             stats: Stats::default(),
         };
-        drive(&mut plugin, host, None);
+        let now = host.now_ms();
+        drive(&mut plugin, host, None, now);
         self.plugins.insert(root, plugin);
         true
     }
@@ -73,8 +74,9 @@ impl Vm {
             req: Request { headers },
             exact,
         };
-        plugin.coordinator.handle(event, host.now_ms());
-        match drive(plugin, host, Some(stream)) {
+        let now = host.now_ms();
+        plugin.coordinator.handle(event, now);
+        match drive(plugin, host, Some(stream), now) {
             Some(Continued::Now) => Verdict::Continue,
             // Answered with a 500 already.
             Some(Continued::Failed) | None => Verdict::Pause,
@@ -83,19 +85,21 @@ impl Vm {
 
     /// Adds the `Set-Cookie` headers a decision left for this stream's response.
     pub fn on_response<H: Host>(&mut self, host: &mut H, root: u32, stream: u32) {
-        if let Some(plugin) = self.plugins.get_mut(&root) {
-            plugin
-                .coordinator
-                .handle(Event::Response { stream }, host.now_ms());
-            drive(plugin, host, Some(stream));
+        let reply = self
+            .plugins
+            .get_mut(&root)
+            .and_then(|p| p.coordinator.take_reply(stream));
+        for cookie in reply.unwrap_or_default() {
+            host.add_response_header("set-cookie", &cookie);
         }
     }
 
     pub fn on_tick<H: Host>(&mut self, host: &mut H, root: u32) {
         host.refresh_log_level();
         if let Some(plugin) = self.plugins.get_mut(&root) {
-            plugin.coordinator.handle(Event::Tick, host.now_ms());
-            drive(plugin, host, None);
+            let now = host.now_ms();
+            plugin.coordinator.handle(Event::Tick, now);
+            drive(plugin, host, None, now);
             let c = &plugin.coordinator;
             plugin.stats.flush(host, c.metrics(), &c.gauges());
         }
@@ -124,15 +128,14 @@ impl Vm {
         plugin
             .coordinator
             .handle(Event::Answer { token, answer }, now);
-        drive(plugin, host, None);
+        drive(plugin, host, None, now);
     }
 
     pub fn on_done<H: Host>(&mut self, host: &mut H, root: u32, stream: u32) {
         if let Some(plugin) = self.plugins.get_mut(&root) {
-            plugin
-                .coordinator
-                .handle(Event::Done { stream }, host.now_ms());
-            drive(plugin, host, None);
+            let now = host.now_ms();
+            plugin.coordinator.handle(Event::Done { stream }, now);
+            drive(plugin, host, None, now);
         }
     }
 }
@@ -145,8 +148,14 @@ enum Continued {
 }
 
 /// Carries out every action the coordinator has. `current`: the stream whose callback this
-/// is (host calls act on it until another stream is switched to).
-fn drive<H: Host>(plugin: &mut Plugin, host: &mut H, current: Option<u32>) -> Option<Continued> {
+/// is (host calls act on it until another stream is switched to); `now`: the time read at
+/// the callback's start, which the reports carry (one clock read per callback).
+fn drive<H: Host>(
+    plugin: &mut Plugin,
+    host: &mut H,
+    current: Option<u32>,
+    now: u64,
+) -> Option<Continued> {
     let mut effective = current;
     let mut continued = None;
     while let Some(action) = plugin.coordinator.poll_action() {
@@ -199,13 +208,6 @@ fn drive<H: Host>(plugin: &mut Plugin, host: &mut H, current: Option<u32>) -> Op
                     host.send_response(&response);
                 }
             }
-            Action::SetCookies { stream, cookies } => {
-                if on(host, &mut effective, stream) {
-                    for cookie in cookies {
-                        host.add_response_header("set-cookie", &cookie);
-                    }
-                }
-            }
             Action::Dispatch {
                 call,
                 cluster,
@@ -213,14 +215,12 @@ fn drive<H: Host>(plugin: &mut Plugin, host: &mut H, current: Option<u32>) -> Op
                 timeout_ms,
             } => {
                 let token = host.dispatch(&cluster, &callout, timeout_ms);
-                let now = host.now_ms();
                 plugin
                     .coordinator
                     .handle(Event::Dispatched { call, token }, now);
             }
             Action::Read { read, keys } => {
                 let values = keys.iter().map(|k| host.shared_get(k)).collect();
-                let now = host.now_ms();
                 plugin.coordinator.handle(Event::Read { read, values }, now);
             }
             Action::Write {
@@ -232,7 +232,6 @@ fn drive<H: Host>(plugin: &mut Plugin, host: &mut H, current: Option<u32>) -> Op
                 let ok = host.shared_set(&key, &bytes, cas);
                 if let Some(write) = write {
                     let version = host.shared_get(&key).1;
-                    let now = host.now_ms();
                     let event = Event::Written { write, ok, version };
                     plugin.coordinator.handle(event, now);
                 }

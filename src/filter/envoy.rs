@@ -42,7 +42,7 @@ pub fn random(buf: &mut [u8]) -> bool {
 }
 
 impl Host for Envoy {
-    fn now_ms(&self) -> u64 {
+    fn now_ms(&mut self) -> u64 {
         hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())

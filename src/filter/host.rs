@@ -16,7 +16,7 @@ pub enum Metric {
 
 pub trait Host {
     /// Milliseconds since the epoch; 0 when the host cannot say.
-    fn now_ms(&self) -> u64;
+    fn now_ms(&mut self) -> u64;
     /// An environment variable of the Envoy process (`vm_config.environment_variables`).
     fn env(&self, key: &str) -> Option<String>;
     fn plugin_configuration(&mut self, size: usize) -> Option<Vec<u8>>;
