@@ -2,14 +2,13 @@
 //! for profiling the compiled Wasm under another V8 embedder (Node.js, see
 //! `bench/v8_profile.py`) and comparing with the same code natively.
 //!
-//! Per iteration, as `filter::plugin::on_request` with `filter::host` does:
+//! Per iteration, as `filter::driver` does for `on_http_request_headers`:
 //!   1. the host hands over the request header map in proxy-wasm's serialized form, into a
-//!      buffer the module allocated (`proxy_on_memory_allocate`), and the SDK deserializes
-//!      it (proxy-wasm 0.2 `hostcalls::get_map_bytes` -> `utils::deserialize_map_bytes`);
-//!   2. `map_lossy` turns each value into a `String` (`String::from_utf8`);
-//!   3. `gate::decide`;
-//!   4. on `Decision::Continue`, `gate::edited_headers` and the SDK's `utils::serialize_map`
-//!      for `proxy_set_header_map_pairs` (`hostcalls::set_map`).
+//!      buffer the module allocated (`proxy_on_memory_allocate`), and `routing::wire::parse`
+//!      reads it;
+//!   2. the coordinator handles the request (`gate::decide` and carrying out its step);
+//!   3. its `Continue` action holds the edited map, serialized in one buffer for
+//!      `proxy_set_header_map_pairs`.
 //!
 //!   cargo run --release --example hot_path -- [CASE] [ITERATIONS] [--phases]
 //!   wasmtime/node: hot_path.wasm [CASE] [ITERATIONS] [--phases]
@@ -29,86 +28,26 @@ use std::time::Instant;
 
 use p256::ecdsa::signature::Signer;
 use serde_json::json;
-use wasm_oauth2_proxy::cache::Cache;
 use wasm_oauth2_proxy::config::Config;
-use wasm_oauth2_proxy::gate::{self, Admitted, Context, Decision, Env, Exchanged, Request};
-use wasm_oauth2_proxy::issuer::{Issuers, MAIN};
-use wasm_oauth2_proxy::metrics::Metrics;
-use wasm_oauth2_proxy::routing::headers;
+use wasm_oauth2_proxy::coordinator::{Action, Coordinator, Event, HeaderEdit};
+use wasm_oauth2_proxy::gate::Request;
+use wasm_oauth2_proxy::routing::wire;
 
-// ---------------------------------------------------------------------------------------
-// proxy-wasm 0.2 SDK, copied: the header map wire format (src/hostcalls.rs `mod utils`).
-// u32 count, then per pair u32 key length and u32 value length, then each key and value
-// followed by a NUL. Little-endian.
-
-/// `utils::serialize_map` (what `hostcalls::set_map` sends), and what the host sends us.
-fn serialize_map(map: &[(&str, &str)]) -> Vec<u8> {
-    let mut size: usize = 4;
-    for (name, value) in map {
-        size += name.len() + value.len() + 10;
-    }
-    let mut bytes: Vec<u8> = Vec::with_capacity(size);
-    bytes.extend_from_slice(&(map.len() as u32).to_le_bytes());
-    for (name, value) in map {
-        bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    }
-    for (name, value) in map {
-        bytes.extend_from_slice(name.as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(value.as_bytes());
-        bytes.push(0);
-    }
-    bytes
-}
-
-/// `utils::deserialize_map_bytes` (what `hostcalls::get_map_bytes` returns).
-fn deserialize_map_bytes(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    let size = u32::from_le_bytes(<[u8; 4]>::try_from(&bytes[0..4]).unwrap()) as usize;
-    let mut map = Vec::with_capacity(size);
-    let mut p = 4 + size * 8;
-    for n in 0..size {
-        let s = 4 + n * 8;
-        let size = u32::from_le_bytes(<[u8; 4]>::try_from(&bytes[s..s + 4]).unwrap()) as usize;
-        let key = bytes[p..p + size].to_vec();
-        p += size + 1;
-        let size = u32::from_le_bytes(<[u8; 4]>::try_from(&bytes[s + 4..s + 8]).unwrap()) as usize;
-        let value = bytes[p..p + size].to_vec();
-        p += size + 1;
-        map.push((String::from_utf8(key).unwrap(), value));
-    }
-    map
-}
-
-/// `proxy_on_memory_allocate` (src/allocator.rs) plus the host's copy into that buffer, and
-/// `Vec::from_raw_parts` in `get_map_bytes`: a fresh exact-capacity buffer per call.
+/// `proxy_on_memory_allocate` (the SDK's allocator) plus the host's copy into that buffer:
+/// a fresh exact-capacity buffer per call, which `envoy::request_header_map` takes over.
 #[inline(never)]
-fn host_hands_over(wire: &[u8]) -> Vec<u8> {
-    let mut v: Vec<u8> = Vec::with_capacity(wire.len());
-    v.extend_from_slice(wire);
-    black_box(v.into_boxed_slice().into_vec())
+fn host_hands_over(bytes: &[u8]) -> Vec<u8> {
+    let mut v: Vec<u8> = Vec::with_capacity(bytes.len());
+    v.extend_from_slice(bytes);
+    black_box(v)
 }
 
-/// `filter::host::map_lossy`: SDK deserialization, then each value into a `String`.
 #[inline(never)]
-fn map_lossy(wire: &[u8]) -> (Vec<(String, String)>, bool) {
-    headers::lossy(deserialize_map_bytes(wire))
-}
-
-/// `filter::host::edit_request_headers` with the exact headers at hand: the edited map,
-/// serialized for `proxy_set_header_map_pairs` (the host then reads it; not timed here).
-#[inline(never)]
-fn write_back(req: &Request, remove: &[String], set: &[(String, String)]) -> usize {
-    if remove.is_empty() && set.is_empty() {
-        return 0;
+fn read(bytes: &[u8]) -> (Vec<(String, String)>, bool) {
+    match wire::parse(bytes) {
+        Some(read) => read,
+        None => panic!("not a header map"),
     }
-    let pairs = gate::edited_headers(&req.headers, remove, set);
-    let wire = serialize_map(&pairs);
-    black_box(&wire);
-    wire.len()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -180,61 +119,78 @@ const HTML: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,image/
 
 struct Gate {
     config: Config,
-    providers: Issuers,
-    sessions: Cache<Admitted>,
-    bearers: Cache<Admitted>,
-    exchanged: Cache<Exchanged>,
-    metrics: Metrics,
+    coordinator: Coordinator,
+    stream: u32,
+}
+
+fn fixed(b: &mut [u8]) -> bool {
+    b.fill(9);
+    true
 }
 
 impl Gate {
+    /// A coordinator whose first tick adopts the login issuer's metadata (signed by `keys`)
+    /// from shared data, as a worker does when another one loaded it.
     fn new(keys: &str) -> Gate {
-        let mut providers = Issuers::new(1);
-        providers.set(MAIN, provider(keys));
+        let snapshot = provider(keys).snapshot();
+        let mut coordinator = Coordinator::new(config(), fixed);
+        coordinator.handle(Event::Tick, NOW * 1000);
+        while let Some(action) = coordinator.poll_action() {
+            if let Action::Read { read, keys } = action {
+                let values = keys
+                    .iter()
+                    .map(|k| match k.contains("refresh") {
+                        true => (None, None),
+                        false => (snapshot.clone(), Some(1)),
+                    })
+                    .collect();
+                coordinator.handle(Event::Read { read, values }, NOW * 1000);
+            }
+        }
         Gate {
             config: config(),
-            providers,
-            sessions: Cache::new(gate::SESSION_CACHE_ENTRIES, gate::SESSION_CACHE_BYTES),
-            bearers: Cache::new(gate::BEARER_CACHE_ENTRIES, gate::BEARER_CACHE_BYTES),
-            exchanged: Cache::new(gate::EXCHANGE_CACHE_ENTRIES, gate::EXCHANGE_CACHE_BYTES),
-            metrics: Metrics::default(),
+            coordinator,
+            stream: 0,
         }
     }
 
+    /// The coordinator's work for one request: the bytes written back (0: nothing to
+    /// write).
     #[inline(never)]
-    fn decide(&mut self, req: &Request) -> gate::Step {
-        let mut random = |b: &mut [u8]| {
-            b.fill(9);
-            true
-        };
-        let mut env = Env {
-            now: NOW,
-            random: &mut random,
-        };
-        let mut cx = Context {
-            config: &self.config,
-            issuers: &self.providers,
-            sessions: &mut self.sessions,
-            bearers: &mut self.bearers,
-            exchanged: &mut self.exchanged,
-            metrics: &mut self.metrics,
-        };
-        gate::decide(&mut cx, req, &mut env)
-    }
-
-    /// One request through the adapter; the bytes written back (0: nothing to write).
-    #[inline(never)]
-    fn request(&mut self, wire: &[u8]) -> usize {
-        let buf = host_hands_over(wire);
-        let (headers, exact) = map_lossy(&buf);
-        drop(buf);
+    fn decide(&mut self, headers: Vec<(String, String)>, exact: bool) -> usize {
+        self.stream = self.stream.wrapping_add(1);
         let req = Request { headers };
-        let step = self.decide(&req);
-        match step.decision {
-            Decision::Continue { remove, set, .. } if exact => write_back(&req, &remove, &set),
-            Decision::Continue { .. } => panic!("headers not exact"),
-            other => panic!("not admitted: {other:?}"),
+        let event = Event::Request {
+            stream: self.stream,
+            req,
+            exact,
+        };
+        self.coordinator.handle(event, NOW * 1000);
+        let mut out = None;
+        while let Some(action) = self.coordinator.poll_action() {
+            match action {
+                Action::Continue {
+                    edit: HeaderEdit::Whole(map),
+                    ..
+                } => out = Some(map.len()),
+                Action::Continue { edit, .. } => panic!("not written whole: {edit:?}"),
+                Action::Respond { response, .. } => panic!("not admitted: {}", response.status),
+                _ => {}
+            }
         }
+        match out {
+            Some(n) => n,
+            None => panic!("not admitted"),
+        }
+    }
+
+    /// One request through the adapter.
+    #[inline(never)]
+    fn request(&mut self, bytes: &[u8]) -> usize {
+        let buf = host_hands_over(bytes);
+        let (headers, exact) = read(&buf);
+        drop(buf);
+        self.decide(headers, exact)
     }
 }
 
@@ -247,9 +203,9 @@ fn run(name: &str, gate: &mut Gate, headers: Vec<(String, String)>, n: u64, phas
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let wire = serialize_map(&pairs);
+    let bytes = wire::serialize(pairs.iter().copied());
     // First request: opens the session / verifies the token and caches it.
-    let out = gate.request(&wire);
+    let out = gate.request(&bytes);
     let cookie = headers
         .iter()
         .find(|(n, _)| n == "cookie")
@@ -257,7 +213,7 @@ fn run(name: &str, gate: &mut Gate, headers: Vec<(String, String)>, n: u64, phas
     let start = Instant::now();
     let mut sum = 0usize;
     for _ in 0..n {
-        sum = sum.wrapping_add(gate.request(black_box(&wire)));
+        sum = sum.wrapping_add(gate.request(black_box(&bytes)));
     }
     let total = per_iter(start, n);
     black_box(sum);
@@ -265,33 +221,29 @@ fn run(name: &str, gate: &mut Gate, headers: Vec<(String, String)>, n: u64, phas
         "case={name} headers={} wire_bytes={} cookie_bytes={cookie} out_bytes={out} iters={n} \
          ns_per_iter={total:.0}",
         headers.len(),
-        wire.len()
+        bytes.len()
     );
     if phases {
         // Each step alone, on the same inputs.
         let start = Instant::now();
         for _ in 0..n {
-            let buf = host_hands_over(black_box(&wire));
-            black_box(map_lossy(&buf));
+            let buf = host_hands_over(black_box(&bytes));
+            black_box(read(&buf));
         }
-        let read = per_iter(start, n);
-        let req = Request {
-            headers: map_lossy(&wire).0,
-        };
+        let read_ns = per_iter(start, n);
+        let (parsed, exact) = read(&bytes);
         let start = Instant::now();
         for _ in 0..n {
-            black_box(gate.decide(black_box(&req)));
+            black_box(gate.decide(black_box(parsed.clone()), exact));
         }
         let decide = per_iter(start, n);
-        let Decision::Continue { remove, set, .. } = gate.decide(&req).decision else {
-            panic!("not admitted")
-        };
+        // The clone each decision above was given, to subtract.
         let start = Instant::now();
         for _ in 0..n {
-            black_box(write_back(black_box(&req), &remove, &set));
+            black_box(black_box(&parsed).clone());
         }
-        let write = per_iter(start, n);
-        print!(" read_ns={read:.0} decide_ns={decide:.0} write_ns={write:.0}");
+        let clone = per_iter(start, n);
+        print!(" read_ns={read_ns:.0} decide_and_write_ns={decide:.0} clone_ns={clone:.0}");
     }
     println!();
 }
