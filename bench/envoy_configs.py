@@ -46,9 +46,11 @@ def _wasm(name: str, path: str, configuration: str, env_keys: list[str]) -> dict
     }
 
 
-def listener(name: str, port: int, filters: list[dict], stat_prefix: str = "bench") -> dict:
-    """One benchmark listener: the shared connection manager with `filters` before the router.
-    Its request counters are `http.<stat_prefix>.downstream_rq_*`."""
+def listener(name: str, port: int, filters: list[dict], stat_prefix: str = "bench",
+             cluster: str = "app") -> dict:
+    """One benchmark listener: the shared connection manager with `filters` before the router,
+    which sends every request to `cluster`. Its request counters are
+    `http.<stat_prefix>.downstream_rq_*`."""
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network."
                  "http_connection_manager.v3.HttpConnectionManager",
@@ -67,7 +69,7 @@ def listener(name: str, port: int, filters: list[dict], stat_prefix: str = "benc
             "virtual_hosts": [{
                 "name": "app",
                 "domains": ["*"],
-                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}],
             }],
         },
         "http_filters": [*filters, {
@@ -91,11 +93,14 @@ def bootstrap(port: int, admin: int, app_port: int, idp_port: int,
 
 
 def bootstrap_listeners(admin: int, app_port: int, idp_port: int, listeners: list[dict],
-                        secrets: list[dict] | None = None) -> dict:
-    """One Envoy with every listener in `listeners` (see `listener`), the same clusters."""
+                        secrets: list[dict] | None = None,
+                        extra_clusters: dict[str, int] | None = None) -> dict:
+    """One Envoy with every listener in `listeners` (see `listener`), the same clusters, and
+    `extra_clusters` (name: a loopback port; e.g. another listener of the same Envoy)."""
     static = {
         "listeners": listeners,
-        "clusters": [_cluster("app", app_port), _cluster("idp", idp_port)],
+        "clusters": [_cluster("app", app_port), _cluster("idp", idp_port),
+                     *(_cluster(n, p) for n, p in (extra_clusters or {}).items())],
     }
     if secrets:
         static["secrets"] = secrets

@@ -6,9 +6,12 @@ differences with its spread. Part of `just bench` (after `python3 -m bench.run`)
 
 One Envoy (`--concurrency 1`, pinned to core 0; wrk, nginx and the IdP on core 1) holds a
 listener per configuration on its own port: no filter (the baseline), the trivial Wasm
-filter, the host-calls floor, this filter once per measured request kind (session cookie,
-chunked session, cached bearer token, `skip_auth_routes` route), Envoy's oauth2 filter and
-jwt_authn without and with its JWT cache. Each Wasm listener has its own `vm_id` and
+filter, the floor of the filter's semantics (the whole header map read and written back with
+its headers, no logic), this filter once per measured request kind (session cookie, chunked
+session, cached bearer token, `skip_auth_routes` route), Envoy's oauth2 filter, jwt_authn
+without and with its JWT cache, and one extra Envoy hop (a filter-less listener that passes
+each request on to the baseline listener: what the sidecar pattern costs at Envoy's own
+efficiency). Each Wasm listener has its own `vm_id` and
 `root_id`, so its plugin configuration gets a VM of its own (Envoy shares a VM between
 plugins with the same vm_id and code). Same worker thread, same process, same warm caches:
 what differs between two adjacent runs is the listener, not the process.
@@ -55,7 +58,8 @@ from .stack import CLIENT_ID, JWT_AUDIENCE, JWT_ISSUER, Stack, gate_plugin_confi
 # The filter's cases in `bench.run` share one Envoy; here each gets a listener (and a VM).
 GATE_LISTENER = {"session": "gate_session", "chunked": "gate_chunked",
                  "bearer": "gate_bearer", "skip": "gate_skip"}
-LISTENERS = ["base", "trivial", "hostcalls", *GATE_LISTENER.values(), "oauth2", "jwt", "jwt_cache"]
+LISTENERS = ["base", "trivial", "hostcalls", *GATE_LISTENER.values(), "oauth2", "jwt", "jwt_cache",
+             "hop"]
 WARMUP_SECONDS = 1
 SECTION = "Paired differences, one Envoy"
 
@@ -120,12 +124,19 @@ class OneEnvoy:
             "oauth2": ec.native_oauth2(self.idp_port, self.ports["oauth2"], CLIENT_ID),
             "jwt": ec.jwt_authn(JWT_ISSUER, JWT_AUDIENCE, jwt["jwks"], cache=False),
             "jwt_cache": ec.jwt_authn(JWT_ISSUER, JWT_AUDIENCE, jwt["jwks"], cache=True),
+            # The sidecar pattern at Envoy's own efficiency: no filter, on to the baseline
+            # listener through a second connection manager, as a request through a proxy
+            # sidecar crosses a second proxy.
+            "hop": [],
         }
-        listeners = [ec.listener(name, self.ports[name], filters[name], f"bench_{name}")
+        next_hop = {"hop": "next_hop"}
+        listeners = [ec.listener(name, self.ports[name], filters[name], f"bench_{name}",
+                                 cluster=next_hop.get(name, "app"))
                      for name in LISTENERS]
         secrets = ec.native_oauth2_secrets(self.client_secret,
                                            base64.b64encode(os.urandom(32)).decode())
-        boot = ec.bootstrap_listeners(self.admin, self.app_port, self.idp_port, listeners, secrets)
+        boot = ec.bootstrap_listeners(self.admin, self.app_port, self.idp_port, listeners, secrets,
+                                      extra_clusters={"next_hop": self.ports["base"]})
         self.envoy = Envoy(procs, "paired", boot, self.ports["base"], self.admin,
                            env={"OAUTH2_CLIENT_SECRET": self.client_secret,
                                 "OAUTH2_COOKIE_SECRET": cookie_secret})

@@ -2,8 +2,8 @@
 """Where the filter's Wasm time goes on the hot path, seen through Node.js's V8.
 
 Envoy's V8 cannot be profiled at the Wasm function level (no V8 flags, stripped binary),
-so this runs the same code paths (examples/hot_path.rs: the header map read as the
-proxy-wasm SDK does, gate::decide, the header map written back) compiled to wasm32-wasip1
+so this runs the same code paths (examples/hot_path.rs: the header map read with
+`routing::wire`, the coordinator's handling and the map written back) compiled to wasm32-wasip1
 under Node.js (V8 too) with `--cpu-prof`, which names Wasm functions from the module's name
 section, and natively for comparison.
 
@@ -156,7 +156,7 @@ def timings(work, cases, iters, repeat, liftoff):
                     node_cmd(work, a[target], args, liftoff)
                 fields = parse_line(run(cmd).strip().splitlines()[-1])
                 cur = best.setdefault((target, case), {})
-                for k in ["ns_per_iter", "read_ns", "decide_ns", "write_ns"]:
+                for k in ["ns_per_iter", "read_ns", "decide_ns"]:
                     v = float(fields[k])
                     cur[k] = min(cur.get(k, v), v)
                 for k in ["wire_bytes", "cookie_bytes", "out_bytes"]:
@@ -173,7 +173,7 @@ def print_timings(best, cases):
         r = best.get(("raw", case), {})
         o = best.get(("opt", case), {})
         for k, label in [("ns_per_iter", "**whole request**"), ("read_ns", "read map"),
-                         ("decide_ns", "gate::decide"), ("write_ns", "write map")]:
+                         ("decide_ns", "coordinator: decide, map written back")]:
             ratio = f"{r[k] / n[k]:.1f}x" if k in r and k in n else ""
             print(f"| {case} | {r.get('cookie_bytes', '')} | {label} | {n.get(k, 0):.0f} | "
                   f"{r.get(k, 0):.0f} | {o.get(k, 0):.0f} | {ratio} |")
@@ -227,7 +227,7 @@ def group_of(name):
         return name
     depth = 3 if parts[0] == "wasm_oauth2_proxy" else 2
     if parts[0] == "hot_path":
-        return "hot_path (example: SDK map (de)serialize, loop)"
+        return "hot_path (example: the host's copy, loop)"
     return "::".join(parts[:depth])
 
 

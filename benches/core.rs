@@ -136,7 +136,9 @@ fn with_header(path: &str, extra: Option<(&str, &str)>) -> Request {
     if let Some((n, v)) = extra {
         headers.push((n.into(), v.into()));
     }
-    Request { headers }
+    Request {
+        headers: headers.into(),
+    }
 }
 
 /// The gate's whole decision, as the filter calls it per request: routing, the session

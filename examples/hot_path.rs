@@ -31,6 +31,7 @@ use serde_json::json;
 use wasm_oauth2_proxy::config::Config;
 use wasm_oauth2_proxy::coordinator::{Action, Coordinator, Event, HeaderEdit};
 use wasm_oauth2_proxy::gate::Request;
+use wasm_oauth2_proxy::routing::map::Headers;
 use wasm_oauth2_proxy::routing::wire;
 
 /// `proxy_on_memory_allocate` (the SDK's allocator) plus the host's copy into that buffer:
@@ -43,7 +44,7 @@ fn host_hands_over(bytes: &[u8]) -> Vec<u8> {
 }
 
 #[inline(never)]
-fn read(bytes: &[u8]) -> (Vec<(String, String)>, bool) {
+fn read(bytes: Vec<u8>) -> (Headers, bool) {
     match wire::parse(bytes) {
         Some(read) => read,
         None => panic!("not a header map"),
@@ -157,7 +158,7 @@ impl Gate {
     /// The coordinator's work for one request: the bytes written back (0: nothing to
     /// write).
     #[inline(never)]
-    fn decide(&mut self, headers: Vec<(String, String)>, exact: bool) -> usize {
+    fn decide(&mut self, headers: Headers, exact: bool) -> usize {
         self.stream = self.stream.wrapping_add(1);
         let req = Request { headers };
         let event = Event::Request {
@@ -187,9 +188,7 @@ impl Gate {
     /// One request through the adapter.
     #[inline(never)]
     fn request(&mut self, bytes: &[u8]) -> usize {
-        let buf = host_hands_over(bytes);
-        let (headers, exact) = read(&buf);
-        drop(buf);
+        let (headers, exact) = read(host_hands_over(bytes));
         self.decide(headers, exact)
     }
 }
@@ -203,7 +202,7 @@ fn run(name: &str, gate: &mut Gate, headers: Vec<(String, String)>, n: u64, phas
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let bytes = wire::serialize(pairs.iter().copied());
+    let bytes = wire::serialize(&pairs);
     // First request: opens the session / verifies the token and caches it.
     let out = gate.request(&bytes);
     let cookie = headers
@@ -227,11 +226,10 @@ fn run(name: &str, gate: &mut Gate, headers: Vec<(String, String)>, n: u64, phas
         // Each step alone, on the same inputs.
         let start = Instant::now();
         for _ in 0..n {
-            let buf = host_hands_over(black_box(&bytes));
-            black_box(read(&buf));
+            black_box(read(host_hands_over(black_box(&bytes))));
         }
         let read_ns = per_iter(start, n);
-        let (parsed, exact) = read(&bytes);
+        let (parsed, exact) = read(bytes.clone());
         let start = Instant::now();
         for _ in 0..n {
             black_box(gate.decide(black_box(parsed.clone()), exact));
@@ -243,7 +241,9 @@ fn run(name: &str, gate: &mut Gate, headers: Vec<(String, String)>, n: u64, phas
             black_box(black_box(&parsed).clone());
         }
         let clone = per_iter(start, n);
-        print!(" read_ns={read_ns:.0} decide_and_write_ns={decide:.0} clone_ns={clone:.0}");
+        // The decision and the map written back, without the clone given to it.
+        let decide = decide - clone;
+        print!(" read_ns={read_ns:.0} decide_ns={decide:.0}");
     }
     println!();
 }

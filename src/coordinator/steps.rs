@@ -46,10 +46,17 @@ impl Coordinator {
                 let edit = match fresh {
                     _ if remove.is_empty() && set.is_empty() => HeaderEdit::None,
                     Some((req, true)) => {
-                        let pairs = gate::edited_headers(&req.headers, &remove, &set);
-                        HeaderEdit::Whole(wire::serialize(pairs.iter().copied()))
+                        let pairs: Vec<_> =
+                            gate::edited_headers(&req.headers, &remove, &set).collect();
+                        HeaderEdit::Whole(wire::serialize(&pairs))
                     }
-                    _ => HeaderEdit::Each { remove, set },
+                    _ => HeaderEdit::Each {
+                        remove,
+                        set: set
+                            .iter()
+                            .map(|(n, v)| (n.to_string(), v.to_string()))
+                            .collect(),
+                    },
                 };
                 if !reply.is_empty() {
                     self.replies.insert(stream, reply);

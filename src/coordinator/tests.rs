@@ -25,9 +25,7 @@ fn browser(path: &str) -> Request {
             (":authority", "app.example.com"),
             ("accept", "text/html"),
         ]
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect(),
+        .into(),
     }
 }
 

@@ -66,7 +66,7 @@ impl Vm {
             return refuse(host);
         };
         // A header map we could not read is not an empty request: refuse it.
-        let Some((headers, exact)) = host.request_header_map().and_then(|m| wire::parse(&m)) else {
+        let Some((headers, exact)) = host.request_header_map().and_then(wire::parse) else {
             return refuse(host);
         };
         let event = Event::Request {

@@ -5,7 +5,9 @@ use super::request::Request;
 use super::vocab::Decision;
 use crate::config::Config;
 use crate::routing::headers;
+use crate::routing::map::Headers;
 use crate::session::cookie;
+use std::rc::Rc;
 
 /// What goes to the app: client copies of every identity header (whatever their case,
 /// count or spelling) and our cookies removed, `identity` set. Other cookies are left
@@ -13,17 +15,14 @@ use crate::session::cookie;
 pub(super) fn upstream_edits(
     config: &Config,
     req: &Request,
-    identity: &[(&'static str, String)],
+    identity: &[(&'static str, Rc<str>)],
     cookies: &[(&str, &str)],
     reply: &[String],
 ) -> Decision {
     let rewrite_cookie = cookies
         .iter()
         .any(|(n, _)| cookie::is_ours(&config.cookie, n));
-    let mut set: Vec<(String, String)> = identity
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.clone()))
-        .collect();
+    let mut set = identity.to_vec();
     let kept_cookies = if rewrite_cookie {
         cookie::strip_ours(&config.cookie, cookies)
     } else {
@@ -44,7 +43,7 @@ pub(super) fn upstream_edits(
     remove.sort();
     remove.dedup();
     if let Some(rest) = kept_cookies {
-        set.push(("cookie".into(), rest));
+        set.push(("cookie", rest.into()));
     }
     Decision::Continue {
         remove,
@@ -56,18 +55,16 @@ pub(super) fn upstream_edits(
 /// The request headers once `remove` and `set` (a `Decision::Continue`) are applied: every
 /// copy of a removed or set name is dropped, then each set value is added once.
 pub fn edited_headers<'a>(
-    headers: &'a [(String, String)],
+    headers: &'a Headers,
     remove: &'a [String],
-    set: &'a [(String, String)],
-) -> Vec<(&'a str, &'a str)> {
-    let replaced = |n: &str| {
+    set: &'a [(&'static str, Rc<str>)],
+) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
+    let replaced = move |n: &str| {
         remove.iter().any(|r| r.eq_ignore_ascii_case(n))
             || set.iter().any(|(s, _)| s.eq_ignore_ascii_case(n))
     };
     headers
         .iter()
-        .filter(|(n, _)| !replaced(n))
-        .chain(set.iter())
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect()
+        .filter(move |(n, _)| !replaced(n))
+        .chain(set.iter().map(|(n, v)| (*n, &**v)))
 }

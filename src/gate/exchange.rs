@@ -82,11 +82,11 @@ fn with_token(
     config: &Config,
     req: &Request,
     cookies: &[(&str, &str)],
-    upstream: &[(&'static str, String)],
+    upstream: &[(&'static str, Rc<str>)],
     token: &str,
     reply: &[String],
 ) -> Decision {
-    let identity: Vec<(&'static str, String)> = upstream
+    let identity: Vec<(&'static str, Rc<str>)> = upstream
         .iter()
         .filter(|(n, _)| !carries_token(n))
         .cloned()
@@ -122,12 +122,13 @@ pub(super) fn carries_token(name: &str) -> bool {
     )
 }
 
-fn replacements(config: &Config, token: &str) -> Vec<(&'static str, String)> {
-    let mut out = vec![("authorization", format!("Bearer {token}"))];
+fn replacements(config: &Config, token: &str) -> Vec<(&'static str, Rc<str>)> {
+    let mut out = vec![("authorization", format!("Bearer {token}").into())];
     if config.pass_access_token {
-        out.push(("x-forwarded-access-token", token.to_string()));
+        let token: Rc<str> = token.into();
+        out.push(("x-forwarded-access-token", Rc::clone(&token)));
         if config.set_xauthrequest {
-            out.push(("x-auth-request-access-token", token.to_string()));
+            out.push(("x-auth-request-access-token", token));
         }
     }
     out

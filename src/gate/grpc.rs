@@ -117,7 +117,7 @@ mod tests {
             ("application/json", false),
         ] {
             let req = Request {
-                headers: vec![("content-type".into(), ct.into())],
+                headers: vec![("content-type".into(), ct.into())].into(),
             };
             assert_eq!(req.is_grpc(), grpc, "{ct}");
         }

@@ -1,6 +1,8 @@
 //! The request view the gate decides on, the injected clock and randomness, one request's
 //! turn through the gate (the three together), and the local answer it may get.
 
+use crate::routing::map::Headers;
+
 /// A local answer: status, headers and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -13,30 +15,21 @@ pub struct Response {
 /// exactly as Envoy presents them (lowercase names).
 #[derive(Debug, Clone, Default)]
 pub struct Request {
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
 }
 
 impl Request {
     /// Bytes held, for bounding the requests parked while metadata loads.
     pub fn weight(&self) -> usize {
-        self.headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 48)
-            .sum()
+        self.headers.weight() + 64
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get_all(name)
     }
 
     pub(super) fn method(&self) -> &str {

@@ -8,6 +8,7 @@ use super::lifecycle::{renewed_cookies, too_large};
 use super::request::Incoming;
 use super::respond::{forbidden, pause};
 use super::vocab::{Admitted, Context, Decision, Step};
+use std::rc::Rc;
 
 pub(super) fn admitted(cx: &mut Context, inc: &mut Incoming, a: &Admitted) -> Step {
     let config = cx.config;
@@ -51,7 +52,7 @@ pub(super) fn public(cx: &mut Context, inc: &mut Incoming, a: Option<&Admitted>)
     let Some(a) = a else {
         return pause(upstream_edits(config, req, &[], &inc.cookies, &[]));
     };
-    let set: Vec<(&'static str, String)> = a
+    let set: Vec<(&'static str, Rc<str>)> = a
         .upstream
         .iter()
         .filter(|(n, _)| config.lifecycle.token_exchange.is_none() || !exchange::carries_token(n))

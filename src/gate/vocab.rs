@@ -33,7 +33,8 @@ pub enum Decision {
     /// session).
     Continue {
         remove: Vec<String>,
-        set: Vec<(String, String)>,
+        /// Values shared with the cached session they come from: no copy per request.
+        set: Vec<(&'static str, Rc<str>)>,
         reply: Vec<String>,
     },
     /// Answer locally.
@@ -105,7 +106,7 @@ impl<'a> Context<'a> {
 #[derive(Debug)]
 pub struct Admitted {
     pub session: Session,
-    pub upstream: Vec<(&'static str, String)>,
+    pub upstream: Vec<(&'static str, Rc<str>)>,
     pub verdict: Result<(), Denied>,
     /// The cookie value that replaces the one the request carried (after a refresh, or a
     /// re-seal with the current `cookie_secret`), to be set on the response.
@@ -114,8 +115,9 @@ pub struct Admitted {
 
 impl Admitted {
     pub fn new(config: &Config, session: Session) -> Admitted {
+        let upstream = headers::for_upstream(config, &session);
         Admitted {
-            upstream: headers::for_upstream(config, &session),
+            upstream: upstream.into_iter().map(|(n, v)| (n, v.into())).collect(),
             verdict: policy::admit(&config.rules, &session),
             session,
             renewed: None,

@@ -11,6 +11,7 @@ use crate::providers::Profile;
 use crate::session::cookie;
 use crate::session::csrf::LoginState;
 use crate::session::Session;
+use std::rc::Rc;
 
 /// What the gate needs to remember while a callout is in flight.
 #[derive(Debug, Clone)]
@@ -200,7 +201,7 @@ impl SignOut {
 pub struct ExchangeWait {
     pub(super) req: Request,
     pub(super) subject: String,
-    pub(super) identity: Vec<(&'static str, String)>,
+    pub(super) identity: Vec<(&'static str, Rc<str>)>,
     pub(super) reply: Vec<String>,
 }
 

@@ -4,6 +4,7 @@
 
 pub mod domain;
 pub mod headers;
+pub mod map;
 pub mod path;
 pub mod redirect;
 pub mod routes;

@@ -4,42 +4,61 @@
 //! than through the SDK, whose reader panics on a name that is not UTF-8 and allocates each
 //! pair twice, and whose writer builds the pairs' list before serialising it.
 
-/// The pairs of a serialised map as text, and whether that text is exactly what the host
-/// holds (names or values with bytes that are not UTF-8 are replaced, and the map must then
-/// not be written back whole). `None` when the bytes are not a well-formed map.
-pub fn parse(bytes: &[u8]) -> Option<(Vec<(String, String)>, bool)> {
+use super::map::Headers;
+
+/// The map in `bytes` (the host's buffer, taken over) as [`Headers`], and whether their
+/// text is exactly what the host holds (names or values with bytes that are not UTF-8 are
+/// replaced, and the map must then not be written back whole). `None` when the bytes are
+/// not a well-formed map. The names and values stay where the host put them: the length
+/// table is blanked, and the whole buffer becomes the text when it is UTF-8.
+pub fn parse(mut bytes: Vec<u8>) -> Option<(Headers, bool)> {
     if bytes.is_empty() {
-        return Some((Vec::new(), true));
+        return Some((Headers::default(), true));
     }
-    let count = usize::try_from(u32_at(bytes, 0)?).ok()?;
+    let count = usize::try_from(u32_at(&bytes, 0)?).ok()?;
     let table_end = count.checked_mul(8)?.checked_add(4)?;
     // Each pair takes at least its 8 length bytes and two NULs.
     if count.checked_mul(10)?.checked_add(4)? > bytes.len() {
         return None;
     }
-    let mut pairs = Vec::with_capacity(count);
-    let mut exact = true;
+    let mut ranges = Vec::with_capacity(count);
     let mut at = table_end;
     for n in 0..count {
         let lengths = 4 + n * 8;
-        let name_len = usize::try_from(u32_at(bytes, lengths)?).ok()?;
-        let value_len = usize::try_from(u32_at(bytes, lengths + 4)?).ok()?;
-        let (name, next) = field(bytes, at, name_len)?;
-        let (value, next) = field(bytes, next, value_len)?;
+        let name_len = usize::try_from(u32_at(&bytes, lengths)?).ok()?;
+        let value_len = usize::try_from(u32_at(&bytes, lengths + 4)?).ok()?;
+        let (name, next) = field(&bytes, at, name_len)?;
+        let (value, next) = field(&bytes, next, value_len)?;
         at = next;
-        pairs.push((text(name, &mut exact), text(value, &mut exact)));
+        ranges.push([name.0, name.1, value.0, value.1]);
     }
-    Some((pairs, exact))
+    u32::try_from(bytes.len()).ok()?;
+    if let Some(table) = bytes.get_mut(..table_end) {
+        table.fill(b' ');
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Some((Headers::from_parts(text, ranges), true)),
+        Err(e) => {
+            let bytes = e.into_bytes();
+            let lossy = |(from, to): (u32, u32)| {
+                let field = bytes.get(from as usize..to as usize).unwrap_or_default();
+                String::from_utf8_lossy(field)
+            };
+            let mut h = Headers::default();
+            for [a, b, c, d] in ranges {
+                h.push(&lossy((a, b)), &lossy((c, d)));
+            }
+            Some((h, false))
+        }
+    }
 }
 
 /// `pairs` serialised into one buffer sized up front.
-pub fn serialize<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Vec<u8> {
-    let (count, text) = pairs.clone().fold((0usize, 0usize), |(n, t), (k, v)| {
-        (n + 1, t + k.len() + v.len())
-    });
-    let mut out = Vec::with_capacity(4 + count * 10 + text);
-    out.extend_from_slice(&len32(count));
-    for (k, v) in pairs.clone() {
+pub fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let text: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(4 + pairs.len() * 10 + text);
+    out.extend_from_slice(&len32(pairs.len()));
+    for (k, v) in pairs {
         out.extend_from_slice(&len32(k.len()));
         out.extend_from_slice(&len32(v.len()));
     }
@@ -61,21 +80,13 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b))
 }
 
-/// The `len` bytes at `at` and where the next field starts (past the NUL that must follow).
-fn field(bytes: &[u8], at: usize, len: usize) -> Option<(&[u8], usize)> {
+/// The range of the `len` bytes at `at`, and where the next field starts (past the NUL that
+/// must follow).
+fn field(bytes: &[u8], at: usize, len: usize) -> Option<((u32, u32), usize)> {
     let end = at.checked_add(len)?;
-    let value = bytes.get(at..end)?;
-    (bytes.get(end) == Some(&0)).then_some((value, end.checked_add(1)?))
-}
-
-fn text(bytes: &[u8], exact: &mut bool) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => {
-            *exact = false;
-            String::from_utf8_lossy(bytes).into_owned()
-        }
-    }
+    (bytes.get(end) == Some(&0)).then_some(())?;
+    let range = (u32::try_from(at).ok()?, u32::try_from(end).ok()?);
+    Some((range, end.checked_add(1)?))
 }
 
 #[cfg(test)]
@@ -104,44 +115,51 @@ mod tests {
         ("Powered-By", "proxy-wasm"),
     ];
 
+    fn pairs(h: &Headers) -> Vec<(&str, &str)> {
+        h.iter().collect()
+    }
+
     #[test]
     fn reads_and_writes_the_sdks_encoding() {
-        let (pairs, exact) = parse(SDK_MAP).unwrap();
+        let (h, exact) = parse(SDK_MAP.to_vec()).unwrap();
         assert!(exact);
-        let want: Vec<(String, String)> = PAIRS
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(pairs, want);
-        assert_eq!(serialize(PAIRS.iter().copied()), SDK_MAP);
-        assert_eq!(serialize(std::iter::empty()), [0, 0, 0, 0]);
-        assert_eq!(parse(&[]), Some((vec![], true)));
+        assert_eq!(pairs(&h), PAIRS);
+        assert_eq!(serialize(&PAIRS), SDK_MAP);
+        assert_eq!(serialize(&[]), [0, 0, 0, 0]);
+        assert_eq!(parse(vec![]), Some((Headers::default(), true)));
+        // Lengths of 128 and more are not ASCII in the table; the text is still read whole.
+        let long = "v".repeat(300);
+        let (h, exact) = parse(serialize(&[("k", long.as_str())])).unwrap();
+        assert!(exact);
+        assert_eq!(pairs(&h), [("k", long.as_str())]);
     }
 
     #[test]
     fn bytes_that_are_not_utf8_are_replaced_and_the_map_is_not_exact() {
-        let mut map = serialize([("ab", "cd")].into_iter());
+        let mut map = serialize(&[("ab", "cd")]);
         let at = map.len() - 3;
         map[at] = 0xff;
-        let (pairs, exact) = parse(&map).unwrap();
+        let (h, exact) = parse(map).unwrap();
         assert!(!exact);
-        assert_eq!(pairs, [("ab".to_string(), "\u{fffd}d".to_string())]);
-        let mut map = serialize([("ab", "cd")].into_iter());
-        map[12] = 0xc3;
-        assert!(!parse(&map).unwrap().1, "a name, too");
+        assert_eq!(pairs(&h), [("ab", "\u{fffd}d")]);
+        let mut map = serialize(&[("ab", "cd"), ("e", "f")]);
+        map[20] = 0xc3;
+        let (h, exact) = parse(map).unwrap();
+        assert!(!exact, "a name, too");
+        assert_eq!(pairs(&h), [("\u{fffd}b", "cd"), ("e", "f")]);
     }
 
     #[test]
     fn malformed_maps_are_refused_not_read_past() {
-        let good = serialize(PAIRS.iter().copied());
+        let good = serialize(&PAIRS);
         for cut in 1..good.len() {
-            assert_eq!(parse(&good[..cut]), None, "cut at {cut}");
+            assert_eq!(parse(good[..cut].to_vec()), None, "cut at {cut}");
         }
         let mut huge = good.clone();
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(parse(&huge), None);
+        assert_eq!(parse(huge), None);
         let mut long = good;
         long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(parse(&long), None);
+        assert_eq!(parse(long), None);
     }
 }

@@ -101,12 +101,17 @@ pub fn csrf_cookies<'a>(
 /// The `Cookie` header the app should see: ours removed, everything else untouched.
 /// `None` means no cookie is left and the header should be dropped.
 pub fn strip_ours(settings: &CookieSettings, cookies: &[(&str, &str)]) -> Option<String> {
-    let kept: Vec<String> = cookies
-        .iter()
-        .filter(|(n, _)| !is_ours(settings, n))
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
+    // On every request with a session: one buffer, no formatting machinery.
+    let mut kept = String::new();
+    for (n, v) in cookies.iter().filter(|(n, _)| !is_ours(settings, n)) {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(n);
+        kept.push('=');
+        kept.push_str(v);
+    }
+    (!kept.is_empty()).then_some(kept)
 }
 
 /// What a cookie's attributes depend on besides the settings.

@@ -275,7 +275,9 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
         (":scheme".to_string(), "https".to_string()),
     ];
     all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
-    Request { headers: all }
+    Request {
+        headers: all.into(),
+    }
 }
 
 /// The claims of the ID token the IdP signs for this user (and of the bearer token a client

@@ -70,7 +70,8 @@ fn get(path: &str) -> Request {
             (":method".into(), "GET".into()),
             (":path".into(), path.into()),
             (":authority".into(), "app.example.com".into()),
-        ],
+        ]
+        .into(),
     }
 }
 
@@ -816,7 +817,7 @@ fn parking_is_bounded_in_entries() {
 #[test]
 fn parking_is_bounded_in_bytes() {
     let big = |n: usize| Request {
-        headers: vec![("x-big".into(), "a".repeat(n))],
+        headers: vec![("x-big".into(), "a".repeat(n))].into(),
     };
     let mut w = World::new(config());
     // One request larger than the whole budget.

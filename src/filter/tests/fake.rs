@@ -133,9 +133,12 @@ impl Host for Fake {
             return raw;
         }
         let s = self.on_current()?;
-        Some(wire::serialize(
-            s.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-        ))
+        let pairs: Vec<(&str, &str)> = s
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        Some(wire::serialize(&pairs))
     }
 
     fn set_request_header_map(&mut self, map: &[u8]) -> bool {
@@ -143,12 +146,15 @@ impl Host for Fake {
         if self.fail_header_writes {
             return false;
         }
-        let Some((pairs, true)) = wire::parse(map) else {
+        let Some((pairs, true)) = wire::parse(map.to_vec()) else {
             return false;
         };
         match self.on_current() {
             Some(s) => {
-                s.headers = pairs;
+                s.headers = pairs
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect();
                 true
             }
             None => false,

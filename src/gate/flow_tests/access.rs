@@ -5,8 +5,8 @@ use super::*;
 
 fn api(path: &str, extra: &[(&str, &str)]) -> Request {
     let mut r = get(path, extra);
-    r.headers.retain(|(n, _)| n != "accept");
-    r.headers.push(("accept".into(), "application/json".into()));
+    r.headers.retain(|n, _| n != "accept");
+    r.headers.push("accept", "application/json");
     r
 }
 
@@ -21,7 +21,6 @@ fn at_app(w: &mut World, req: &Request) -> Option<Vec<(String, String)>> {
     match w.decide(req).decision {
         Decision::Continue { remove, set, .. } => Some(
             edited_headers(&req.headers, &remove, &set)
-                .into_iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
         ),
@@ -455,7 +454,7 @@ fn a_failed_clock_or_header_read_is_a_500_never_a_pass() {
     w.now = NOW;
     assert_eq!(respond(w.decide(&Request::default())).status, 500);
     let no_path = Request {
-        headers: vec![(":method".into(), "GET".into())],
+        headers: vec![(":method".into(), "GET".into())].into(),
     };
     assert_eq!(respond(w.decide(&no_path)).status, 500);
 }

@@ -15,8 +15,8 @@ const SECRET_B: &str = "fedcba9876543210fedcba9876543210";
 
 fn api(path: &str, extra: &[(&str, &str)]) -> Request {
     let mut r = get(path, extra);
-    r.headers.retain(|(n, _)| n != "accept");
-    r.headers.push(("accept".into(), "application/json".into()));
+    r.headers.retain(|n, _| n != "accept");
+    r.headers.push("accept", "application/json");
     r
 }
 
@@ -100,7 +100,13 @@ impl Passed {
 
 fn passed(step: Step) -> Passed {
     match step.decision {
-        Decision::Continue { set, reply, .. } => Passed { set, reply },
+        Decision::Continue { set, reply, .. } => Passed {
+            set: set
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            reply,
+        },
         other => panic!("expected the request to go on, got {other:?}"),
     }
 }

@@ -16,11 +16,10 @@ fn upgrade(extra: &[(&str, &str)]) -> Request {
 
 fn grpc(extra: &[(&str, &str)]) -> Request {
     let mut r = get("/echo.Echo/Say", extra);
-    r.headers.retain(|(n, _)| n != "accept" && n != ":method");
-    r.headers.push((":method".into(), "POST".into()));
-    r.headers
-        .push(("content-type".into(), "application/grpc".into()));
-    r.headers.push(("te".into(), "trailers".into()));
+    r.headers.retain(|n, _| n != "accept" && n != ":method");
+    r.headers.push(":method", "POST");
+    r.headers.push("content-type", "application/grpc");
+    r.headers.push("te", "trailers");
     r
 }
 
@@ -35,7 +34,7 @@ fn websocket_upgrades_are_authenticated_like_any_request() {
     let Decision::Continue { set, .. } = w.decide(&upgrade(&[("cookie", &jar)])).decision else {
         panic!("an upgrade with a session goes on");
     };
-    assert!(set.contains(&("x-forwarded-email".into(), "alice@example.com".into())));
+    assert!(set.contains(&("x-forwarded-email", "alice@example.com".into())));
 }
 
 #[test]

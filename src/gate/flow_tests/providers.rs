@@ -107,7 +107,10 @@ fn to_token_call(w: &mut World, path: &str) -> AtToken {
 /// The headers the app gets for a request carrying `jar`.
 fn upstream(w: &mut World, jar: &str) -> Vec<(String, String)> {
     match w.decide(&get("/app", &[("cookie", jar)])).decision {
-        Decision::Continue { set, .. } => set,
+        Decision::Continue { set, .. } => set
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
         other => panic!("expected the request to go on, got {other:?}"),
     }
 }
@@ -452,6 +455,10 @@ fn a_refresh_keeps_the_email_userinfo_gave() {
     );
     match answer(&mut w, due.pending, 200, &body).decision {
         Decision::Continue { set, .. } => {
+            let set: Vec<(String, String)> = set
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
             assert_eq!(value(&set, "x-forwarded-email"), Some("alice@example.com"));
             assert_eq!(value(&set, "x-forwarded-access-token"), Some("AT-2"));
         }
