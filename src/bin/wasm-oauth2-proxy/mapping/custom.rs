@@ -86,6 +86,22 @@ pub fn apply(plan: &mut Plan, s: &Setting, settings: &[&Setting], kind: Kind) {
             plan.report.dropped(origin, "github has no issuer")
         }
         "oidc_issuer_url" => mapped_as(plan, s, "oidc_issuer_url"),
+        // docs/docs/configuration/providers/github.md: without --github-org, teams are
+        // `org:slug` in any organisation, which is what the filter's GitHub groups are.
+        "github_team" if !settings.iter().any(|o| o.opt.cfg == "github_org") => {
+            if settings.iter().any(|o| o.opt.cfg == "allowed_groups") {
+                plan.report.refused(
+                    origin,
+                    "teams of any organisation and allowed_groups would both have to hold; \
+                     the filter can only merge them into one list (either would admit)",
+                );
+            } else {
+                let teams = values::list(s).unwrap_or_default();
+                plan.report
+                    .mapped(origin, format!("allowed_groups: {}", json!(teams)));
+                plan.set("allowed_groups", json!(teams));
+            }
+        }
         "github_org" | "github_team" | "github_repo" | "github_users" | "gitlab_projects"
         | "entra_id_allowed_tenants" | "allowed_roles" => mapped_as(plan, s, cfg),
         "gitlab_groups" => mapped_as(plan, s, "gitlab_group"),
@@ -192,6 +208,20 @@ pub fn apply(plan: &mut Plan, s: &Setting, settings: &[&Setting], kind: Kind) {
             .dropped(origin, "the nonce is always checked (stricter)"),
         "insecure_oidc_skip_issuer_verification" if flag_is(s, false) => {
             plan.report.dropped(origin, "off")
+        }
+        "insecure_oidc_skip_issuer_verification"
+            if kind == Kind::EntraId
+                && settings
+                    .iter()
+                    .find(|o| o.opt.cfg == "oidc_issuer_url")
+                    .and_then(|o| values::string(o).ok())
+                    .is_some_and(|u| wasm_oauth2_proxy::config::is_multi_tenant(&u)) =>
+        {
+            plan.report.dropped(
+                origin,
+                "Entra's multi-tenant issuer: each token's issuer is checked against \
+                 login.microsoftonline.com/{tid}/v2.0 and its tenant against entra_id_allowed_tenants",
+            )
         }
         "insecure_oidc_skip_issuer_verification" => plan.report.unsupported(
             origin,

@@ -111,7 +111,7 @@ pub fn convert(input: &Input, namespace: &str) -> Plan {
             rules::Rule::Custom => custom::apply(&mut plan, s, &settings, kind),
         }
     }
-    secrets(&mut plan, &settings);
+    secrets(&mut plan, &settings, kind);
     provider::finish(&mut plan, &settings, kind);
     hosts::assign(&mut plan, kind);
     plan
@@ -131,7 +131,7 @@ fn same(plan: &mut Plan, s: &Setting) {
 
 /// The client secret, cookie secret and GitHub token: never inline in the configuration,
 /// always `*_env` naming a variable of Envoy that a Secret fills.
-fn secrets(plan: &mut Plan, settings: &[&Setting]) {
+fn secrets(plan: &mut Plan, settings: &[&Setting], kind: wasm_oauth2_proxy::config::Kind) {
     let pick = |inline: &str, file: &str| -> Option<(SecretSource, String)> {
         let s = settings
             .iter()
@@ -190,7 +190,8 @@ fn secrets(plan: &mut Plan, settings: &[&Setting]) {
         "cookie-secret",
         cookie,
     );
-    if let Some(token) = pick("github_token", "github_token") {
+    let github = kind == wasm_oauth2_proxy::config::Kind::GitHub;
+    if let Some(token) = pick("github_token", "github_token").filter(|_| github) {
         one(
             plan,
             "github_token",

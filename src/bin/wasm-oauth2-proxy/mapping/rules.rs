@@ -28,7 +28,7 @@ pub fn rule(cfg: &str) -> Rule {
         | "cookie_refresh" | "cookie_secure" | "cookie_samesite" | "cookie_csrf_per_request"
         | "cookie_csrf_per_request_limit" | "cookie_csrf_expire" | "pass_access_token"
         | "pass_user_headers" | "pass_authorization_header" | "set_xauthrequest"
-        | "set_authorization_header" | "prefer_email_to_user" | "client_id"
+        | "set_authorization_header" | "prefer_email_to_user"
         | "insecure_oidc_allow_unverified_email" | "skip_oidc_discovery" | "oidc_jwks_url"
         | "oidc_email_claim" | "oidc_groups_claim" | "oidc_extra_audiences" | "login_url"
         | "redeem_url" | "profile_url" | "scope" | "user_id_claim" | "allowed_groups"

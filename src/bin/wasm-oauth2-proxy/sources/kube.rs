@@ -83,10 +83,9 @@ pub fn read(docs: &[Yaml], file: &str, input: &mut Input) -> Result<(), String> 
         ));
     };
     let cname = s(&container["name"]).unwrap_or("oauth2-proxy").to_string();
-    let what = format!(
-        " ({kind} {}, {file})",
-        s(&doc["metadata"]["name"]).unwrap_or("?")
-    );
+    // Options keep the names the user wrote (`OAUTH2_PROXY_FOO`, `--foo`); the workload is
+    // named once, in the report's last note.
+    let what = String::new();
 
     // Environment first: `$(VAR)` in args refers to it.
     let mut env: Vec<(String, EnvVal)> = Vec::new();
@@ -186,7 +185,7 @@ pub fn read(docs: &[Yaml], file: &str, input: &mut Input) -> Result<(), String> 
     let meta = flags::read(&args, &mut input.settings, &what);
     if let Some(path) = meta.config {
         match mounted_file(docs, pod, container, &path) {
-            Some(text) => super::read_cfg(&text, &format!("{path}{what}"), input)?,
+            Some(text) => super::read_cfg(&text, &path, input)?,
             None => input.findings.push((
                 Verdict::Refused,
                 format!("--config {path}{what}"),
@@ -201,7 +200,7 @@ pub fn read(docs: &[Yaml], file: &str, input: &mut Input) -> Result<(), String> 
             Some(text) => {
                 let alpha = yaml_rust2::YamlLoader::load_from_str(&text)
                     .map_err(|e| format!("{path}{what}: not YAML: {e}"))?;
-                super::alpha::read(&alpha, &format!("{path}{what}"), input)?;
+                super::alpha::read(&alpha, &path, input)?;
             }
             None => input.findings.push((
                 Verdict::Refused,

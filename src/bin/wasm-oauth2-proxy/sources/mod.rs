@@ -56,8 +56,9 @@ pub fn read_file(path: &Path, input: &mut Input) -> Result<(), String> {
 pub fn read_cfg(text: &str, name: &str, input: &mut Input) -> Result<(), String> {
     let table: toml::Table =
         toml::from_str(text).map_err(|e| format!("{name}: not oauth2-proxy's TOML: {e}"))?;
+    let base = name.rsplit('/').next().unwrap_or(name);
     for (key, value) in table {
-        let origin = format!("{key} ({name})");
+        let origin = format!("{key} ({base})");
         let raw = match value {
             toml::Value::String(s) => Raw::Str(s),
             toml::Value::Boolean(b) => Raw::Bool(b),
