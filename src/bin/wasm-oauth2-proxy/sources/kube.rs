@@ -185,7 +185,14 @@ pub fn read(docs: &[Yaml], file: &str, input: &mut Input) -> Result<(), String> 
     let meta = flags::read(&args, &mut input.settings, &what);
     if let Some(path) = meta.config {
         match mounted_file(docs, pod, container, &path) {
-            Some(text) => super::read_cfg(&text, &path, input)?,
+            Some(text) => {
+                input.findings.push((
+                    Verdict::Note,
+                    format!("--config {path}"),
+                    "read from the ConfigMap mounted there: its options are listed by name".into(),
+                ));
+                super::read_cfg(&text, &path, input)?
+            }
             None => input.findings.push((
                 Verdict::Refused,
                 format!("--config {path}{what}"),
