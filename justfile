@@ -130,11 +130,12 @@ lint:
     cargo clippy --lib --target wasm32-wasip1 --release -- -D warnings
 
 # Unit tests of the library, the attack corpora, the property-based fuzz targets (briefly),
-# and the Istio resources in wasmplugin/ against Istio's CRD.
+# the Istio resources in wasmplugin/ against Istio's CRD, and the command-line tool
+# (`wasm-oauth2-proxy convert` / `check-config`, tests/convert.rs).
 unit:
     cargo test --lib
     cargo test --test corpora --test properties --test parity
-    cargo test --test manifests
+    cargo test --test manifests --test convert
     cargo test --test layers
 
 # Property-based fuzzing (stable Rust): every target in tests/properties.rs with fresh seeds
@@ -210,7 +211,8 @@ repro: build
     echo "repro: identical in $(( $(date +%s) - start ))s"
 
 # Pin the examples (envoy/sidecar-remote.yaml, wasmplugin/wasmplugin.yaml,
-# wasmplugin/github/wasmplugin.yaml, README) to this build's .wasm and OCI image digests;
+# wasmplugin/github/wasmplugin.yaml, README) and the command-line tool's WasmPlugin
+# (src/bin/wasm-oauth2-proxy/release.json) to this build's .wasm and OCI image digests;
 # tests/e2e/sidecar.rs fails while they are stale.
 pin: build
     python3 scripts/pin.py --wasm {{wasm}}

@@ -8,6 +8,8 @@ Builds are reproducible, so the shipped examples name exact digests:
   wasmplugin/wasmplugin.yaml         sha256 of the OCI image manifest `just oci` builds (tag <version>)
   wasmplugin/github/wasmplugin.yaml  the same image sha256 (the GitHub set)
   README.md                          the same WasmPlugin sha256, in the Istio section
+  src/bin/wasm-oauth2-proxy/release.json  the same image sha256, which `wasm-oauth2-proxy convert`
+                                     writes into the WasmPlugin it generates
 (envoy/sidecar.yaml and envoy/sidecar-github.yaml load a local file and pin nothing.)
 With --check, change nothing and exit 1 if any of them is stale (tests/e2e/sidecar.rs runs this).
 """
@@ -28,6 +30,7 @@ PINS = [
     ("wasmplugin/wasmplugin.yaml", r'^(  sha256: ")([0-9a-f]{64})(")$', "image"),
     ("wasmplugin/github/wasmplugin.yaml", r'^(  sha256: ")([0-9a-f]{64})(")$', "image"),
     ("README.md", r'^(  sha256: ")([0-9a-f]{64})(")$', "image"),
+    ("src/bin/wasm-oauth2-proxy/release.json", r'^(  "sha256": ")([0-9a-f]{64})(")$', "image"),
 ]
 
 

@@ -25,6 +25,18 @@ impl Kind {
         })
     }
 
+    /// The name `provider` takes for this kind (Entra's current one).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Oidc => "oidc",
+            Kind::KeycloakOidc => "keycloak-oidc",
+            Kind::Google => "google",
+            Kind::GitLab => "gitlab",
+            Kind::EntraId => "ms-entra-id",
+            Kind::GitHub => "github",
+        }
+    }
+
     /// Every name `provider` accepts, for its error message.
     pub const NAMES: &'static str = "`oidc`, `keycloak-oidc`, `google`, `gitlab`, \
          `ms-entra-id` (or `entra-id`, `azure`), `github`";

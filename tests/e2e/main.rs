@@ -17,6 +17,7 @@ mod support;
 
 mod bearer;
 mod chromium;
+mod convert;
 mod endpoints;
 mod hardening;
 mod headers;
