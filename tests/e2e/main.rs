@@ -18,6 +18,7 @@ mod support;
 mod bearer;
 mod chromium;
 mod endpoints;
+mod faults;
 mod hardening;
 mod headers;
 mod lifecycle;
