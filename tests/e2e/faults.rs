@@ -30,7 +30,7 @@ use crate::support::idp::{counters, reset_counters};
 use crate::support::jwt;
 use crate::support::proc::TempDir;
 use crate::support::sidecar::{self, Sidecar, Site};
-use crate::support::stack::{App, Stack, StackBuilder, CLIENT_ID};
+use crate::support::stack::{App, Configs, Stack, StackBuilder, CLIENT_ID};
 use crate::support::tls::TestCa;
 use crate::support::Env;
 
@@ -262,7 +262,7 @@ fn f01_idp_down_at_start_then_back() {
     st.check(c.discovery <= vm_count && c.jwks <= vm_count, || {
         format!("after recovery each VM loads the metadata once at most: {c:?}")
     });
-    st.assert_vm_never_restarted(vms, true, "IdP down at start");
+    st.assert_vm_never_restarted(vms, Configs::Same, "IdP down at start");
     eprintln!("f01: {tries} connection attempts in {OUTAGE:?} down; recovered in {recovered_in:?}");
 }
 
@@ -311,7 +311,7 @@ fn f02_jwks_failing_at_start() {
     proxy.clear(JWKS);
     every_worker_serves(&st, "the JWKS back");
     login_john(&st, "after the JWKS came back");
-    st.assert_vm_never_restarted(vms, true, "JWKS failing at start");
+    st.assert_vm_never_restarted(vms, Configs::Same, "JWKS failing at start");
 }
 
 /// An RS256-shaped token with john's claims whose `kid` the IdP never published: it makes
@@ -377,7 +377,7 @@ fn f03_jwks_failing_on_refetch_keeps_the_keys() {
         proxy.clear(JWKS);
     }
     login_john(&st, "a login after the failed refetches");
-    st.assert_vm_never_restarted(vms, true, "JWKS failing on refetch");
+    st.assert_vm_never_restarted(vms, Configs::Same, "JWKS failing on refetch");
 }
 
 // ------------------------------------------------------------------------ key rotation
@@ -440,7 +440,7 @@ fn f04_signing_key_rotated_while_users_hold_sessions() {
     });
     let v = op.violations();
     st.check(v.is_empty(), || format!("protocol violations: {v:?}"));
-    st.assert_vm_never_restarted(vms, true, "key rotation");
+    st.assert_vm_never_restarted(vms, Configs::Same, "key rotation");
 }
 
 // ------------------------------------------------------------------- refresh faults
@@ -599,7 +599,7 @@ fn f05_refresh_during_idp_outages() {
             )
         },
     );
-    st.assert_vm_never_restarted(vms, true, "refresh outages");
+    st.assert_vm_never_restarted(vms, Configs::Same, "refresh outages");
 }
 
 /// What is not survived: the IdP performs a refresh (and rotates the refresh token) but
@@ -655,7 +655,7 @@ fn f05b_refresh_answer_lost_after_the_idp_rotated() {
         )
     });
     login_john(&st, "the new login");
-    st.assert_vm_never_restarted(vms, true, "lost refresh answer");
+    st.assert_vm_never_restarted(vms, Configs::Same, "lost refresh answer");
 }
 
 // ---------------------------------------------------------------------------- sign-out
@@ -745,7 +745,7 @@ fn f06_sign_out_while_revocation_is_down() {
         "the control revocation",
         || counters(&st).revocation == 1,
     );
-    st.assert_vm_never_restarted(vms, true, "sign-out outages");
+    st.assert_vm_never_restarted(vms, Configs::Same, "sign-out outages");
 }
 
 // ----------------------------------------------------------------- TLS certificate rotation

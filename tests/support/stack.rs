@@ -656,23 +656,35 @@ impl Stack {
     }
 
     /// The filter never took its Wasm VM down: Envoy reloaded none, runs as many VMs as at
-    /// `baseline` and created none since (`same_config`: no listener update made Envoy
-    /// build a new plugin meanwhile), and logged no VM failure (a trap, a panic).
-    pub fn assert_vm_never_restarted(&self, baseline: VmStats, same_config: bool, ctx: &str) {
+    /// `baseline`, and logged no VM failure (a trap, a panic). With [`Configs::Same`] it
+    /// created none since either; with [`Configs::Updated`] it was handed new plugin
+    /// configurations (it builds a VM for each) and refused exactly `refused` of them, which
+    /// it logs as a failure to configure the plugin — and nothing else.
+    pub fn assert_vm_never_restarted(&self, baseline: VmStats, configs: Configs, ctx: &str) {
         let now = self.vm_stats();
         self.check(
             now.reloads == 0
                 && now.active == baseline.active
-                && (!same_config || now.created == baseline.created),
+                && (configs != Configs::Same || now.created == baseline.created),
             || format!("{ctx}: Envoy's Wasm VMs changed: {baseline:?} then {now:?}"),
         );
         let log = self.envoy_log();
-        let failure = VM_FAILURE_LINES
+        let failures: Vec<&str> = log
+            .lines()
+            .filter(|l| VM_FAILURE_LINES.iter().any(|needle| l.contains(needle)))
+            .collect();
+        let refusals = failures
             .iter()
-            .find_map(|needle| log.lines().find(|l| l.contains(needle)));
-        self.check(failure.is_none(), || {
-            format!("{ctx}: Envoy logged a Wasm VM failure: {failure:?}")
-        });
+            .filter(|l| l.contains(CONFIG_REFUSED))
+            .count();
+        let refused = match configs {
+            Configs::Same => 0,
+            Configs::Updated { refused } => refused,
+        };
+        self.check(
+            refusals == refused && failures.len() == refused,
+            || format!("{ctx}: Envoy logged Wasm VM failures (want {refused} refused configurations): {failures:#?}"),
+        );
     }
 
     /// One counter or gauge of Envoy's admin `/stats` (0 when Envoy does not have it).
@@ -946,6 +958,19 @@ pub struct VmStats {
     /// The sum of `wasm.<vm_id>.vm_reload*`.
     pub reloads: u64,
 }
+
+/// What a test did to the plugin's configuration, for [`Stack::assert_vm_never_restarted`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Configs {
+    /// Nothing: Envoy runs the configuration it started with.
+    Same,
+    /// New plugin configurations were handed to Envoy, `refused` of them bad.
+    Updated { refused: usize },
+}
+
+/// How Envoy logs a plugin configuration the filter refused (its VM for the new
+/// configuration is marked failed and dropped; the running ones are untouched).
+const CONFIG_REFUSED: &str = "Failed to configure base Wasm plugin";
 
 /// What Envoy logs when a Wasm VM fails: a trap (an `unreachable`, which a Rust panic
 /// becomes), a panic message, a VM marked failed.
