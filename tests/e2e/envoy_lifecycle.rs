@@ -115,6 +115,10 @@ fn e01_hot_restart_keeps_sessions_and_logins_in_flight() {
 
     let statuses = traffic_during(&mut st, &cookie, |st| st.hot_restart());
     let failed = statuses.iter().filter(|s| **s != 200).count();
+    eprintln!(
+        "e01: {} requests during the hot restart, {failed} failed",
+        statuses.len()
+    );
     st.check(statuses.len() > 20 && failed == 0, || {
         format!(
             "{failed} of {} requests during the hot restart did not reach the app as john: \
@@ -179,6 +183,10 @@ fn e02_listener_updates_keep_sessions_and_bad_config_is_refused() {
         st.check(accepted, || "Envoy refused a good listener update".into());
     });
     let failed = statuses.iter().filter(|s| **s != 200).count();
+    eprintln!(
+        "e02: {} requests during the listener update, {failed} failed",
+        statuses.len()
+    );
     st.check(failed == 0, || {
         format!(
             "{failed} of {} requests during the update failed: {statuses:?}",

@@ -142,6 +142,12 @@ fn is_login_redirect(st: &Stack, r: &Response) -> bool {
             .is_some_and(|l| l.as_str().starts_with(&format!("{}/auth", st.issuer())))
 }
 
+/// How many log lines of the filter name `event`.
+fn logged(st: &Stack, event: &str) -> usize {
+    let needle = format!("\"event\":\"{event}\"");
+    st.envoy_log().matches(&needle).count()
+}
+
 fn app_count(st: &Stack) -> usize {
     st.recorder.as_ref().map_or(0, |r| r.count())
 }
@@ -266,6 +272,18 @@ fn f01_idp_down_at_start_then_back() {
     eprintln!("f01: {tries} connection attempts in {OUTAGE:?} down; recovered in {recovered_in:?}");
 }
 
+/// The `reason` of the filter's last `provider_load_failed` log line.
+fn last_load_failure(st: &Stack) -> String {
+    st.envoy_log()
+        .lines()
+        .rev()
+        .find(|l| l.contains("provider_load_failed"))
+        .and_then(|l| l.split("\"reason\":").nth(1))
+        .unwrap_or("nothing")
+        .trim_end_matches('}')
+        .to_string()
+}
+
 /// The real JWKS padded with 300 KiB: valid JSON, valid keys, past the filter's 256 KiB cap.
 fn oversized_jwks(st: &Stack) -> Fault {
     let url = format!("{}{JWKS}", st.idp_direct());
@@ -307,6 +325,10 @@ fn f02_jwks_failing_at_start() {
             proxy.hits(JWKS) >= seen + 2
         });
         expect_unavailable_before_metadata(&st, &ctx);
+        eprintln!(
+            "f02: JWKS {name}: the filter logged {}",
+            last_load_failure(&st)
+        );
     }
     proxy.clear(JWKS);
     every_worker_serves(&st, "the JWKS back");
@@ -446,13 +468,14 @@ fn f04_signing_key_rotated_while_users_hold_sessions() {
 // ------------------------------------------------------------------- refresh faults
 
 /// Access tokens live this long in the refresh tests; the filter refreshes from a quarter of
-/// it (2.75 s) before the end. It counts whole seconds, so a token may be taken for expired
-/// up to a second early: the instants below keep a second's margin either way.
-const TTL: Duration = Duration::from_secs(11);
-/// When a refresh is due and the token valid even after a hanging refresh (`IDP_TIMEOUT`).
-const DUE: Duration = Duration::from_millis(8600);
+/// it (3 s) before the end. It counts whole seconds, from the second the token came, so a
+/// refresh is due from 8 to 9 s after it came, and a token is taken for expired from 11 to
+/// 12 s: the instants below hold whatever the fraction of the second.
+const TTL: Duration = Duration::from_secs(12);
+/// When a refresh is due, and the token still valid after a hanging refresh (`IDP_TIMEOUT`).
+const DUE: Duration = Duration::from_millis(9100);
 /// Past the token's expiry.
-const EXPIRED: Duration = Duration::from_millis(11600);
+const EXPIRED: Duration = Duration::from_millis(12500);
 
 fn refresh_stack(proxy: &FaultProxy) -> Stack {
     proxied(
@@ -529,7 +552,11 @@ fn f05_refresh_during_idp_outages() {
         sleep_until(fresh + DUE);
         outage.begin(&proxy);
         let n = app_count(&st);
+        let failed_before = logged(&st, "refresh_failed");
         let r = api_get(&st, "/headers", &cookie);
+        st.check(logged(&st, "refresh_failed") == failed_before + 1, || {
+            ctx("the request when the refresh was due did not try one (and fail)")
+        });
         st.check(reached_app_as_john(&r) && renewed(&r).is_none(), || {
             ctx(&format!(
                 "a request while the access token is still valid must reach the app: {}",
@@ -586,6 +613,11 @@ fn f05_refresh_during_idp_outages() {
         });
         cookie = renewed(&r)
             .unwrap_or_else(|| st.fail(&ctx("the recovering refresh set no new cookie")));
+        eprintln!(
+            "f05: {name}: 200 before expiry, 503 after, 200 and a new cookie {:?} after the \
+             IdP answered again (503s meanwhile: {seen:?})",
+            back.elapsed()
+        );
         fresh = Instant::now();
         recoveries += 1;
     }
@@ -691,6 +723,7 @@ fn f06_sign_out_while_revocation_is_down() {
         let t = Instant::now();
         let r = b.get(&st.url("/oauth2/sign_out"));
         let took = t.elapsed();
+        eprintln!("f06: {name}: sign-out {} in {took:?}", r.status);
         st.check(r.status == 302 && deletes_session(&r), || {
             format!(
                 "{name}: sign-out must expire the session and redirect: {}",
@@ -833,6 +866,10 @@ fn f07_idp_certificate_rotated_to_an_untrusted_one() {
     };
     front.present(&rogue.cert_pem, &rogue.key_pem);
     let r = pending.get(callback.as_str());
+    eprintln!(
+        "f07: the callback with the untrusted certificate: {}",
+        r.status
+    );
     if !(r.status >= 500 && session_cookies_set(&r).is_empty()) {
         fail(format!(
             "a callback whose code exchange meets the untrusted certificate must end in a \
