@@ -943,4 +943,20 @@ fn f07_idp_certificate_rotated_to_an_untrusted_one() {
             r.short()
         ));
     }
+    // The sidecar is no Stack: Envoy's VM stats read directly.
+    let url = format!("http://127.0.0.1:{}/stats?filter=wasm", sidecar::ADMIN_PORT);
+    let stats = raw_request("GET", &url, &[], None, Duration::from_secs(5))
+        .map(|r| r.text())
+        .unwrap_or_default();
+    let reloads: u64 = stats
+        .lines()
+        .filter(|l| l.contains(".vm_reload"))
+        .filter_map(|l| {
+            l.split_once(": ")
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        })
+        .sum();
+    if !stats.contains("wasm.envoy.wasm.runtime.v8.active") || reloads != 0 {
+        fail(format!("Envoy's Wasm VMs after the rotation: {stats}"));
+    }
 }
