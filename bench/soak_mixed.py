@@ -601,8 +601,13 @@ def run(args) -> dict:
     vm_failures = [l for l in log.splitlines()
                    if any(n in l for n in ("panicked at", "Uncaught", "RuntimeError",
                                             "Wasm VM failed"))]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
     res = {
         "command": args.command,
+        "commit": commit,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
         "minutes": minutes,
         "clients": args.clients,
         "access_token_ttl_s": ttl,
@@ -653,7 +658,8 @@ def markdown(res: dict) -> str:
     lines = [
         "# Soak: mixed traffic and an IdP outage",
         "",
-        f"`{res['command']}`: {res['minutes']} min, {res['clients']} clients, "
+        f"`{res['command']}` on commit {res['commit'] or '?'} ({res['date']}, "
+        f"{res['cpus']} CPUs): {res['minutes']} min, {res['clients']} clients, "
         f"{res['requests']} requests; access tokens live {res['access_token_ttl_s']} s (refresh "
         f"tokens rotate); the IdP is down from {res['outage_s'][0]} s to {res['outage_s'][1]} s.",
         f"Result: **{'passed' if res['ok'] else 'FAILED'}**"
