@@ -8,6 +8,8 @@
 #   just bench     side-by-side benchmarks, writes bench/RESULTS.md (not part of `just test`)
 #   just bench-paired    the same configurations in one Envoy, paired differences with spreads
 #   just bench-refresh   what a session refresh costs, writes bench/results/refresh.md
+#   just soak MINUTES    mixed traffic and an IdP outage against one Envoy (RELIABILITY.md)
+#   just fuzz-each SECONDS   every property target for SECONDS each, results in bench/results/fuzz.md
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -140,8 +142,36 @@ unit:
 
 # Property-based fuzzing (stable Rust): every target in tests/properties.rs with fresh seeds
 # until SECONDS (default 600, shared between the targets) are spent. `just fuzz 3600`.
+# Cases and failures per target go to bench/results/fuzz.md (and fuzz.jsonl); a failing
+# seed is also kept in tests/properties.proptest-regressions, which every later run
+# (`just unit` too) replays first.
 fuzz SECONDS="600":
-    FUZZ_SECONDS={{SECONDS}} cargo test --release --test properties -- --nocapture --test-threads 2
+    #!/usr/bin/env bash
+    set -uo pipefail
+    cd "{{root}}"
+    mkdir -p bench/results
+    : > bench/results/fuzz.jsonl
+    FUZZ_SECONDS={{SECONDS}} FUZZ_RESULTS="{{root}}/bench/results/fuzz.jsonl" \
+        cargo test --release --test properties -- --nocapture --test-threads 2
+    status=$?
+    python3 bench/fuzz_report.py --command "just fuzz {{SECONDS}}" bench/results/fuzz.jsonl > bench/results/fuzz.md
+    cat bench/results/fuzz.md
+    exit $status
+
+# Every property target for SECONDS each (default 600: ten minutes per target, 9 targets on
+# two threads, about 45 minutes), results as `just fuzz` writes them.
+fuzz-each SECONDS="600":
+    #!/usr/bin/env bash
+    set -uo pipefail
+    cd "{{root}}"
+    mkdir -p bench/results
+    : > bench/results/fuzz.jsonl
+    FUZZ_TARGET_SECONDS={{SECONDS}} FUZZ_RESULTS="{{root}}/bench/results/fuzz.jsonl" \
+        cargo test --release --test properties -- --nocapture --test-threads 2
+    status=$?
+    python3 bench/fuzz_report.py --command "just fuzz-each {{SECONDS}}" bench/results/fuzz.jsonl > bench/results/fuzz.md
+    cat bench/results/fuzz.md
+    exit $status
 
 # Validate every Envoy config in envoy/ with `envoy --mode validate` and the real filter
 # (the sidecar files as written, the demo template rendered with demo/config.json).
@@ -156,14 +186,39 @@ e2e: setup build
     WOP_ENVOY="{{root}}/{{envoy}}" WOP_WASM="{{root}}/{{wasm}}" WOP_ROOT="{{root}}" \
         cargo test --test e2e -- --test-threads 2
 
-# Everything CI runs: setup, lint, unit, build, check-envoy, e2e, the OCI registry round
-# trip and the reproducible-build check (prints the time).
+# The session modules (login, refresh and sign-out, bearer tokens) again with Envoy at
+# `--concurrency 4`.
+e2e-workers: setup build
+    WOP_ENVOY_CONCURRENCY=4 WOP_ENVOY="{{root}}/{{envoy}}" WOP_WASM="{{root}}/{{wasm}}" \
+        WOP_ROOT="{{root}}" cargo test --test e2e -- --test-threads 2 login:: lifecycle:: bearer::
+
+# Everything CI runs: setup, lint, unit, build, check-envoy, e2e (also at four workers), the
+# one-minute soak, the OCI registry round trip and the reproducible-build check (prints the
+# time).
 test:
     #!/usr/bin/env bash
     set -euo pipefail
     start=$(date +%s)
-    "{{just_executable()}}" --justfile "{{justfile()}}" setup lint unit build check-envoy e2e oci-test repro
+    "{{just_executable()}}" --justfile "{{justfile()}}" setup lint unit build check-envoy e2e e2e-workers soak-short oci-test repro
     echo "test: passed in $(( $(date +%s) - start ))s"
+
+# The filter over time (RELIABILITY.md): one Envoy with the filter, the demo app and the IdP
+# behind a proxy that takes it away for 2 minutes in the middle, under bounded local traffic
+# (logins, requests on sessions whose 60 s access tokens refresh all the time with rotating
+# refresh tokens, bearer tokens, public routes, sign-outs, forged cookies) for MINUTES
+# (default 60). Fails on an unexpected answer (every 5xx but a 503 for a session due for
+# refresh while the IdP is away), a refresh token presented twice, a Wasm VM restarted, or
+# Envoy's RSS rising. Writes bench/results/soak.md and soak.json and fills RELIABILITY.md's
+# soak section. Flags go to `python3 -m bench.soak_mixed` (e.g. `--clients 8`).
+soak MINUTES="60" *FLAGS: setup build
+    python3 -m bench.soak_mixed --minutes {{MINUTES}} --reliability RELIABILITY.md \
+        --command "just soak {{MINUTES}}" {{FLAGS}}
+
+# The soak for one minute (10 s access tokens, a 15 s outage), at a quarter of its rate, as
+# part of `just test`; writes build/soak-short/ only.
+soak-short: setup build
+    python3 -m bench.soak_mixed --minutes 1 --clients 4 --pause 0.05 \
+        --results build/soak-short --command "just soak-short"
 
 # OCI images of the optimized filter, as an OCI image layout in build/oci. Tags are the
 # crate version: `<version>` is Istio's "compat" image (plugin.wasm in a tar+gzip layer),

@@ -68,7 +68,11 @@
 //       refresh_failed (refresh_token grants that ended in an error), code
 //       (successful authorization_code grants), exchange (successful token
 //       exchanges), revocation (requests to /token/revocation), end_session
-//       (successful logouts); POST /test/counters/reset zeroes them.
+//       (successful logouts), refresh_reused (refresh_token grants that
+//       presented an already-used rotated refresh token: the OP took it for
+//       theft and revoked the whole grant), discovery and jwks (requests for
+//       the discovery document and the signing keys); POST
+//       /test/counters/reset zeroes them.
 //
 // Users (login / password, which is always the login):
 //   john        john@example.com, groups developers
@@ -471,7 +475,10 @@ function pinToIssuer(req) {
 
 // ------------------------------------------------------------ test counters
 
-const COUNTER_NAMES = ['refresh', 'refresh_failed', 'code', 'exchange', 'revocation', 'end_session'];
+const COUNTER_NAMES = [
+  'refresh', 'refresh_failed', 'code', 'exchange', 'revocation', 'end_session',
+  'refresh_reused', 'discovery', 'jwks',
+];
 const counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0]));
 function resetCounters() {
   for (const n of COUNTER_NAMES) counters[n] = 0;
@@ -487,8 +494,14 @@ provider.on('grant.success', (ctx) => {
     default: break;
   }
 });
-provider.on('grant.error', (ctx) => {
-  if (grantTypeOf(ctx) === 'refresh_token') counters.refresh_failed += 1;
+// oidc-provider's refresh_token grant refuses a consumed (rotated) refresh token with this
+// detail (its InvalidGrant's error_detail; the description sent is generic) after revoking
+// the grant: reuse detection.
+const REFRESH_REUSED = 'refresh token already used';
+provider.on('grant.error', (ctx, err) => {
+  if (grantTypeOf(ctx) !== 'refresh_token') return;
+  counters.refresh_failed += 1;
+  if (err?.error_detail === REFRESH_REUSED) counters.refresh_reused += 1;
 });
 provider.on('end_session.success', () => {
   counters.end_session += 1;
@@ -892,6 +905,8 @@ function handle(req, res) {
     return;
   }
   if (req.method === 'POST' && path === '/token/revocation') counters.revocation += 1;
+  if (path === '/.well-known/openid-configuration') counters.discovery += 1;
+  if (path === '/jwks') counters.jwks += 1;
   if (req.method === 'POST' && CLIENT_AUTH_PATHS.has(path)
       && /^application\/x-www-form-urlencoded/i.test(req.headers['content-type'] || '')) {
     enforceClientAuthMethod(req, res).then((ok) => {

@@ -3,14 +3,21 @@
 //!
 //! `cargo test --test properties` (part of `just test`) runs each target for a fixed number
 //! of cases; `FUZZ_SECONDS=600 cargo test --release --test properties` (`just fuzz`) shares
-//! that many seconds between the targets, drawing fresh random seeds until time is up.
+//! that many seconds between the targets, drawing fresh random seeds until time is up;
+//! `FUZZ_TARGET_SECONDS=600` (`just fuzz-each`) gives each target that many. With
+//! `FUZZ_RESULTS=<file>` each target appends one JSON line (cases run, seconds, the failure
+//! if any) for bench/fuzz_report.py. A failing case's seed is kept in
+//! `tests/properties.proptest-regressions` (commit it), which every run replays first: a
+//! failure found once is tested for ever after.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use proptest::test_runner::{
+    Config as RunnerConfig, FileFailurePersistence, TestCaseError, TestRunner,
+};
 use serde_json::{json, Value};
 use support::corpus::{app_view, decode_once, lines};
 use support::parity::{self, Facts, Idp, Repo};
@@ -26,28 +33,66 @@ use wasm_oauth2_proxy::{
 
 const TARGETS: u32 = 9;
 
-/// Runs `test` on values from `strategy`: a fixed number of cases, or (with FUZZ_SECONDS) fresh
-/// seeds until this target's share of the time is spent. A failure panics with the shrunk input.
+/// This target's time: FUZZ_TARGET_SECONDS, or its share of FUZZ_SECONDS; `None`: a fixed
+/// number of cases.
+fn budget() -> Option<Duration> {
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    var("FUZZ_TARGET_SECONDS")
+        .map(Duration::from_secs)
+        .or_else(|| var("FUZZ_SECONDS").map(|total| Duration::from_secs(total) / TARGETS))
+}
+
+/// One JSON line for bench/fuzz_report.py in FUZZ_RESULTS, if set. Appended with one write,
+/// so the targets running on other threads do not interleave.
+fn record(name: &str, cases: u64, took: Duration, failure: Option<&str>) {
+    let Some(path) = std::env::var_os("FUZZ_RESULTS") else {
+        return;
+    };
+    let line = json!({
+        "target": name,
+        "cases": cases,
+        "seconds": took.as_secs_f64(),
+        "failed": failure.is_some(),
+        "failure": failure,
+    })
+    .to_string()
+        + "\n";
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("{name}: cannot record the result in {path:?}: {e}");
+    }
+}
+
+/// Runs `test` on values from `strategy`: a fixed number of cases, or (with a budget) fresh
+/// seeds until this target's time is spent. A failure panics with the shrunk input, after
+/// proptest kept its seed in tests/properties.proptest-regressions.
 fn fuzz<S: Strategy>(
     name: &str,
     strategy: S,
     test: impl Fn(S::Value) -> Result<(), TestCaseError>,
 ) {
-    let budget = std::env::var("FUZZ_SECONDS")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .map(|total| Duration::from_secs(total) / TARGETS);
+    let budget = budget();
     let start = Instant::now();
     let mut cases = 0u64;
     loop {
         let config = RunnerConfig {
             cases: 256,
-            failure_persistence: None,
+            source_file: Some(file!()),
+            failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+                "proptest-regressions",
+            ))),
             ..RunnerConfig::default()
         };
         let mut runner = TestRunner::new(config);
         if let Err(e) = runner.run(&strategy, &test) {
-            panic!("{name}: {e}");
+            let failure = e.to_string();
+            record(name, cases, start.elapsed(), Some(&failure));
+            panic!("{name}: {failure}");
         }
         cases += 256;
         match budget {
@@ -55,6 +100,7 @@ fn fuzz<S: Strategy>(
             _ => break,
         }
     }
+    record(name, cases, start.elapsed(), None);
     eprintln!("{name}: {cases} cases in {:.1?}", start.elapsed());
 }
 

@@ -1,7 +1,7 @@
 //! A misbehaving OpenID Provider (`tests/support/bad_op.rs`): every way its ID tokens or
 //! token endpoint can be wrong (bad signature, `alg: none`, HS256 keyed with the RSA public
-//! key, unknown `kid`, wrong `iss`/`aud`/`nonce`, expired, unverified email, failing, garbage
-//! and slow token endpoints) ends in an error page and no session; a rotated signing key is
+//! key, unknown `kid`, wrong `iss`/`aud`/`nonce`, expired, unverified email, failing, garbage,
+//! error-document and slow token endpoints) ends in an error page and no session; a rotated signing key is
 //! picked up by refetching the JWKS; an IdP that is down (or lies about its issuer) when
 //! Envoy starts fails closed, and logins work once it is up.
 //!
@@ -143,6 +143,10 @@ fn b01_misbehaving_op_scenarios() {
         ("email not verified", Scenario::EmailUnverified),
         ("token endpoint 500", Scenario::Token500),
         ("token endpoint returns non-JSON", Scenario::TokenGarbage),
+        (
+            "token endpoint answers an error document (400 invalid_grant)",
+            Scenario::TokenErrorJson,
+        ),
     ];
     for (name, sc) in token_problems {
         op.set_scenario(sc);

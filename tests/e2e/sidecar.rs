@@ -10,24 +10,16 @@
 //! sidecar files listen on fixed ports (4180, 8080, 9901), so these tests take turns.
 
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::support::http::{format_hops, Browser};
 use crate::support::proc::{free_port, TempDir};
-use crate::support::sidecar::{fill, local_origin, Sidecar, Site};
+use crate::support::sidecar::{fill, local_origin, take_ports, Sidecar, Site};
 use crate::support::stack::{idp_login, render_template};
 use crate::support::tls::{FileServer, TestCa};
 use crate::support::Env;
 use wasm_oauth2_proxy::config::Config;
 use wasm_oauth2_proxy::providers::Kind;
-
-/// The fixed ports allow one sidecar at a time.
-static PORTS: Mutex<()> = Mutex::new(());
-
-fn take_ports() -> std::sync::MutexGuard<'static, ()> {
-    PORTS.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The examples pin this build's digests (`scripts/pin.py --check`); the remote variant
 /// cannot load anything else.

@@ -45,6 +45,9 @@ pub enum Scenario {
     TokenSlow(Duration),
     /// Token endpoint answers 200 with a body that is not JSON.
     TokenGarbage,
+    /// Token endpoint answers an OAuth error document (400 `invalid_grant`: the code
+    /// expired or was used).
+    TokenErrorJson,
 }
 
 #[derive(Clone, Debug)]
@@ -80,6 +83,12 @@ pub struct OpState {
     pub discovery_issuer: Option<String>,
     /// Extra/overriding claims for every ID token (e.g. header-injection attempts).
     pub extra_claims: Value,
+    /// `expires_in` of the access tokens (seconds).
+    pub access_ttl: u64,
+    /// Refresh tokens that are valid now; each refresh replaces the one it used.
+    refresh_tokens: std::collections::HashSet<String>,
+    /// Successful refresh grants.
+    pub refreshes: usize,
 }
 
 pub struct BadOp {
@@ -118,6 +127,9 @@ impl BadOp {
             email: "alice@example.com".into(),
             discovery_issuer: None,
             extra_claims: json!({}),
+            access_ttl: 300,
+            refresh_tokens: Default::default(),
+            refreshes: 0,
         }));
         let st2 = state.clone();
         let server =
@@ -170,6 +182,23 @@ impl BadOp {
     }
     pub fn jwks_requests(&self) -> usize {
         self.state.lock().expect("lock").jwks_requests
+    }
+    /// Access tokens from now on live `secs` seconds (`expires_in`).
+    pub fn set_access_ttl(&self, secs: u64) {
+        self.state.lock().expect("lock").access_ttl = secs;
+    }
+    /// Successful refresh grants so far.
+    pub fn refreshes(&self) -> usize {
+        self.state.lock().expect("lock").refreshes
+    }
+    /// Publish k1 and k2, and sign with k2 from now on (a rotation with an overlap, as
+    /// IdPs announce the next key before they use it).
+    pub fn rotate_to_k2_keeping_k1(&self) {
+        let mut st = self.state.lock().expect("lock");
+        st.published = vec![st.k1.clone(), st.k2.clone()];
+        st.signing = st.k2.clone();
+        st.events
+            .push("--- rotated to k2 (k1 still published)".into());
     }
 }
 
@@ -323,10 +352,17 @@ fn token(st: &mut OpState, req: &ServerRequest) -> ServerResponse {
             return oauth_error(401, "invalid_client", "client authentication failed");
         }
     }
+    if f.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        return refresh(st, &f);
+    }
     if f.get("grant_type").map(String::as_str) != Some("authorization_code") {
         st.violations
             .push(format!("token: grant_type {:?}", f.get("grant_type")));
-        return oauth_error(400, "unsupported_grant_type", "authorization_code only");
+        return oauth_error(
+            400,
+            "unsupported_grant_type",
+            "authorization_code or refresh_token",
+        );
     }
     let code = f.get("code").cloned().unwrap_or_default();
     let Some(ar) = st.codes.remove(&code) else {
@@ -402,14 +438,18 @@ fn token(st: &mut OpState, req: &ServerRequest) -> ServerResponse {
         Scenario::WrongKeyForKid => jwt::sign_rs256(&st.k9, &signing.kid, &claims),
         _ => jwt::sign_rs256(&signing, &signing.kid, &claims),
     };
+    let refresh_token = format!("rt-{}", super::random_token(16));
+    st.refresh_tokens.insert(refresh_token.clone());
     let body = json!({
         "access_token": format!("at-{}", super::random_token(16)),
         "token_type": "Bearer",
-        "expires_in": 300,
+        "expires_in": st.access_ttl,
         "scope": "openid email profile",
         "id_token": id_token,
+        "refresh_token": refresh_token,
     });
     match sc {
+        Scenario::TokenErrorJson => oauth_error(400, "invalid_grant", "authorization code expired"),
         Scenario::Token500 => oauth_error(500, "server_error", "the OP is having a bad day"),
         Scenario::TokenGarbage => ServerResponse {
             status: 200,
@@ -424,6 +464,47 @@ fn token(st: &mut OpState, req: &ServerRequest) -> ServerResponse {
         }
         _ => ServerResponse::json(200, &body),
     }
+}
+
+/// The refresh_token grant: the presented refresh token must be one issued and not used
+/// yet (it is replaced by a new one: rotation); the new ID token is signed with the current
+/// signing key, so after a key rotation a session's refresh brings a `kid` the relying party
+/// has not seen.
+fn refresh(st: &mut OpState, f: &HashMap<String, String>) -> ServerResponse {
+    let presented = f.get("refresh_token").cloned().unwrap_or_default();
+    if !st.refresh_tokens.remove(&presented) {
+        st.events
+            .push("refresh with an unknown or used token".into());
+        return oauth_error(400, "invalid_grant", "unknown or used refresh token");
+    }
+    let now = super::now();
+    let claims = json!({
+        "iss": st.issuer,
+        "sub": st.subject,
+        "aud": st.client_id,
+        "exp": now + 300,
+        "iat": now,
+        "email": st.email,
+        "email_verified": true,
+        "preferred_username": "alice",
+        "groups": ["g1", "g2"],
+    });
+    let signing = st.signing.clone();
+    let next = format!("rt-{}", super::random_token(16));
+    st.refresh_tokens.insert(next.clone());
+    st.refreshes += 1;
+    st.events
+        .push(format!("refresh ok (signed with {})", signing.kid));
+    ServerResponse::json(
+        200,
+        &json!({
+            "access_token": format!("at-{}", super::random_token(16)),
+            "token_type": "Bearer",
+            "expires_in": st.access_ttl,
+            "id_token": jwt::sign_rs256(&signing, &signing.kid, &claims),
+            "refresh_token": next,
+        }),
+    )
 }
 
 /// A stack (Recorder app, 2 s `idp_timeout`) whose OpenID Provider is `op`, with `op`

@@ -31,6 +31,13 @@ pub struct Counters {
     pub revocation: u64,
     /// Successful RP-initiated logouts.
     pub end_session: u64,
+    /// Refresh grants that presented an already-used (rotated) refresh token: the IdP's
+    /// reuse detection fired and revoked the whole grant.
+    pub refresh_reused: u64,
+    /// Requests for the discovery document.
+    pub discovery: u64,
+    /// Requests for the signing keys (`/jwks`).
+    pub jwks: u64,
 }
 
 impl Counters {
@@ -47,12 +54,16 @@ impl Counters {
             exchange: n("exchange"),
             revocation: n("revocation"),
             end_session: n("end_session"),
+            refresh_reused: n("refresh_reused"),
+            discovery: n("discovery"),
+            jwks: n("jwks"),
         }
     }
 }
 
 fn counters_call(st: &Stack, method: &str, path: &str) -> Counters {
-    let url = format!("{}{path}", st.issuer());
+    // Straight to the IdP: a proxy in front of it may be down.
+    let url = format!("{}{path}", st.idp_direct());
     let r = raw_request(method, &url, &[], Some(b""), TIMEOUT)
         .unwrap_or_else(|e| st.fail(&format!("{method} {url}: {e}")));
     st.check(r.status == 200, || format!("{method} {url}: {}", r.short()));

@@ -9,6 +9,7 @@
 pub mod bad_op;
 pub mod checks;
 pub mod corpus;
+pub mod fault_proxy;
 pub mod html;
 pub mod http;
 pub mod idp;

@@ -20,6 +20,14 @@ pub const WASM_PATH: &str = "/etc/wasm-oauth2-proxy/wasm_oauth2_proxy.wasm";
 pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const APP_ORIGIN: &str = "https://app.example.com";
 
+/// The fixed ports allow one sidecar at a time, whichever module runs it.
+static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Hold while a sidecar runs.
+pub fn take_ports() -> std::sync::MutexGuard<'static, ()> {
+    PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Where the test puts what the example names.
 pub struct Site {
     pub wasm: Option<PathBuf>,
@@ -126,13 +134,55 @@ impl Sidecar {
         yaml: &str,
         wait: Duration,
     ) -> (Sidecar, Result<(), String>) {
+        Self::start_at(env, dir, ca, idp_port, idp_port, yaml, wait, &[])
+    }
+
+    /// Like `start`, with the IdP listening on `idp_listen` while its issuer (and so
+    /// everything that calls it) names `idp_port`, where something in front of it (a
+    /// `TlsFront`) listens; `idp_env` goes to the IdP's environment.
+    pub fn start_behind(
+        env: &Env,
+        dir: TempDir,
+        ca: &TestCa,
+        idp_port: u16,
+        idp_listen: u16,
+        yaml: &str,
+        idp_env: &[(&str, &str)],
+    ) -> Sidecar {
+        let (sc, ready) = Self::start_at(
+            env,
+            dir,
+            ca,
+            idp_port,
+            idp_listen,
+            yaml,
+            Duration::from_secs(90),
+            idp_env,
+        );
+        if let Err(e) = ready {
+            panic!("envoy did not become ready: {e}{}", sc.tails());
+        }
+        sc
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_at(
+        env: &Env,
+        dir: TempDir,
+        ca: &TestCa,
+        idp_port: u16,
+        idp_listen: u16,
+        yaml: &str,
+        wait: Duration,
+        idp_env: &[(&str, &str)],
+    ) -> (Sidecar, Result<(), String>) {
         Self::ports_free();
         let client_secret = format!("secret-{}", super::random_token(12));
         let mut idp_cmd = Command::new("node");
         idp_cmd
             .arg(env.root.join("idp/server.js"))
             .current_dir(env.root.join("idp"))
-            .env("IDP_PORT", idp_port.to_string())
+            .env("IDP_PORT", idp_listen.to_string())
             .env("IDP_ISSUER", Self::issuer(idp_port))
             .env("IDP_CLIENT_ID", CLIENT_ID)
             .env("IDP_CLIENT_SECRET", &client_secret)
@@ -141,11 +191,12 @@ impl Sidecar {
                 format!("{}/oauth2/callback", local_origin()),
             )
             .env("IDP_TLS_CERT", &ca.cert_pem)
-            .env("IDP_TLS_KEY", &ca.key_pem);
+            .env("IDP_TLS_KEY", &ca.key_pem)
+            .envs(idp_env.iter().copied());
         let mut idp = Proc::spawn("idp", idp_cmd, &dir.path);
         let disco = format!(
             "{}/.well-known/openid-configuration",
-            Self::issuer(idp_port)
+            Self::issuer(idp_listen)
         );
         wait_until("the TLS IdP", Duration::from_secs(40), &mut idp, || {
             raw_request("GET", &disco, &[], None, Duration::from_secs(2))

@@ -22,6 +22,10 @@ pub enum Idp {
     Node,
     /// Something already listening on this port (the Rust `bad_op`).
     External { port: u16 },
+    /// `node idp/server.js` on a port of its own, whose issuer is
+    /// `http://127.0.0.1:<front>`: whatever listens on `front` (a `FaultProxy`) stands
+    /// between it and everyone else (Envoy's `idp` cluster and the browser).
+    NodeBehind { front: u16 },
 }
 
 /// Which upstream app sits behind Envoy.
@@ -48,6 +52,8 @@ pub struct StackBuilder {
     envoy_defaults: bool,
     extra_clusters: Vec<(String, u16)>,
     app_h2: bool,
+    concurrency: usize,
+    dynamic_listener: bool,
 }
 
 pub struct Stack {
@@ -73,6 +79,17 @@ pub struct Stack {
     pub extra_clusters: Vec<(String, u16)>,
     /// See [`StackBuilder::app_h2`].
     pub app_h2: bool,
+    /// Envoy's worker threads (`--concurrency`).
+    pub concurrency: usize,
+    /// See [`StackBuilder::dynamic_listener`].
+    pub dynamic_listener: bool,
+    /// Where the Node IdP itself listens when a proxy stands in front of it
+    /// ([`Idp::NodeBehind`]); `None` when `idp_port` is the IdP's own port.
+    pub idp_direct_port: Option<u16>,
+    /// Envoy's hot-restart epoch (`--restart-epoch`) of the running process.
+    pub epoch: u32,
+    /// Earlier epochs' processes, draining after a hot restart (reaped on drop).
+    pub retired: Vec<Proc>,
 }
 
 /// The lines of `envoy/local.yaml.tmpl` that harden Envoy in front of the filter
@@ -136,6 +153,19 @@ impl StackBuilder {
         self.extra_clusters.push((name.to_string(), port));
         self
     }
+    /// Envoy's worker threads (`--concurrency`); the default is `$WOP_ENVOY_CONCURRENCY`,
+    /// or 2 (`just e2e-workers` runs the session modules again with 4).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+    /// The listener comes from a file (`dynamic_resources.lds_config` with
+    /// `path_config_source` and a `watched_directory`), so a test can update it while Envoy
+    /// runs ([`Stack::update_listener`]) as a control plane or an operator would.
+    pub fn dynamic_listener(mut self) -> Self {
+        self.dynamic_listener = true;
+        self
+    }
 
     /// Start everything and wait until Envoy is ready. Panics (with log tails) on failure.
     /// Ports are picked free before Envoy binds them; when another socket took one in between,
@@ -159,17 +189,18 @@ impl StackBuilder {
     /// Spawn the Node IdP on `st.idp_port` and wait for its discovery document. On failure
     /// the process is killed and the error says what it was doing.
     fn start_idp(&self, st: &mut Stack) -> Result<(), String> {
+        let listen = st.idp_direct_port.unwrap_or(st.idp_port);
         let mut cmd = Command::new("node");
         cmd.arg(st.env.root.join("idp/server.js"))
             .current_dir(st.env.root.join("idp"))
-            .env("IDP_PORT", st.idp_port.to_string())
+            .env("IDP_PORT", listen.to_string())
             .env("IDP_ISSUER", st.issuer())
             .env("IDP_CLIENT_ID", &st.client_id)
             .env("IDP_CLIENT_SECRET", &st.client_secret)
             .env("IDP_REDIRECT_URIS", st.redirect_url())
             .envs(self.idp_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut p = Proc::spawn("idp", cmd, &st.dir.path);
-        let disco = format!("{}/.well-known/openid-configuration", st.issuer());
+        let disco = format!("http://127.0.0.1:{listen}/.well-known/openid-configuration");
         let r = wait_until(
             "the IdP's discovery document",
             Duration::from_secs(45),
@@ -203,9 +234,10 @@ impl StackBuilder {
         let recorder = matches!(self.app, App::Recorder).then(Recorder::start);
         let ports = free_ports(4);
         let (listen_port, admin_port, app_port) = (ports[0], ports[1], ports[2]);
-        let idp_port = match self.idp {
-            Idp::Node => ports[3],
-            Idp::External { port } => port,
+        let (idp_port, idp_direct_port) = match self.idp {
+            Idp::Node => (ports[3], None),
+            Idp::External { port } => (port, None),
+            Idp::NodeBehind { front } => (front, Some(ports[3])),
         };
         let mut st = Stack {
             envoy: None,
@@ -226,9 +258,14 @@ impl StackBuilder {
             envoy_defaults: self.envoy_defaults,
             extra_clusters: self.extra_clusters.clone(),
             app_h2: self.app_h2,
+            concurrency: self.concurrency,
+            dynamic_listener: self.dynamic_listener,
+            idp_direct_port,
+            epoch: 0,
+            retired: Vec::new(),
         };
 
-        if let Idp::Node = self.idp {
+        if let Idp::Node | Idp::NodeBehind { .. } = self.idp {
             // A Node IdP starts in about 0.4 s; one once sat 40 s without listening on a
             // loaded CI machine. Such a start is retried once on a fresh port, with what the
             // stuck process was doing kept for the failure message.
@@ -241,9 +278,13 @@ impl StackBuilder {
                         eprintln!("stack: the IdP did not start ({e}); starting it again");
                         stuck.push(e);
                         let taken = [st.listen_port, st.admin_port, st.app_port, st.idp_port];
-                        st.idp_port = std::iter::repeat_with(free_port)
+                        let fresh = std::iter::repeat_with(free_port)
                             .find(|p| !taken.contains(p))
                             .unwrap_or(st.idp_port);
+                        match st.idp_direct_port.as_mut() {
+                            Some(direct) => *direct = fresh,
+                            None => st.idp_port = fresh,
+                        }
                     }
                     Err(e) => {
                         stuck.push(e);
@@ -308,8 +349,7 @@ impl StackBuilder {
         }
         st.plugin_config = cfg;
         st.envoy_yaml = st.dir.path.join("envoy.yaml");
-        let yaml = st.render_envoy_yaml();
-        std::fs::write(&st.envoy_yaml, yaml).expect("write envoy.yaml");
+        st.write_envoy_config();
         st
     }
 }
@@ -336,7 +376,21 @@ impl Stack {
             envoy_defaults: false,
             extra_clusters: Vec::new(),
             app_h2: false,
+            concurrency: std::env::var("WOP_ENVOY_CONCURRENCY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2),
+            dynamic_listener: false,
         }
+    }
+
+    /// The IdP's own base URL for the suite's test endpoints (`/test/counters`): straight
+    /// to the Node process, even while a proxy in front of it is down.
+    pub fn idp_direct(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            self.idp_direct_port.unwrap_or(self.idp_port)
+        )
     }
 
     pub fn issuer(&self) -> String {
@@ -439,21 +493,207 @@ impl Stack {
 
     /// Spawn Envoy (without waiting).
     pub fn spawn_envoy(&mut self) {
+        self.envoy = Some(self.envoy_command(None));
+    }
+
+    /// Envoy at epoch 0 (a fresh base id, written to `base-id` for a later hot restart),
+    /// or, with `Some(base_id)`, the next epoch of a running one.
+    fn envoy_command(&self, hot_restart_of: Option<u64>) -> Proc {
         let mut cmd = Command::new(&self.env.envoy);
         cmd.arg("-c")
             .arg(&self.envoy_yaml)
-            .args([
-                "--concurrency",
-                "2",
-                "--log-level",
-                "warn",
-                "--component-log-level",
-                "wasm:info",
-            ])
-            .arg("--use-dynamic-base-id")
+            .args(["--concurrency", &self.concurrency.to_string()])
+            .args(["--log-level", "warn", "--component-log-level", "wasm:info"])
+            // Envoy's defaults (600 s to drain, 900 s before the parent of a hot restart
+            // is told to go) would keep a test's old process around for its whole run.
+            .args(["--drain-time-s", "2", "--parent-shutdown-time-s", "4"])
             .env("OAUTH2_CLIENT_SECRET", &self.client_secret)
             .env("OAUTH2_COOKIE_SECRET", &self.cookie_secret);
-        self.envoy = Some(Proc::spawn("envoy", cmd, &self.dir.path));
+        match hot_restart_of {
+            None => {
+                cmd.arg("--use-dynamic-base-id")
+                    .arg("--base-id-path")
+                    .arg(self.dir.path.join("base-id"));
+            }
+            Some(base_id) => {
+                cmd.args(["--base-id", &base_id.to_string()])
+                    .args(["--restart-epoch", &self.epoch.to_string()]);
+            }
+        }
+        let name = match self.epoch {
+            0 => "envoy".to_string(),
+            n => format!("envoy-epoch{n}"),
+        };
+        Proc::spawn(&name, cmd, &self.dir.path)
+    }
+
+    /// Hot restart (`--restart-epoch`): a new Envoy process with the same config, secrets
+    /// and base id takes the listening sockets over from the running one, which drains
+    /// and exits. Returns once the new epoch serves.
+    pub fn hot_restart(&mut self) {
+        let base_id: u64 = std::fs::read_to_string(self.dir.path.join("base-id"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| self.fail("no base-id file from the running Envoy"));
+        self.epoch += 1;
+        let next = self.envoy_command(Some(base_id));
+        if let Some(old) = self.envoy.replace(next) {
+            self.retired.push(old);
+        }
+        let epoch = u64::from(self.epoch);
+        let admin = self.admin_port;
+        let mut p = self.envoy.take().expect("envoy");
+        let r = wait_until(
+            "the new epoch's admin to answer",
+            Duration::from_secs(60),
+            &mut p,
+            || {
+                raw_request(
+                    "GET",
+                    &format!("http://127.0.0.1:{admin}/server_info"),
+                    &[],
+                    None,
+                    Duration::from_secs(2),
+                )
+                .map(|r| {
+                    let v = r.json();
+                    let at = &v["command_line_options"]["restart_epoch"];
+                    v["state"] == "LIVE"
+                        && (at.as_u64() == Some(epoch) || at == &json!(epoch.to_string()))
+                })
+                .unwrap_or(false)
+            },
+        );
+        self.envoy = Some(p);
+        if let Err(e) = r {
+            self.fail(&format!("hot restart to epoch {}: {e}", self.epoch));
+        }
+    }
+
+    /// Whether every earlier epoch's process has exited.
+    pub fn retired_gone(&mut self) -> bool {
+        self.retired.iter_mut().all(|p| p.exited().is_some())
+    }
+
+    /// The Envoy config files for the current plugin configuration: one bootstrap, or with
+    /// [`StackBuilder::dynamic_listener`] a bootstrap without the listener plus `lds/lds.yaml`.
+    fn write_envoy_config(&self) {
+        let yaml = self.render_envoy_yaml();
+        if !self.dynamic_listener {
+            std::fs::write(&self.envoy_yaml, yaml).expect("write envoy.yaml");
+            return;
+        }
+        let (bootstrap, listener) = split_listener(&yaml, &self.lds_dir());
+        std::fs::create_dir_all(self.lds_dir()).expect("create lds dir");
+        std::fs::write(&self.envoy_yaml, bootstrap).expect("write envoy.yaml");
+        std::fs::write(self.lds_dir().join("lds.yaml"), listener).expect("write lds.yaml");
+    }
+
+    fn lds_dir(&self) -> PathBuf {
+        self.dir.path.join("lds")
+    }
+
+    /// Hands Envoy a new listener carrying `plugin_config` (the file moved into the
+    /// watched directory in one rename, as configuration management does) and waits for
+    /// its verdict: `true` when Envoy took the update, `false` when it refused it (then the
+    /// old listener keeps serving). `self.plugin_config` follows only an accepted update.
+    pub fn update_listener(&mut self, plugin_config: Value) -> bool {
+        assert!(
+            self.dynamic_listener,
+            "update_listener needs StackBuilder::dynamic_listener"
+        );
+        let before = self.stat("listener_manager.lds.update_attempt");
+        let accepted_before = self.stat("listener_manager.lds.update_success");
+        let old = std::mem::replace(&mut self.plugin_config, plugin_config);
+        let (_, listener) = split_listener(&self.render_envoy_yaml(), &self.lds_dir());
+        let tmp = self.lds_dir().join(".lds.yaml.next");
+        std::fs::write(&tmp, listener).expect("write the next lds.yaml");
+        std::fs::rename(&tmp, self.lds_dir().join("lds.yaml")).expect("move lds.yaml in");
+        let start = std::time::Instant::now();
+        while self.stat("listener_manager.lds.update_attempt") == before {
+            if start.elapsed() > Duration::from_secs(30) {
+                self.fail("Envoy never looked at the new listener file");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let accepted = self.stat("listener_manager.lds.update_success") > accepted_before;
+        if !accepted {
+            self.plugin_config = old;
+        }
+        accepted
+    }
+
+    /// Envoy's admin `/stats` lines whose name matches the regex `filter`, as name → value
+    /// text (histograms keep their summary text).
+    pub fn stats(&self, filter: &str) -> std::collections::BTreeMap<String, String> {
+        let q: String = url::form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+        let url = format!("http://127.0.0.1:{}/stats?filter={q}", self.admin_port);
+        let r = raw_request("GET", &url, &[], None, Duration::from_secs(5))
+            .unwrap_or_else(|e| self.fail(&format!("GET {url}: {e}")));
+        r.text()
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect()
+    }
+
+    /// Envoy's own account of the Wasm VMs (admin `/stats`).
+    pub fn vm_stats(&self) -> VmStats {
+        let all = self.stats(r"^wasm\.");
+        let n = |k: &str| all.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        VmStats {
+            created: n("wasm.envoy.wasm.runtime.v8.created"),
+            active: n("wasm.envoy.wasm.runtime.v8.active"),
+            // `wasm.<vm_id>.vm_reload{,_success,_failure,_backoff}`: Envoy restarting a VM
+            // that failed (failure_policy FAIL_RELOAD; with FAIL_CLOSED a failed VM stays
+            // failed and every request gets a 503).
+            reloads: all
+                .iter()
+                .filter(|(k, _)| k.contains(".vm_reload"))
+                .filter_map(|(_, v)| v.parse::<u64>().ok())
+                .sum(),
+        }
+    }
+
+    /// The filter never took its Wasm VM down: Envoy reloaded none, runs as many VMs as at
+    /// `baseline`, and logged no VM failure (a trap, a panic). With [`Configs::Same`] it
+    /// created none since either; with [`Configs::Updated`] it was handed new plugin
+    /// configurations (it builds a VM for each) and refused exactly `refused` of them, which
+    /// it logs as a failure to configure the plugin — and nothing else.
+    pub fn assert_vm_never_restarted(&self, baseline: VmStats, configs: Configs, ctx: &str) {
+        let now = self.vm_stats();
+        self.check(
+            now.reloads == 0
+                && now.active == baseline.active
+                && (configs != Configs::Same || now.created == baseline.created),
+            || format!("{ctx}: Envoy's Wasm VMs changed: {baseline:?} then {now:?}"),
+        );
+        let log = self.envoy_log();
+        let failures: Vec<&str> = log
+            .lines()
+            .filter(|l| VM_FAILURE_LINES.iter().any(|needle| l.contains(needle)))
+            .collect();
+        let refusals = failures
+            .iter()
+            .filter(|l| l.contains(CONFIG_REFUSED))
+            .count();
+        let refused = match configs {
+            Configs::Same => 0,
+            Configs::Updated { refused } => refused,
+        };
+        self.check(
+            refusals == refused && failures.len() == refused,
+            || format!("{ctx}: Envoy logged Wasm VM failures (want {refused} refused configurations): {failures:#?}"),
+        );
+    }
+
+    /// One counter or gauge of Envoy's admin `/stats` (0 when Envoy does not have it).
+    pub fn stat(&self, name: &str) -> u64 {
+        let exact = format!("^{}$", regex_lite::escape(name));
+        self.stats(&exact)
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Envoy admin `/ready` == 200.
@@ -504,7 +744,7 @@ impl Stack {
             if let Some(mut p) = self.envoy.take() {
                 p.kill();
             }
-            std::fs::write(&self.envoy_yaml, self.render_envoy_yaml()).expect("write envoy.yaml");
+            self.write_envoy_config();
             match self.start_envoy() {
                 Ok(()) => return,
                 Err(_) if attempt < ATTEMPTS && self.lost_a_port() => {
@@ -700,5 +940,80 @@ impl Drop for Stack {
         if let Some(mut p) = self.envoy.take() {
             p.kill();
         }
+        for p in self.retired.iter_mut() {
+            p.kill();
+        }
     }
+}
+
+/// What Envoy reports about the Wasm VMs ([`Stack::vm_stats`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmStats {
+    /// `wasm.envoy.wasm.runtime.v8.created`: VMs created since start (one per worker, one
+    /// on the main thread, one Envoy creates to check the plugin, and one more for each
+    /// new plugin configuration).
+    pub created: u64,
+    /// `wasm.envoy.wasm.runtime.v8.active`: VMs alive now.
+    pub active: u64,
+    /// The sum of `wasm.<vm_id>.vm_reload*`.
+    pub reloads: u64,
+}
+
+/// What a test did to the plugin's configuration, for [`Stack::assert_vm_never_restarted`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Configs {
+    /// Nothing: Envoy runs the configuration it started with.
+    Same,
+    /// New plugin configurations were handed to Envoy, `refused` of them bad.
+    Updated { refused: usize },
+}
+
+/// How Envoy logs a plugin configuration the filter refused (its VM for the new
+/// configuration is marked failed and dropped; the running ones are untouched).
+const CONFIG_REFUSED: &str = "Failed to configure base Wasm plugin";
+
+/// What Envoy logs when a Wasm VM fails: a trap (an `unreachable`, which a Rust panic
+/// becomes), a panic message, a VM marked failed.
+const VM_FAILURE_LINES: &[&str] = &[
+    "panicked at",
+    "Uncaught",
+    "RuntimeError",
+    "Wasm VM failed",
+    "wasm trap",
+];
+
+/// `yaml` (a rendered `envoy/local.yaml.tmpl`) as a bootstrap whose listener comes from
+/// `lds_dir/lds.yaml`, and that file's text (the listener as an LDS resource).
+fn split_listener(yaml: &str, lds_dir: &std::path::Path) -> (String, String) {
+    let (head, rest) = yaml
+        .split_once("  listeners:\n")
+        .expect("envoy/local.yaml.tmpl: no `  listeners:` under static_resources");
+    let (listener, clusters) = rest
+        .split_once("\n  clusters:")
+        .expect("envoy/local.yaml.tmpl: the clusters no longer follow the listeners");
+    // The listener is the list item `  - name: main` with its body two spaces further in;
+    // as the one resource of the file it moves two spaces out and gains its type.
+    let mut lines: Vec<String> = listener
+        .lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l).to_string())
+        .collect();
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("- name: main"),
+        "envoy/local.yaml.tmpl: the listener changed"
+    );
+    lines[0] =
+        "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: main".into();
+    let lds = format!("resources:\n{}\n", lines.join("\n"));
+    let dir = lds_dir.display();
+    let bootstrap = format!(
+        "{head}  clusters:{clusters}\n\
+         # The listener is read from a file, and read again whenever a file is moved into\n\
+         # its directory (Envoy's filesystem subscription; LDS needs a node id).\n\
+         node: {{ id: wop-e2e, cluster: wop-e2e }}\n\
+         dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    \
+         path_config_source:\n      path: '{dir}/lds.yaml'\n      \
+         watched_directory: {{ path: '{dir}' }}\n"
+    );
+    (bootstrap, lds)
 }
