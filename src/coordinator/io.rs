@@ -18,10 +18,12 @@ pub enum Event<'a> {
     },
     /// The host sent `call` as callout `token`, or would not (`None`).
     Dispatched { call: u64, token: Option<u32> },
-    /// Callout `token` was answered (`None`: it failed, timed out or was too large).
+    /// Callout `token` was answered (`None`: it failed, timed out, or its body was over
+    /// the size limit and left unread: `too_large`).
     Answer {
         token: u32,
         answer: Option<(u16, &'a [u8])>,
+        too_large: bool,
     },
     /// What shared data held for a [`Action::Read`]'s keys, in order: bytes and version.
     Read {

@@ -80,8 +80,12 @@ impl Coordinator {
         if let Some(fixed) = Metadata::fixed(&config) {
             issuers.set(MAIN, fixed);
         }
+        let mut me = [0u8; 8];
+        // Without randomness every worker would be `0` in load claims, which only costs
+        // the other workers their wait for a claim that is never theirs to take.
+        random(&mut me);
         let mut c = Coordinator {
-            waits: Waits::new(&config),
+            waits: Waits::new(&config, u64::from_le_bytes(me)),
             config,
             issuers,
             sessions: Cache::new(SESSION_CACHE_ENTRIES, SESSION_CACHE_BYTES),
@@ -99,9 +103,11 @@ impl Coordinator {
             actions: VecDeque::new(),
             tick_every: None,
         };
-        // Shared data has no atomic create: every refresh slot exists before any request.
-        let keys: Vec<String> = refresh::slot_keys(&c.config.cookie.name).collect();
-        c.read(Op::CreateSlots, keys);
+        // Shared data has no atomic create: every refresh slot and load claim exists before
+        // anyone compares-and-swaps it.
+        let mut keys: Vec<String> = refresh::slot_keys(&c.config.cookie.name).collect();
+        keys.extend(c.waits.claim_keys());
+        c.read(Op::CreateSlots(keys.clone()), keys);
         c.announce_pace();
         c
     }
@@ -111,7 +117,11 @@ impl Coordinator {
         match event {
             Event::Request { stream, req, exact } => self.on_request(stream, req, exact),
             Event::Dispatched { call, token } => self.on_dispatched(call, token),
-            Event::Answer { token, answer } => self.on_answer(token, answer),
+            Event::Answer {
+                token,
+                answer,
+                too_large,
+            } => self.on_answer(token, answer, too_large),
             Event::Read { read, values } => self.on_read(read, values),
             Event::Written { write, ok, version } => self.on_written(write, ok, version),
             Event::Done { stream } => self.on_done(stream),

@@ -1,12 +1,22 @@
 //! What each shared-data read or write the coordinator asked for awaits (see `slots`).
 
-use crate::gate::{Publish, RefreshCall};
+use crate::gate::{Publish, RefreshCall, Request};
 
 /// What a shared-data read or write waits for.
 #[derive(Debug)]
 pub(super) enum Op {
-    /// Every refresh slot, to create those that do not exist yet.
-    CreateSlots,
+    /// Every refresh slot and load claim (these keys), to create those that do not exist
+    /// yet.
+    CreateSlots(Vec<String>),
+    /// The claim of an issuer's load.
+    Claimed { issuer: usize },
+    /// An issuer's snapshot, for a request that found the issuer failed moments ago on this
+    /// worker: another worker may have loaded it since.
+    Adopt {
+        stream: u32,
+        issuer: usize,
+        req: Request,
+    },
     /// Each issuer's snapshot, for the tick.
     Snapshots,
     /// The write of an issuer's snapshot: its version, so it is not adopted back.

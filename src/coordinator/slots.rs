@@ -19,7 +19,7 @@ impl Coordinator {
         self.push(Action::Read { read, keys });
     }
 
-    fn write(&mut self, op: Option<Op>, key: String, bytes: Vec<u8>, cas: Option<u32>) {
+    pub(super) fn write(&mut self, op: Option<Op>, key: String, bytes: Vec<u8>, cas: Option<u32>) {
         let write = op.map(|op| {
             let id = self.next_id();
             self.ops.insert(id, op);
@@ -63,9 +63,9 @@ impl Coordinator {
             return;
         };
         match op {
-            Op::CreateSlots => {
-                let keys = refresh::slot_keys(&self.config.cookie.name);
+            Op::CreateSlots(keys) => {
                 let missing: Vec<String> = keys
+                    .into_iter()
                     .zip(&values)
                     .filter(|(_, (_, version))| version.is_none())
                     .map(|(key, _)| key)
@@ -95,13 +95,35 @@ impl Coordinator {
                     }
                 }
             }
-            Op::Shared { .. } | Op::Claim(_) => {}
+            Op::Adopt {
+                stream,
+                issuer,
+                req,
+            } => {
+                let seen = values.first().cloned().unwrap_or_default();
+                let (adopted, actions) = self.waits.adopt(&mut self.issuers, issuer, &seen);
+                self.carry_waits(actions);
+                if adopted {
+                    let step = self.gate(|cx, env| gate::decide(cx, &req, env));
+                    self.apply(Some(stream), step, Some((&req, true)), false);
+                } else {
+                    self.unavailable(stream, 503, Some(&req), "provider_unavailable");
+                }
+            }
+            Op::Shared { .. } | Op::Claim(_) | Op::Claimed { .. } => {}
         }
     }
 
     pub(super) fn on_written(&mut self, write: u64, ok: bool, version: Option<u32>) {
         match self.ops.remove(&write) {
             Some(Op::Shared { issuer }) => self.waits.shared_written(issuer, version),
+            Some(Op::Claimed { issuer }) => {
+                let now = self.now();
+                let actions =
+                    self.waits
+                        .on_claimed(&self.config, &self.issuers, issuer, ok, version, now);
+                self.carry_waits(actions);
+            }
             // Another request wrote the slot between our read and write: look again later.
             Some(Op::Claim(claim)) if !ok => self.park_refresh(claim.stream, claim.call),
             Some(Op::Claim(claim)) => {

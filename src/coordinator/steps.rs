@@ -3,6 +3,7 @@
 
 use super::io::{Action, HeaderEdit};
 use super::machine::{Call, Coordinator, Owner};
+use super::ops::Op;
 use super::waits::{self, KeysWait, Then};
 use crate::callout::Callout;
 use crate::gate::{self, Decision, Pending, Request, Step};
@@ -84,6 +85,22 @@ impl Coordinator {
                     {
                         self.remember(stream, fresh)
                     }
+                    // The issuer failed moments ago here; another worker may have loaded it
+                    // since. Its snapshot decides between a second try and a 503.
+                    Some((req, true)) if !resumed => match self.waits.snapshot_key(issuer) {
+                        Some(key) => {
+                            let req = req.clone();
+                            self.read(
+                                Op::Adopt {
+                                    stream,
+                                    issuer,
+                                    req,
+                                },
+                                vec![key],
+                            );
+                        }
+                        None => self.unavailable(stream, 503, Some(req), "provider_unavailable"),
+                    },
                     _ => {
                         self.unavailable(stream, 503, fresh.map(|(r, _)| r), "provider_unavailable")
                     }
@@ -194,10 +211,15 @@ impl Coordinator {
         }
     }
 
-    pub(super) fn on_answer(&mut self, token: u32, answer: Option<(u16, &[u8])>) {
+    pub(super) fn on_answer(&mut self, token: u32, answer: Option<(u16, &[u8])>, too_large: bool) {
         let Some(c) = self.calls.remove(&token) else {
             return;
         };
+        if too_large {
+            // Answered as a failure below; the log says why, not just "unreachable".
+            let line = crate::log::line("callout_too_large", "", &[("target", c.target)]);
+            self.push(Action::Log(Level::Warn, line));
+        }
         self.push(Action::Measured {
             target: c.target,
             status: answer.map(|(s, _)| s),
@@ -278,6 +300,13 @@ impl Coordinator {
                     });
                 }
                 waits::Action::Share { issuer, key, bytes } => self.share(issuer, key, bytes),
+                waits::Action::Claim {
+                    issuer,
+                    key,
+                    bytes,
+                    cas,
+                } => self.write(Some(Op::Claimed { issuer }), key, bytes, cas),
+                waits::Action::Release { key, bytes, cas } => self.write(None, key, bytes, cas),
                 waits::Action::Log(level, line) => {
                     self.metrics.count_log(&line);
                     self.push(Action::Log(level, line));

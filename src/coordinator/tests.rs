@@ -38,6 +38,16 @@ fn carry(c: &mut Coordinator, now: u64) -> Vec<u32> {
                 let values = vec![(None, None); keys.len()];
                 c.handle(Event::Read { read, values }, now);
             }
+            Action::Write {
+                write: Some(write), ..
+            } => {
+                let event = Event::Written {
+                    write,
+                    ok: true,
+                    version: Some(1),
+                };
+                c.handle(event, now);
+            }
             Action::Dispatch { call, .. } => {
                 let token = 1000 + u32::try_from(call).unwrap();
                 tokens.push(token);
@@ -112,6 +122,7 @@ fn callouts_whose_answer_never_comes_are_forgotten() {
         Event::Answer {
             token,
             answer: Some((200, b"{}")),
+            too_large: false,
         },
         later,
     );
@@ -150,6 +161,7 @@ fn reports_nobody_asked_for_are_ignored() {
         Event::Answer {
             token: 5,
             answer: None,
+            too_large: false,
         },
         NOW_MS,
     );

@@ -119,15 +119,19 @@ impl Vm {
         else {
             return;
         };
-        let response = match body_size {
-            n if n > MAX_DOCUMENT_BYTES => None,
-            _ => host.callout_response(num_headers, body_size),
+        let too_large = body_size > MAX_DOCUMENT_BYTES;
+        let response = match too_large {
+            true => None,
+            false => host.callout_response(num_headers, body_size),
         };
         let answer = response.as_ref().map(|(s, b)| (*s, b.as_slice()));
         let now = host.now_ms();
-        plugin
-            .coordinator
-            .handle(Event::Answer { token, answer }, now);
+        let event = Event::Answer {
+            token,
+            answer,
+            too_large,
+        };
+        plugin.coordinator.handle(event, now);
         drive(plugin, host, None, now);
     }
 

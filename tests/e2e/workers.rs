@@ -69,7 +69,6 @@ fn w01_metadata_loads_at_most_once_per_vm() {
 /// Discovery and JWKS are fetched once per Envoy: the first VM to load shares its copy
 /// (proxy-wasm shared data) and the others adopt it instead of calling the IdP.
 #[test]
-#[ignore = "needs: one metadata load per Envoy"]
 fn w02_metadata_fetched_once_per_envoy() {
     let (st, c, _) = four_workers_busy();
     st.check(c.discovery == 1 && c.jwks == 1, || {

@@ -90,6 +90,20 @@ pub enum Action {
         key: String,
         bytes: Vec<u8>,
     },
+    /// Claim `issuer`'s load (compare-and-swap on `cas`), then report with
+    /// [`Waits::on_claimed`].
+    Claim {
+        issuer: usize,
+        key: String,
+        bytes: Vec<u8>,
+        cas: Option<u32>,
+    },
+    /// Write this over our claim (compare-and-swap on `cas`); no report.
+    Release {
+        key: String,
+        bytes: Vec<u8>,
+        cas: Option<u32>,
+    },
     /// Carry on with this parked stream; `None` when its request went away but its outcome
     /// still matters (a refresh waiting for keys: the others on its session need it).
     Wake {
@@ -104,8 +118,8 @@ pub enum Action {
 pub enum Pace {
     /// A load is wanted right away.
     Eager,
-    /// Requests wait on another worker's refresh (look at their slots often), or for keys
-    /// that may be fetched again shortly.
+    /// Requests wait: on another worker's refresh or load (look at shared data often), or
+    /// for keys that may be fetched again shortly.
     Poll,
     Idle,
 }
@@ -128,35 +142,47 @@ pub struct Waits {
 }
 
 impl Waits {
-    pub fn new(config: &Config) -> Waits {
+    /// `me` names this worker in load claims.
+    pub fn new(config: &Config, me: u64) -> Waits {
         Waits {
-            loader: Loader::new(config),
+            loader: Loader::new(config, me),
             parked: Vec::new(),
         }
     }
 
-    /// The shared-data key of each issuer's snapshot, in issuer order: what is read before
-    /// each [`Waits::tick`].
+    /// The shared-data key of each issuer's snapshot, then of each issuer's load claim, in
+    /// issuer order: what is read before each [`Waits::tick`].
     pub fn shared_keys(&self) -> Vec<String> {
-        self.loader.shared_keys()
+        let mut keys = self.loader.shared_keys();
+        keys.extend(self.loader.claim_keys());
+        keys
+    }
+
+    /// The shared-data key of `id`'s snapshot.
+    pub fn snapshot_key(&self, id: usize) -> Option<String> {
+        self.loader.shared_keys().into_iter().nth(id)
+    }
+
+    /// The keys of the load claims, to create when the plugin starts.
+    pub fn claim_keys(&self) -> Vec<String> {
+        self.loader.claim_keys()
     }
 
     pub fn pace(&self) -> Pace {
         if self.loader.eager() {
             Pace::Eager
-        } else if self
-            .parked
-            .iter()
-            .any(|(_, _, w)| matches!(w, Wait::Refresh(_) | Wait::Keys(_)))
-        {
+        } else if !self.parked.is_empty() || self.loader.awaiting_other() {
+            // Someone waits: for another worker's refresh or load (seen only in shared
+            // data), or for keys that may be fetched again shortly.
             Pace::Poll
         } else {
             Pace::Idle
         }
     }
 
-    /// Periodic work: the loader's (see [`Loader::tick`]), and requests waiting on a refresh
-    /// are handed back to look at their slot again.
+    /// Periodic work: the loader's (see [`Loader::tick`]; `shared` is what the keys of
+    /// [`Waits::shared_keys`] held), and requests waiting on a refresh are handed back to look
+    /// at their slot again.
     pub fn tick(
         &mut self,
         config: &Config,
@@ -164,6 +190,8 @@ impl Waits {
         now: u64,
         shared: &[(Option<Vec<u8>>, Option<u32>)],
     ) -> Vec<Action> {
+        let n = self.loader.shared_keys().len().min(shared.len());
+        let (snapshots, claims) = shared.split_at(n);
         let parked = &self.parked;
         let waiting = |id: usize| Waiting {
             metadata: parked
@@ -173,7 +201,9 @@ impl Waits {
                 .iter()
                 .any(|(_, i, w)| *i == id && matches!(w, Wait::Keys(_))),
         };
-        let loads = self.loader.tick(config, issuers, now, shared, &waiting);
+        let loads = self
+            .loader
+            .tick(config, issuers, now, snapshots, claims, &waiting);
         let mut actions = self.carry(loads);
         actions.extend(self.wake_matching(|i, _| i == NO_ISSUER, true));
         actions
@@ -209,6 +239,37 @@ impl Waits {
         self.carry(loads)
     }
 
+    /// Whether this worker's claim of `id`'s load took; the load starts if it did.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_claimed(
+        &mut self,
+        config: &Config,
+        issuers: &Issuers,
+        id: usize,
+        ok: bool,
+        version: Option<u32>,
+        now: u64,
+    ) -> Vec<Action> {
+        let loads = self
+            .loader
+            .on_claimed(config, issuers, id, ok, version, now);
+        self.carry(loads)
+    }
+
+    /// Another worker's snapshot of `id`, read because a request found the issuer failed
+    /// moments ago on this worker: `true` when it was newer and adopted (its waiters are
+    /// woken, and the request can be decided again).
+    pub fn adopt(
+        &mut self,
+        issuers: &mut Issuers,
+        id: usize,
+        seen: &(Option<Vec<u8>>, Option<u32>),
+    ) -> (bool, Vec<Action>) {
+        let loads = self.loader.adopt_shared(issuers, id, seen);
+        let adopted = !loads.is_empty();
+        (adopted, self.carry(loads))
+    }
+
     /// The version shared data gave the snapshot this worker just wrote.
     pub fn shared_written(&mut self, id: usize, version: Option<u32>) {
         self.loader.shared_written(id, version);
@@ -232,6 +293,20 @@ impl Waits {
                 }),
                 loader::Action::Share { issuer, key, bytes } => {
                     actions.push(Action::Share { issuer, key, bytes })
+                }
+                loader::Action::Claim {
+                    issuer,
+                    key,
+                    bytes,
+                    cas,
+                } => actions.push(Action::Claim {
+                    issuer,
+                    key,
+                    bytes,
+                    cas,
+                }),
+                loader::Action::Release { key, bytes, cas } => {
+                    actions.push(Action::Release { key, bytes, cas })
                 }
                 loader::Action::Log(level, line) => actions.push(Action::Log(level, line)),
                 loader::Action::Wake {
@@ -303,6 +378,7 @@ impl Waits {
         if !self.park(stream, id, Wait::Keys(pending)) {
             return KeysWait::Full;
         }
+        self.loader.want_keys(id, now);
         if need == KeysNeed::Fetch {
             self.loader.want();
         }

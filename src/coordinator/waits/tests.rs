@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::tests_support::{base, config};
 use crate::gate::PendingBox;
+use crate::issuer::loader::claim;
 use crate::issuer::{self, Metadata, KEY_REFETCH_MIN_SECS, MAIN, REFRESH_SECS, RETRY_SECS};
 use crate::oidc::testkeys;
 use serde_json::{json, Value};
@@ -196,7 +197,7 @@ impl World {
     fn new(config: Config) -> World {
         World {
             issuers: Issuers::new(config.issuers.len()),
-            waits: Waits::new(&config),
+            waits: Waits::new(&config, 1),
             config,
             now: NOW,
         }
@@ -208,9 +209,34 @@ impl World {
         self.tick_seeing(&nothing)
     }
 
+    /// A tick seeing `shared` for the snapshots and no load claims; the claims it makes are
+    /// granted (the load claims' own rules have tests of their own).
     fn tick_seeing(&mut self, shared: &[Seen]) -> Vec<Action> {
-        self.waits
-            .tick(&self.config, &mut self.issuers, self.now, shared)
+        let mut seen = shared.to_vec();
+        seen.extend(vec![(None, None); self.config.issuers.len()]);
+        let a = self
+            .waits
+            .tick(&self.config, &mut self.issuers, self.now, &seen);
+        self.grant(a)
+    }
+
+    /// `actions` with each load claim granted and replaced by what follows.
+    fn grant(&mut self, actions: Vec<Action>) -> Vec<Action> {
+        let mut out = Vec::new();
+        for a in actions {
+            match a {
+                Action::Claim { issuer, .. } => out.extend(self.waits.on_claimed(
+                    &self.config,
+                    &self.issuers,
+                    issuer,
+                    true,
+                    Some(2),
+                    self.now,
+                )),
+                other => out.push(other),
+            }
+        }
+        out
     }
 
     /// A tick seeing `bytes` at `version` for the login issuer.
@@ -279,7 +305,12 @@ fn the_first_tick_loads_every_issuer_and_wakes_its_waiters() {
     assert_eq!(w.waits.pace(), Pace::Eager);
     assert_eq!(
         w.waits.shared_keys(),
-        [issuer::shared_key(ISSUER), issuer::shared_key(OTHER)]
+        [
+            issuer::shared_key(ISSUER),
+            issuer::shared_key(OTHER),
+            claim::key(ISSUER),
+            claim::key(OTHER)
+        ]
     );
     assert!(w.park(1, MAIN));
     assert!(w.park(2, 1));
@@ -911,4 +942,76 @@ fn a_failed_refetch_of_an_adopted_stale_snapshot_does_not_refuse_the_waiters() {
             "refused: {refused}"
         );
     }
+}
+
+/// Load claims (see `issuer::loader::claim`): a worker due to load claims it first; while
+/// another worker's claim is live it waits, and once that claim is older than a load may
+/// take it takes over; a claim lost to a faster worker starts nothing.
+#[test]
+fn a_load_is_claimed_and_another_workers_live_claim_is_waited_for() {
+    let mut w = World::new(config());
+    assert!(w.park(1, MAIN));
+    let theirs = claim::Claim {
+        worker: 2,
+        started_at: NOW,
+        failed_at: 0,
+    };
+    let held = |w: &mut World| {
+        let seen = [(None, None), (Some(theirs.encode()), Some(5))];
+        w.waits.tick(&w.config, &mut w.issuers, w.now, &seen)
+    };
+    assert!(
+        fetches(&held(&mut w)).is_empty(),
+        "waits for the other load"
+    );
+    assert_eq!(w.waits.pace(), Pace::Poll, "and looks often");
+    // Our own claim: made with compare-and-swap on the version read, as ours.
+    w.now = NOW + w.config.idp_timeout_ms / 1000 + 6;
+    let a = held(&mut w);
+    let [Action::Claim {
+        issuer, bytes, cas, ..
+    }] = &a[..]
+    else {
+        panic!("expected a claim of the stale load, got {a:?}");
+    };
+    assert_eq!((*issuer, *cas), (MAIN, Some(5)));
+    let mine = claim::Claim::decode(bytes).unwrap();
+    assert_eq!(
+        (mine.worker, mine.started_at, mine.failed_at),
+        (1, w.now, 0)
+    );
+    // Lost to a faster worker: nothing starts, and the next tick comes soon.
+    let a = w
+        .waits
+        .on_claimed(&w.config, &w.issuers, MAIN, false, None, w.now);
+    assert!(a.is_empty());
+    assert_eq!(w.waits.pace(), Pace::Eager);
+    // Won: the load starts; its failure is written over the claim for the others.
+    let a = held(&mut w);
+    assert!(matches!(a[..], [Action::Claim { .. }]));
+    let a = w
+        .waits
+        .on_claimed(&w.config, &w.issuers, MAIN, true, Some(6), w.now);
+    let fetch = the_fetch(&a, MAIN);
+    let a = w.answer(MAIN, fetch, None);
+    let released: Vec<_> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Release { bytes, cas, .. } => {
+                Some((claim::Claim::decode(bytes).unwrap(), *cas))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        released,
+        [(
+            claim::Claim {
+                worker: 1,
+                started_at: w.now,
+                failed_at: w.now
+            },
+            Some(6)
+        )]
+    );
 }

@@ -466,3 +466,98 @@ fn a_claim_that_raced_another_backs_off_and_puts_its_slot_back() {
     );
     assert_eq!(a.host.tick_ms, Some(10));
 }
+
+/// Workers that start together load the metadata once between them: the first claims the
+/// load in shared data, the others wait for its snapshot (helper's `workers::w02` end to end).
+#[test]
+fn workers_starting_together_fetch_the_metadata_once() {
+    let store = Store::default();
+    let mut workers: Vec<Worker> = (0..4).map(|_| Worker::new(&store, &config())).collect();
+    for w in &mut workers {
+        w.tick();
+    }
+    let sent: usize = workers.iter().map(|w| w.host.sent.len()).sum();
+    assert_eq!(sent, 1, "one discovery between them");
+    let loader = workers
+        .iter()
+        .position(|w| !w.host.sent.is_empty())
+        .unwrap();
+    // The others look for its snapshot often meanwhile: a worker without metadata would
+    // sign users out without revoking anything.
+    for (i, w) in workers.iter().enumerate() {
+        if i != loader {
+            assert_eq!(w.host.tick_ms, Some(10), "worker {i}");
+        }
+    }
+    let w = &mut workers[loader];
+    for _ in 0..2 {
+        for (token, _, path, _) in w.new_callouts() {
+            let body = match path.as_str() {
+                "/.well-known/openid-configuration" => discovery(),
+                _ => testkeys::jwks_json(),
+            };
+            w.answer(token, Some((200, &body)));
+        }
+    }
+    for (i, w) in workers.iter_mut().enumerate() {
+        w.tick();
+        assert_eq!(w.host.tick_ms, Some(5000), "worker {i}: loaded, idle");
+        assert_eq!(w.browse(5, "/app", ""), Verdict::Pause);
+        assert_eq!(
+            w.host.stream(5).response.as_ref().unwrap().status,
+            302,
+            "worker {i}"
+        );
+    }
+    let sent: usize = workers.iter().map(|w| w.host.sent.len()).sum();
+    assert_eq!(sent, 2, "discovery and keys, once per Envoy");
+}
+
+/// During an outage one worker per `RETRY_SECS` calls the IdP: a failed load is written over
+/// its claim, and every worker waits as if the failure were its own.
+#[test]
+fn an_outage_is_tried_by_one_worker_at_a_time() {
+    let store = Store::default();
+    let mut a = Worker::new(&store, &config());
+    let mut b = Worker::new(&store, &config());
+    a.tick();
+    let [(token, ..)] = a.new_callouts()[..] else {
+        panic!("expected the discovery load");
+    };
+    a.answer(token, None);
+    a.at(1);
+    b.at(1);
+    b.tick();
+    assert!(b.host.sent.is_empty(), "failed moments ago, anywhere");
+    assert_eq!(b.browse(6, "/app", ""), Verdict::Pause);
+    assert_eq!(b.host.stream(6).response.as_ref().unwrap().status, 503);
+    // Due again: one of them tries.
+    a.at(2);
+    b.at(2);
+    b.tick();
+    a.tick();
+    let tries = a.host.sent.len() - 1 + b.host.sent.len();
+    assert_eq!(tries, 1, "one try between them");
+}
+
+/// A worker whose own load failed moments ago still serves the metadata another worker
+/// loaded since, instead of a 503 (helper's finding 2).
+#[test]
+fn a_worker_that_failed_moments_ago_takes_another_workers_load() {
+    let store = Store::default();
+    let mut a = Worker::new(&store, &config());
+    a.tick();
+    let [(token, ..)] = a.new_callouts()[..] else {
+        panic!("expected the discovery load");
+    };
+    a.answer(token, None);
+    // Another worker's load lands in shared data.
+    let mut b = Worker::new(&store, &config());
+    b.at(2);
+    b.load();
+    assert_eq!(b.host.sent.len(), 2);
+    a.at(1);
+    assert_eq!(a.browse(7, "/app", ""), Verdict::Pause);
+    assert_eq!(a.host.stream(7).response.as_ref().unwrap().status, 302);
+    assert!(a.new_callouts().is_empty(), "no call of its own");
+}

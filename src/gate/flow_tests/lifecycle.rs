@@ -1430,12 +1430,17 @@ fn a_refreshed_id_token_with_an_unknown_key_waits_for_the_keys() {
         };
         // Parked for the keys, it stays parked when its request goes away: the others on
         // the session wait for its outcome.
-        let mut loader = crate::coordinator::waits::Waits::new(&w.config);
+        let mut loader = crate::coordinator::waits::Waits::new(&w.config, 1);
         let pending = match loader.park_for_keys(7, MAIN, pending.0, w.now) {
             crate::coordinator::waits::KeysWait::Parked => {
                 loader.forget(7);
                 assert_eq!(loader.parked(), 1, "a refresh outlives its request");
                 let started = loader.tick(&w.config, &mut w.providers, w.now, &[]);
+                assert!(matches!(
+                    started.as_slice(),
+                    [crate::coordinator::waits::Action::Claim { .. }]
+                ));
+                let started = loader.on_claimed(&w.config, &w.providers, MAIN, true, None, w.now);
                 assert!(matches!(
                     started.as_slice(),
                     [crate::coordinator::waits::Action::Fetch { .. }]
@@ -1504,7 +1509,7 @@ fn a_refreshed_id_token_with_a_key_newer_than_the_last_fetch_waits_for_the_next_
     let mut w = World::new();
     let jar = log_in(&mut w, json!({"refresh_token": RT, "expires_in": 300}));
     // The loader fetches the keys (the old ones) at +279.
-    let mut loader = Loader::new(&w.config);
+    let mut loader = Loader::new(&w.config, 1);
     let mut issuers = crate::issuer::Issuers::new(1);
     let config = w.config.clone();
     let fetch_all = |loader: &mut Loader, issuers: &mut crate::issuer::Issuers, now, keys: &str| {
@@ -1531,6 +1536,9 @@ fn a_refreshed_id_token_with_a_key_newer_than_the_last_fetch_waits_for_the_next_
                         Some((200, body.as_bytes())),
                         now,
                     ));
+                }
+                Action::Claim { issuer, .. } => {
+                    actions.extend(loader.on_claimed(&config, issuers, issuer, true, None, now));
                 }
                 Action::Wake { stream, then } => woken.push((stream, then)),
                 _ => {}

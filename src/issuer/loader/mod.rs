@@ -7,78 +7,18 @@
 //! Loads are started from ticks only (the root context), so their callouts belong to a
 //! context that lives as long as the VM, never to a request that may go away.
 
-use crate::callout::Callout;
+mod action;
+mod answers;
+pub mod claim;
+
+pub use action::{Action, Fetch, KeysNeed, Waiters, Waiting};
+
 use crate::config::Config;
 use crate::issuer::{self, Issuers, Metadata, KEY_REFETCH_MIN_SECS, MAIN, RETRY_SECS};
-use crate::log::Level;
-use crate::oidc::Discovery;
+use claim::{Claim, Found};
 
 /// A load whose answer never came is given up this long after the callout's own timeout.
 const LOST_AFTER_SECS: u64 = 5;
-
-/// Who a [`Action::Wake`] is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waiters {
-    /// Requests that need the issuer's metadata: they decide again when `loaded`, else get a
-    /// 503.
-    Metadata,
-    /// Tokens that named a key the issuer's JWKS lacked: they go on with the keys there are,
-    /// `loaded` saying whether those were just fetched.
-    Keys,
-    /// Both.
-    All,
-}
-
-/// Whether anyone waits on an issuer, as the coordinator tells the loader at each tick.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Waiting {
-    pub metadata: bool,
-    pub keys: bool,
-}
-
-/// What a load's callout fetches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fetch {
-    Discovery,
-    /// The keys, for this (already checked) discovery document.
-    Keys(Box<Discovery>),
-}
-
-impl Fetch {
-    /// As metrics name it.
-    pub fn target(&self) -> &'static str {
-        match self {
-            Fetch::Discovery => "discovery",
-            Fetch::Keys(_) => "jwks",
-        }
-    }
-}
-
-#[derive(Debug)]
-pub enum Action {
-    /// Make this callout for `issuer` and report its answer to [`Loader::on_answer`], or a
-    /// refused dispatch to [`Loader::on_dispatch_failed`].
-    Fetch {
-        issuer: usize,
-        load: u64,
-        callout: Callout,
-        fetch: Fetch,
-    },
-    /// Store this metadata snapshot in shared data for the other workers, then report the
-    /// version written with [`Loader::shared_written`].
-    Share {
-        issuer: usize,
-        key: String,
-        bytes: Vec<u8>,
-    },
-    /// Whoever waits on `issuer` may go on.
-    Wake {
-        issuer: usize,
-        waiters: Waiters,
-        loaded: bool,
-    },
-    Log(Level, String),
-}
 
 #[derive(Debug, Default)]
 struct Issuer {
@@ -91,30 +31,31 @@ struct Issuer {
     loads: u64,
     failed_at: Option<u64>,
     keys_fetched_at: u64,
+    /// Our claim of the load in shared data: its version, while we hold it.
+    claim_version: Option<u32>,
+    /// A claim was asked for and not yet reported.
+    claiming: bool,
+    /// Another worker holds the load we are due for: look for its snapshot often.
+    awaiting_other: bool,
+    /// Since when a token naming an unknown key waits: a snapshot another worker fetched
+    /// after that has the keys it waits for.
+    keys_wanted_since: Option<u64>,
 }
 
 #[derive(Debug, Default)]
 pub struct Loader {
     issuers: Vec<Issuer>,
+    /// This worker, in load claims: a random number drawn when the VM starts.
+    me: u64,
     /// A load is wanted right away (the first, or one a waiter needs).
     eager: bool,
 }
 
-/// What a token naming a key its issuer's JWKS lacks waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeysNeed {
-    /// The keys are fetched again: wait for the load ([`Loader::want`]).
-    Fetch,
-    /// Fetched moments ago: wait for the next fetch allowed.
-    NextFetch,
-    /// Go on with the keys there are (the `kid` is simply unknown, or the IdP failed
-    /// moments ago).
-    AsTheyAre,
-}
-
 impl Loader {
-    pub fn new(config: &Config) -> Loader {
+    /// `me` names this worker in load claims (see [`claim`]).
+    pub fn new(config: &Config, me: u64) -> Loader {
         Loader {
+            me,
             issuers: config
                 .issuers
                 .iter()
@@ -137,9 +78,22 @@ impl Loader {
             .collect()
     }
 
+    /// The shared-data key of each issuer's load claim, in issuer order: read with
+    /// [`Loader::shared_keys`] before each tick, and created when the plugin starts.
+    pub fn claim_keys(&self) -> Vec<String> {
+        self.issuers.iter().map(|i| claim::key(&i.url)).collect()
+    }
+
     /// Whether a load is wanted right away: tick at once.
     pub fn eager(&self) -> bool {
         self.eager
+    }
+
+    /// Whether another worker's load is awaited: until its snapshot is here, look at shared
+    /// data often, or this worker serves without metadata (a sign-out revoking nothing)
+    /// for as long as its idle tick.
+    pub fn awaiting_other(&self) -> bool {
+        self.issuers.iter().any(|i| i.awaiting_other)
     }
 
     /// Someone waits for a load: start it at the next tick.
@@ -148,29 +102,56 @@ impl Loader {
     }
 
     /// Periodic work: adopt newer snapshots other workers shared (`shared`: each issuer's
-    /// bytes and version, as read), give up loads whose answer was lost, start loads that
-    /// are due, and wake whoever waits on an issuer with nothing to fetch (`waiting` says who
-    /// waits on each).
+    /// bytes and version, as read), give up loads whose answer was lost, claim loads that
+    /// are due (`claims`: each issuer's load claim, as read), and wake whoever waits on an
+    /// issuer with nothing to fetch (`waiting` says who waits on each).
     pub fn tick(
         &mut self,
         config: &Config,
         issuers: &mut Issuers,
         now: u64,
         shared: &[(Option<Vec<u8>>, Option<u32>)],
+        claims: &[(Option<Vec<u8>>, Option<u32>)],
         waiting: &dyn Fn(usize) -> Waiting,
     ) -> Vec<Action> {
         self.eager = false;
         let mut actions = Vec::new();
         for (id, seen) in shared.iter().enumerate().take(self.issuers.len()) {
-            if self.adopt(issuers, id, seen) {
-                // Requests waiting for this issuer need not wait for our own load too.
-                actions.push(wake(id, Waiters::Metadata, true));
-            }
+            actions.extend(self.adopt_shared(issuers, id, seen));
         }
         for id in 0..self.issuers.len() {
-            actions.extend(self.tick_issuer(config, issuers, id, now, waiting(id)));
+            let claim = claims.get(id).cloned().unwrap_or_default();
+            actions.extend(self.tick_issuer(config, issuers, id, now, &claim, waiting(id)));
         }
         actions
+    }
+
+    /// Takes another worker's newer snapshot, and wakes who it serves: requests waiting for
+    /// the metadata need not wait for our own load too, and tokens waiting for keys fetched
+    /// since they asked have them.
+    pub fn adopt_shared(
+        &mut self,
+        issuers: &mut Issuers,
+        id: usize,
+        seen: &(Option<Vec<u8>>, Option<u32>),
+    ) -> Vec<Action> {
+        if !self.adopt(issuers, id, seen) {
+            return Vec::new();
+        }
+        let fetched_at = issuers.get(id).map_or(0, |p| p.fetched_at);
+        let Some(issuer) = self.issuers.get_mut(id) else {
+            return Vec::new();
+        };
+        if issuer.failed_at.is_some_and(|t| t <= fetched_at) {
+            issuer.failed_at = None;
+        }
+        match issuer.keys_wanted_since {
+            Some(since) if since <= fetched_at => {
+                issuer.keys_wanted_since = None;
+                vec![wake(id, Waiters::All, true)]
+            }
+            _ => vec![wake(id, Waiters::Metadata, true)],
+        }
     }
 
     /// Takes another worker's newer snapshot; `true` when one was adopted.
@@ -212,13 +193,24 @@ impl Loader {
         issuers: &Issuers,
         id: usize,
         now: u64,
+        claim: &(Option<Vec<u8>>, Option<u32>),
         waiting: Waiting,
     ) -> Vec<Action> {
         let lost_after = config.idp_timeout_ms / 1000 + LOST_AFTER_SECS;
         let (decide_waiters, key_waiters) = (waiting.metadata, waiting.keys);
+        let me = self.me;
         let Some(issuer) = self.issuers.get_mut(id) else {
             return Vec::new();
         };
+        let found = claim::found(claim.0.as_deref(), me, now, lost_after);
+        if let Found::Failed(at) = found {
+            // Another worker's failure counts as ours: one call per RETRY_SECS per Envoy.
+            issuer.failed_at = issuer.failed_at.max(Some(at));
+        }
+        issuer.awaiting_other = false;
+        if issuer.claiming {
+            return Vec::new();
+        }
         if let Some((_, since)) = issuer.in_flight {
             // The callout's own timeout answers long before this; a lost answer must not
             // wedge loading forever.
@@ -240,7 +232,23 @@ impl Loader {
             Some(p) => p.is_stale(now) || (key_waiters && keys_due),
         };
         if need_full && retry_due {
-            return self.start(config, issuers, id, now);
+            if found == Found::Held {
+                // Another worker's load is under way: its snapshot will do.
+                issuer.awaiting_other = true;
+                return Vec::new();
+            }
+            issuer.claiming = true;
+            let bytes = Claim {
+                worker: me,
+                started_at: now,
+                failed_at: 0,
+            };
+            return vec![Action::Claim {
+                issuer: id,
+                key: claim::key(&issuer.url),
+                bytes: bytes.encode(),
+                cas: claim.1,
+            }];
         }
         // Requests that need the metadata go on with what is loaded; those waiting for
         // fresh keys keep waiting for their fetch, unless the IdP failed moments ago.
@@ -253,6 +261,29 @@ impl Loader {
             actions.push(wake(id, Waiters::Keys, false));
         }
         actions
+    }
+
+    /// Whether our claim of `id`'s load took (`version`: the claim's after the write). The
+    /// load starts if it did; if not, another worker's did, and the next tick sees it.
+    pub fn on_claimed(
+        &mut self,
+        config: &Config,
+        issuers: &Issuers,
+        id: usize,
+        ok: bool,
+        version: Option<u32>,
+        now: u64,
+    ) -> Vec<Action> {
+        let Some(issuer) = self.issuers.get_mut(id) else {
+            return Vec::new();
+        };
+        issuer.claiming = false;
+        if !ok {
+            self.eager = true;
+            return Vec::new();
+        }
+        issuer.claim_version = version;
+        self.start(config, issuers, id, now)
     }
 
     /// The first callout of a load: discovery, or with `skip_oidc_discovery` (the login
@@ -280,116 +311,6 @@ impl Loader {
             }
             Err(e) => self.failed(issuers, id, now, &format!("discovery: {e}")),
         }
-    }
-
-    /// A callout of load `load` was answered (`None`: it failed). The answer of a load
-    /// given up as lost changes nothing.
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_answer(
-        &mut self,
-        config: &Config,
-        issuers: &mut Issuers,
-        id: usize,
-        load: u64,
-        fetch: Fetch,
-        answer: Option<(u16, &[u8])>,
-        now: u64,
-    ) -> Vec<Action> {
-        let url = match self.issuers.get(id) {
-            Some(i) if i.in_flight.is_some_and(|(current, _)| current == load) => i.url.clone(),
-            _ => return Vec::new(),
-        };
-        match fetch {
-            Fetch::Discovery => {
-                let next = issuer::on_discovery(&url, answer)
-                    .and_then(|d| issuer::check_hosts(config, d))
-                    .map_err(|e| e.to_string())
-                    .and_then(|d| {
-                        let c = issuer::jwks_request(&d).map_err(|e| e.to_string())?;
-                        Ok((c, d))
-                    });
-                match next {
-                    Ok((callout, d)) => vec![Action::Fetch {
-                        issuer: id,
-                        load,
-                        callout,
-                        fetch: Fetch::Keys(Box::new(d)),
-                    }],
-                    Err(e) => self.failed(issuers, id, now, &format!("discovery: {e}")),
-                }
-            }
-            Fetch::Keys(d) => match issuer::on_jwks(*d, answer, now) {
-                Ok(p) => {
-                    let mut actions = Vec::new();
-                    if let Some(bytes) = p.snapshot() {
-                        actions.push(Action::Share {
-                            issuer: id,
-                            key: issuer::shared_key(&url),
-                            bytes,
-                        });
-                    }
-                    issuers.set(id, p);
-                    if let Some(issuer) = self.issuers.get_mut(id) {
-                        issuer.in_flight = None;
-                        issuer.failed_at = None;
-                        issuer.keys_fetched_at = now;
-                    }
-                    let line = serde_json::json!({"event": "provider_loaded", "issuer": url});
-                    actions.push(Action::Log(Level::Info, line.to_string()));
-                    actions.push(wake(id, Waiters::All, true));
-                    actions
-                }
-                Err(e) => self.failed(issuers, id, now, &format!("jwks: {e}")),
-            },
-        }
-    }
-
-    /// The host would not send a load's callout (no cluster for its host, or refused).
-    pub fn on_dispatch_failed(
-        &mut self,
-        issuers: &Issuers,
-        id: usize,
-        now: u64,
-        host: &str,
-    ) -> Vec<Action> {
-        self.failed(
-            issuers,
-            id,
-            now,
-            &format!("no cluster for `{host}` or dispatch refused"),
-        )
-    }
-
-    /// The version shared data gave the snapshot this worker just wrote.
-    pub fn shared_written(&mut self, id: usize, version: Option<u32>) {
-        if let Some(issuer) = self.issuers.get_mut(id) {
-            issuer.shared_version = version;
-        }
-    }
-
-    /// A load ended in failure. Waiters are answered now: with the metadata when some is
-    /// loaded (stale, or adopted from another worker meanwhile), else with a 503.
-    fn failed(&mut self, issuers: &Issuers, id: usize, now: u64, reason: &str) -> Vec<Action> {
-        let url = self
-            .issuers
-            .get(id)
-            .map(|i| i.url.clone())
-            .unwrap_or_default();
-        if let Some(issuer) = self.issuers.get_mut(id) {
-            issuer.in_flight = None;
-            // Keys may still be fetched again soon; a failure is not a fetch.
-            issuer.failed_at = Some(now);
-        }
-        let line = serde_json::json!({
-            "event": "provider_load_failed", "issuer": url, "reason": reason,
-        });
-        let mut actions = vec![Action::Log(Level::Warn, line.to_string())];
-        // Requests that need the metadata go on with what is loaded; those that waited for
-        // fresh keys learn that none came.
-        let loaded = issuers.get(id).is_some();
-        actions.push(wake(id, Waiters::Metadata, loaded));
-        actions.push(wake(id, Waiters::Keys, false));
-        actions
     }
 
     /// Whether a request may wait for `id`'s metadata: not when the issuer failed moments
@@ -422,6 +343,13 @@ impl Loader {
             KeysNeed::NextFetch
         } else {
             KeysNeed::Fetch
+        }
+    }
+
+    /// A token waits for `id`'s keys to be fetched again, from `now`.
+    pub fn want_keys(&mut self, id: usize, now: u64) {
+        if let Some(issuer) = self.issuers.get_mut(id) {
+            issuer.keys_wanted_since.get_or_insert(now);
         }
     }
 

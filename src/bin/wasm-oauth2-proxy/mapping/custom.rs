@@ -3,7 +3,8 @@
 use serde_json::json;
 use wasm_oauth2_proxy::providers::Kind;
 
-use super::{values, Plan};
+use super::plan::Plan;
+use super::values;
 use crate::settings::Setting;
 
 /// Options whose value may sit in a Secret the tool was not given.

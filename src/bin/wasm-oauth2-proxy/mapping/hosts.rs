@@ -6,24 +6,9 @@
 use serde_json::{json, Map, Value};
 use wasm_oauth2_proxy::providers::Kind;
 
-use super::{values, Plan};
+use super::plan::{Host, Plan};
+use super::values;
 use crate::settings::Setting;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Host {
-    /// `host` or `host:port` as the filter matches it (`idp_clusters` keys).
-    pub authority: String,
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-    pub cluster: String,
-    /// A Kubernetes Service of the mesh (a name without dots, or `*.svc[.cluster.local]`):
-    /// Istio already has its cluster, no ServiceEntry.
-    pub in_mesh: bool,
-    /// False for the issuer's host when discovery is skipped and nothing is fetched there:
-    /// it still names `idp_cluster`, but needs no ServiceEntry.
-    pub called: bool,
-}
 
 /// `upstreams` and `http_address`: Envoy's app cluster and listener.
 pub fn place(plan: &mut Plan, s: &Setting) {

@@ -4,68 +4,17 @@
 
 mod custom;
 mod hosts;
+mod plan;
 mod provider;
 mod rules;
 pub mod values;
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
-use crate::report::Report;
-use crate::settings::{SecretRef, Setting};
+use crate::settings::Setting;
 use crate::sources::Input;
 
-pub use hosts::Host;
-
-/// Where a secret's value comes from in the generated deployment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    /// Read from the user's configuration: goes into the generated Secret.
-    Value(String),
-    /// Already in a Secret of the user's (the pod read it with `secretKeyRef`).
-    Ref(SecretRef),
-    /// Unknown: the generated Secret holds a placeholder to replace.
-    Missing,
-}
-
-#[derive(Debug, Clone)]
-pub struct SecretItem {
-    /// The environment variable of Envoy the filter reads it from (`*_env`).
-    pub env: &'static str,
-    /// Its key in the generated Secret.
-    pub key: &'static str,
-    pub source: SecretSource,
-}
-
-/// What `convert` writes, before it is written.
-#[derive(Debug, Default)]
-pub struct Plan {
-    /// The filter's JSON configuration.
-    pub config: Map<String, Value>,
-    pub secrets: Vec<SecretItem>,
-    /// Every host the filter calls, with its cluster: ServiceEntries and Envoy clusters.
-    pub hosts: Vec<Host>,
-    /// The app behind Envoy (`upstreams`): `host`, `port`.
-    pub upstream: Option<(String, u16)>,
-    /// Where oauth2-proxy listened (`http_address`): Envoy's listener.
-    pub listen: Option<(String, u16)>,
-    pub namespace: String,
-    pub report: Report,
-}
-
-impl Plan {
-    pub fn set(&mut self, key: &str, v: Value) {
-        self.config.insert(key.to_string(), v);
-    }
-
-    fn secret(&mut self, env: &'static str, key: &'static str, source: SecretSource) {
-        self.secrets.retain(|s| s.env != env);
-        self.secrets.push(SecretItem { env, key, source });
-    }
-}
-
-pub const CLIENT_SECRET_ENV: &str = "OAUTH2_CLIENT_SECRET";
-pub const COOKIE_SECRET_ENV: &str = "OAUTH2_COOKIE_SECRET";
-pub const GITHUB_TOKEN_ENV: &str = "OAUTH2_GITHUB_TOKEN";
+pub use plan::{Host, Plan, SecretSource, CLIENT_SECRET_ENV, COOKIE_SECRET_ENV, GITHUB_TOKEN_ENV};
 
 pub fn convert(input: &Input, namespace: &str) -> Plan {
     let mut plan = Plan {

@@ -4,7 +4,8 @@
 use serde_json::json;
 use wasm_oauth2_proxy::providers::Kind;
 
-use super::{values, Plan};
+use super::plan::Plan;
+use super::values;
 use crate::settings::Setting;
 
 /// The filter's provider for oauth2-proxy's `provider` (default `google`).
