@@ -202,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(p, shipped, raw, before, kept)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
+    kept_profile = {**p, "functions": sorted(p["functions"], key=lambda f: -f["bytes"])[:300],
+                    "function_count": len(p["functions"]),
+                    "function_bytes": sum(f["bytes"] for f in p["functions"])}
     args.out.with_suffix(".json").write_text(json.dumps(
-        {"shipped": shipped, "raw": raw, "profile": p,
+        {"shipped": shipped, "raw": raw, "profile": kept_profile,
          "before": None if before is None else {"named": before["named"],
                                                 "crates": before["crates"]}},
         indent=1) + "\n")
