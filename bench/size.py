@@ -13,6 +13,10 @@ twiggy`), and writes bench/results/size-profile.md and .json:
     for T's crate, `core`/`alloc`/`std` for the standard library, primitives for `core`)
   - the generic functions with the most monomorphised copies (twiggy monos)
   - with `--before NAMED.wasm`, the same totals for another build beside them
+  - what V8 makes of each function (Node.js's V8, TurboFan only and eager, as Envoy
+    compiles): its machine code, and the peak memory of the compiler's zone for it. The
+    largest zones, not the code bytes, decide most of what the compile leaves resident in
+    Envoy's tcmalloc (bench/results/size-profile.md, "Cuts tried")
 
 Anything in the existing report below the line `<!-- kept -->` is carried over unchanged
 (the hand-kept history of the cuts).
@@ -86,6 +90,112 @@ def crate_of(name: str) -> str:
     return "(C: wasi-libc, dlmalloc, compiler-rt)"
 
 
+def function_names(path: Path) -> dict[int, str]:
+    """Function index -> name, from the module's name section."""
+    data = path.read_bytes()
+
+    def leb(i: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            byte = data[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value, i
+
+    out: dict[int, str] = {}
+    i = 8
+    while i < len(data):
+        sid = data[i]
+        size, body = leb(i + 1)
+        if sid == 0:
+            length, k = leb(body)
+            if data[k:k + length] == b"name":
+                k += length
+                while k < body + size:
+                    sub = data[k]
+                    sub_size, k2 = leb(k + 1)
+                    if sub == 1:
+                        count, q = leb(k2)
+                        for _ in range(count):
+                            index, q = leb(q)
+                            length, q = leb(q)
+                            out[index] = data[q:q + length].decode("utf-8", "replace")
+                            q += length
+                    k = k2 + sub_size
+        i = body + size
+    return out
+
+
+V8_SCRIPT = """
+const bytes = require('fs').readFileSync(process.argv[process.argv.length - 1]);
+WebAssembly.compile(bytes).then(() => {}, e => { console.error(e); process.exit(1); });
+"""
+V8_LINE = re.compile(r"#(\d+) using TurboFan, took \d+ ms and (\d+) / (\d+) max/total bytes; "
+                     r"bodysize (\d+) codesize (\d+)")
+
+
+def v8_profile(named: Path) -> list[dict] | None:
+    """Per function: Wasm body bytes, x64 machine code bytes and the TurboFan zone's peak,
+    from Node.js's V8 compiling the module eagerly with TurboFan only. None without node."""
+    try:
+        out = subprocess.run(
+            ["node", "--no-liftoff", "--no-wasm-lazy-compilation",
+             "--trace-wasm-compilation-times", "-e", V8_SCRIPT, str(named)],
+            capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = function_names(named)
+    rows = []
+    for line in (out.stdout + out.stderr).splitlines():
+        m = V8_LINE.search(line)
+        if m:
+            index = int(m.group(1))
+            rows.append({"name": clean(demangle(names.get(index, f"#{index}"))),
+                         "zone_peak": int(m.group(2)), "zone_total": int(m.group(3)),
+                         "body": int(m.group(4)), "code": int(m.group(5))})
+    return rows or None
+
+
+def demangle(name: str) -> str:
+    """The name section holds mangled names; twiggy's names are demangled. Enough of
+    Rust's legacy mangling (`_ZN...E`) to name the crate and the path."""
+    prefix = ""
+    if name.startswith("byn$mgfn-shared$"):
+        prefix, name = "byn$mgfn-shared$", name[len("byn$mgfn-shared$"):]
+    if name.startswith("_R"):
+        # v0 mangling (the standard library's): the identifiers after the crate's hash.
+        tail = re.split(r"C[sa-zA-Z0-9]*?_(?=\d)", name, maxsplit=1)[-1]
+        out = []
+        while True:
+            n = re.match(r"\d+", tail)
+            if not n:
+                break
+            length, tail = int(n.group(0)), tail[n.end():]
+            out.append(tail[:length])
+            tail = tail[length:]
+        return prefix + "::".join(out) if out else prefix + name
+    m = re.match(r"^_ZN((?:\d+[^\d].*?)+)E$", name)
+    if not m:
+        return prefix + name
+    rest, parts = m.group(1), []
+    while rest:
+        n = re.match(r"^(\d+)", rest)
+        if not n:
+            break
+        length = int(n.group(1))
+        start = len(n.group(1))
+        parts.append(rest[start:start + length])
+        rest = rest[start + length:]
+    text = "::".join(parts)
+    for code, ch in (("$LT$", "<"), ("$GT$", ">"), ("$u20$", " "), ("$RF$", "&"),
+                     ("$BP$", "*"), ("$C$", ","), ("$u7b$", "{"), ("$u7d$", "}"),
+                     ("$u5b$", "["), ("$u5d$", "]"), ("..", "::")):
+        text = text.replace(code, ch)
+    return prefix + re.sub(r"^_", "", text)
+
+
 def profile(named: Path) -> dict:
     items = twiggy("top", "-n", "1000000", str(named))
     code = [i for i in items if is_code(i["name"])]
@@ -96,7 +206,15 @@ def profile(named: Path) -> dict:
         c["bytes"] += i["shallow_size"]
         c["functions"] += 1
     monos = twiggy("monos", "-m", "15", "-n", "0", str(named))
+    v8 = v8_profile(named)
+    v8_crates: dict[str, dict] = collections.defaultdict(lambda: {"code": 0, "zone_total": 0})
+    for f in v8 or []:
+        c = v8_crates[crate_of(f["name"])]
+        c["code"] += f["code"]
+        c["zone_total"] += f["zone_total"]
     return {
+        "v8": v8,
+        "v8_crates": dict(sorted(v8_crates.items(), key=lambda kv: -kv[1]["code"])),
         "named": str(named),
         "functions": [{"name": clean(i["name"]), "bytes": i["shallow_size"]} for i in code],
         "data_segments": [{"name": i["name"], "bytes": i["shallow_size"]} for i in data],
@@ -172,6 +290,29 @@ def markdown(p: dict, shipped: dict, raw: int | None, before: dict | None, kept:
     ]
     for m in p["monos"]:
         lines.append(f"| `{m['generic'][:140]}` | {m['copies']} | {m['total']} | {m['bloat']} |")
+    v8 = p.get("v8")
+    if v8:
+        code = sum(f["code"] for f in v8)
+        lines += [
+            "",
+            "## What V8 makes of it (Node.js's V8, TurboFan only, eager)",
+            "",
+            f"{len(v8)} functions compiled to {code} bytes of x64 code "
+            f"({code / max(1, sum(f['body'] for f in v8)):.2f} per Wasm byte); the compiler's "
+            f"zone peaked at {max(f['zone_peak'] for f in v8) / 2**20:.1f} MiB for one function. "
+            f"Functions whose zone peaks over 1 MiB: "
+            f"{sum(1 for f in v8 if f['zone_peak'] > 2**20)}. Envoy's V8 is another version; "
+            "the sizes are indicative, the order is what matters.",
+            "",
+            "| zone peak KiB | Wasm bytes | x64 bytes | function |",
+            "| --- | --- | --- | --- |",
+        ]
+        for f in sorted(v8, key=lambda f: -f["zone_peak"])[:25]:
+            lines.append(f"| {f['zone_peak'] // 1024} | {f['body']} | {f['code']} | "
+                         f"`{f['name'][:140]}` |")
+        lines += ["", "| crate | x64 bytes | zone bytes, all functions |", "| --- | --- | --- |"]
+        for c, v in list(p["v8_crates"].items())[:20]:
+            lines.append(f"| {c} | {v['code']} | {v['zone_total']} |")
     lines += ["", "## Largest data segments", "", "| bytes | segment |", "| --- | --- |"]
     for d in p["data_segments"][:10]:
         lines.append(f"| {d['bytes']} | {d['name']} |")
@@ -192,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     for m in p["monos"]:
         m["copies"] = counts.get(m["generic"])
     before = profile(args.before) if args.before else None
+    if before:
+        before.pop("v8", None)
     kept = ""
     if args.out.is_file():
         old = args.out.read_text()
@@ -203,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     kept_profile = {**p, "functions": sorted(p["functions"], key=lambda f: -f["bytes"])[:300],
+                    "v8": sorted(p["v8"] or [], key=lambda f: -f["zone_peak"])[:300],
                     "function_count": len(p["functions"]),
                     "function_bytes": sum(f["bytes"] for f in p["functions"])}
     args.out.with_suffix(".json").write_text(json.dumps(
