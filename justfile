@@ -10,6 +10,8 @@
 #   just bench-refresh   what a session refresh costs, writes bench/results/refresh.md
 #   just soak MINUTES    mixed traffic and an IdP outage against one Envoy (RELIABILITY.md)
 #   just fuzz-each SECONDS   every property target for SECONDS each, results in bench/results/fuzz.md
+#   just bench-rss       Envoy's RSS with the filter over the trivial filter, bench/results/rss.md
+#   just size      size profile of the module by function and crate, bench/results/size-profile.md
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -100,6 +102,11 @@ setup:
     fi
     echo "setup: ok"
 
+# wasm-opt's flags for the filter (`just build`, and `just size` with the names kept).
+wasm_opt_flags := "-Oz --one-caller-inline-max-function-size 200" \
+    + " --enable-bulk-memory --enable-sign-ext --enable-mutable-globals" \
+    + " --enable-nontrapping-float-to-int"
+
 # Build the filter and optimize it into build/wasm_oauth2_proxy.wasm (reproducible: `just repro`).
 # Envoy's V8 compiles the whole module with TurboFan at load, and its memory grows with the
 # size of the largest functions, not just the total: inlining every single-caller function
@@ -109,10 +116,7 @@ build:
     CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="{{wasm_rustflags}}" \
         cargo build --release --target wasm32-wasip1
     mkdir -p build
-    wasm-opt -Oz --one-caller-inline-max-function-size 200 \
-        --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-        --enable-nontrapping-float-to-int --strip-debug \
-        {{raw_wasm}} -o {{wasm}}
+    wasm-opt {{wasm_opt_flags}} --strip-debug {{raw_wasm}} -o {{wasm}}
     @echo "build: {{raw_wasm}} $(stat -c %s {{raw_wasm}}) bytes -> {{wasm}} $(stat -c %s {{wasm}}) bytes"
 
 # Run the demo: IdP, demo app and Envoy; open http://127.0.0.1:4180 (john / john).
@@ -343,6 +347,34 @@ bench-v8 *FLAGS:
     #!/usr/bin/env bash
     set -euo pipefail
     python3 bench/v8_profile.py {{FLAGS}} | tee bench/results/v8-profile.md
+
+# Size profile of the optimized module (twiggy, `cargo install twiggy` if missing): the same
+# build as `just build` but keeping the name section (target/size, build/size), by function,
+# by crate and by generic; writes bench/results/size-profile.md. `just size BEFORE=path` adds
+# another named build's crate totals (e.g. build/size/wasm_oauth2_proxy.named.wasm of an
+# older checkout).
+size BEFORE="": build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cd "{{root}}"
+    command -v twiggy >/dev/null 2>&1 || cargo install twiggy
+    CARGO_TARGET_DIR=target/size CARGO_PROFILE_RELEASE_STRIP=debuginfo \
+        CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="{{wasm_rustflags}}" \
+        cargo build --release --target wasm32-wasip1
+    mkdir -p build/size
+    wasm-opt {{wasm_opt_flags}} --debuginfo \
+        target/size/wasm32-wasip1/release/wasm_oauth2_proxy.wasm \
+        -o build/size/wasm_oauth2_proxy.named.wasm
+    before="{{trim_start_match(BEFORE, "BEFORE=")}}"
+    python3 -m bench.size --named build/size/wasm_oauth2_proxy.named.wasm \
+        ${before:+--before "$before"}
+
+# Envoy's RSS with the filter over the trivial filter (about two minutes; flags go to
+# `python3 -m bench.rss`, e.g. `--starts 7`, `--before-wasm PATH`): one Envoy at a time
+# (`--concurrency 1`), warmed with the same requests, median and spread of the paired
+# differences, split into jit code, linear memory and malloc; writes bench/results/rss.md.
+bench-rss *FLAGS: bench-setup build bench-trivial
+    python3 -m bench.rss --command "just bench-rss {{FLAGS}}" {{FLAGS}}
 
 # Memory soak: one Envoy with the filter under 100,000-request phases (sign-out churn, forged
 # cookies, forged and valid bearer tokens); fails when its RSS grows more than the cache

@@ -175,6 +175,27 @@ fn a_full_oauth2_proxy_style_config_is_accepted() {
     assert_eq!(c.ping_user_agent.as_deref(), Some("kube-probe/1.30"));
 }
 
+/// No Unicode IDNA in the build (Cargo.toml pins `idna_adapter` 1.0): a configured URL on a
+/// non-ASCII host is refused at load, naming its key; its punycode form is accepted.
+#[test]
+fn non_ascii_hosts_are_refused() {
+    for (key, url) in [
+        ("oidc_issuer_url", "https://idp.ex\u{e4}mple.com"),
+        ("oidc_issuer_url", "https://\u{ff49}dp.example.com"),
+        (
+            "redirect_url",
+            "https://app\u{3002}example.com/oauth2/callback",
+        ),
+    ] {
+        let mut v = base();
+        v[key] = url.into();
+        assert_eq!(parse(&v).unwrap_err().key, key, "{url}");
+    }
+    let mut v = base();
+    v["redirect_url"] = "https://xn--bcher-kva.example/oauth2/callback".into();
+    assert!(parse(&v).is_ok());
+}
+
 #[test]
 fn defaults_of_the_new_options() {
     let c = parse(&base()).unwrap();

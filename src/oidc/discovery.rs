@@ -306,6 +306,11 @@ mod tests {
         let r = Discovery::parse(v.to_string().as_bytes(), "https://i");
         assert_eq!(r, Err(OidcError::BadUrl("token_endpoint")));
 
+        // No Unicode IDNA in the build: an endpoint on a non-ASCII host is refused.
+        v["token_endpoint"] = json!("https://\u{ff49}/token");
+        let r = Discovery::parse(v.to_string().as_bytes(), "https://i");
+        assert_eq!(r, Err(OidcError::BadUrl("token_endpoint")));
+
         v.as_object_mut().unwrap().remove("jwks_uri");
         v["token_endpoint"] = json!("http://i/token");
         let r = Discovery::parse(v.to_string().as_bytes(), "https://i");
@@ -377,6 +382,17 @@ mod tests {
         ] {
             assert!(http_url(bad, Allowed).is_none(), "{bad}");
         }
+        // No Unicode IDNA in the build (Cargo.toml): a non-ASCII host is no URL at all, for
+        // the configuration, a discovery document and a browser's `rd` alike.
+        for bad in [
+            "https://idp.ex\u{e4}mple.com/",
+            "https://\u{ff49}dp.example.com/",
+            "https://idp\u{3002}example.com/",
+        ] {
+            assert!(http_url(bad, Allowed).is_none(), "{bad}");
+            assert!(target(bad).is_err(), "{bad}");
+        }
+        assert!(http_url("https://xn--idp-exmple-r5a.com/", Refused).is_some());
         // Credentials: only the configuration lets them through (see `config::check_url`).
         assert!(http_url("https://u:p@idp.example.com/", Allowed).is_some());
         assert!(http_url("https://u:p@idp.example.com/", Refused).is_none());

@@ -90,6 +90,35 @@ mod tests {
         }
     }
 
+    /// The build has no Unicode IDNA back end (Cargo.toml pins `idna_adapter` 1.0): a return
+    /// URL whose host is not ASCII does not parse, so it is refused even when its Unicode
+    /// form would map onto this host or a whitelisted domain (fullwidth letters, the
+    /// ideographic full stop). A punycode host is plain ASCII and is judged as such.
+    #[test]
+    fn non_ascii_hosts_are_refused() {
+        let wl = vec![".example.org".to_string()];
+        for rd in [
+            "https://b\u{fc}cher.example.org/",
+            "https://\u{ff41}pp.example.com/",
+            "https://app\u{3002}example\u{3002}com/",
+            "https://app.example.com\u{3002}/",
+            "https://APP.EXAMPLE.\u{ff43}om/x",
+            "https://\u{440}\u{430}\u{443}\u{440}\u{430}\u{43b}.example.org/",
+            "http://b\u{fc}cher.example.org:8080/",
+        ] {
+            assert_eq!(allowed(rd, HOST, &wl), None, "{rd:?}");
+            assert_eq!(allowed(rd, "b\u{fc}cher.example.org", &wl), None, "{rd:?}");
+        }
+        assert_eq!(
+            allowed("https://xn--bcher-kva.example.org/", HOST, &wl).as_deref(),
+            Some("https://xn--bcher-kva.example.org/")
+        );
+        assert_eq!(
+            allowed("https://xn--bcher-kva.example.net/", HOST, &wl),
+            None
+        );
+    }
+
     #[test]
     fn whitelist_rules() {
         let wl = vec![
