@@ -28,3 +28,12 @@ pub fn with_request_id(line: &str, id: Option<&str>) -> String {
         _ => line.to_string(),
     }
 }
+
+/// Whether a request id (Envoy's `x-request-id`, which a client may set) is plain enough to
+/// put in a log line or on a page: at most 128 letters, digits and `-_.:`.
+pub fn plain_id(id: &str) -> bool {
+    id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}

@@ -21,9 +21,12 @@ pub use error::{err, ConfigError};
 pub use keys::{KeySet, Keys};
 pub use lifecycle::{Lifecycle, TokenExchange, MAX_CSRF_COOKIES};
 pub use model::{Config, Issuer};
+pub use pages::{Logo, Pages, Text};
 pub use parse::known_keys;
 pub use reader::{check_url, parse_duration_ms, Reader};
 
+#[cfg(test)]
+mod tables;
 #[cfg(test)]
 mod tests;
 

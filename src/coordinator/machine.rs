@@ -146,6 +146,11 @@ impl Coordinator {
         self.calls.contains_key(&token)
     }
 
+    /// The branding of the pages it answers with.
+    pub fn pages(&self) -> &crate::config::Pages {
+        &self.config.pages
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -183,7 +188,7 @@ impl Coordinator {
     pub(super) fn gate(&mut self, f: impl FnOnce(&mut Context, &mut Env) -> Step) -> Step {
         if self.now_ms == 0 {
             return Step {
-                decision: Decision::Respond(gate::unavailable(500, None)),
+                decision: Decision::Respond(gate::unavailable(&self.config.pages, 500, None)),
                 log: Some((
                     Level::Warn,
                     crate::log::line("error", "", &[("reason", "clock")]),

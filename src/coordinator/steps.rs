@@ -136,7 +136,7 @@ impl Coordinator {
         event: &str,
     ) {
         self.push(Action::Log(Level::Warn, crate::log::line(event, "", &[])));
-        let response = gate::unavailable(status, req);
+        let response = gate::unavailable(&self.config.pages, status, req);
         self.push(Action::Respond { stream, response });
     }
 
@@ -344,12 +344,5 @@ impl Coordinator {
 /// The request's `x-request-id` (Envoy's, as in its access log), when it is plain enough to
 /// put in a log line.
 fn request_id(req: &Request) -> Option<String> {
-    req.header("x-request-id")
-        .filter(|id| {
-            id.len() <= 128
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
-        .map(str::to_string)
+    gate::request_id(req).map(str::to_string)
 }

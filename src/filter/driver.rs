@@ -5,7 +5,7 @@
 
 use super::host::Host;
 use super::stats::Stats;
-use crate::config::Config;
+use crate::config::{Config, Pages};
 use crate::coordinator::{Action, Coordinator, Event, HeaderEdit};
 use crate::gate::{self, Request};
 use crate::log::Level;
@@ -197,7 +197,8 @@ fn drive<H: Host>(
                 };
                 if !edited {
                     // A header we could not strip or set must not reach the app.
-                    host.send_response(&gate::unavailable(500, None));
+                    let page = gate::unavailable(plugin.coordinator.pages(), 500, None);
+                    host.send_response(&page);
                     if Some(stream) == current && !resume {
                         continued = Some(Continued::Failed);
                     }
@@ -254,6 +255,6 @@ fn drive<H: Host>(
 
 /// Answers with a 500 when the VM is not in a state to decide: never pass the request on.
 fn refuse<H: Host>(host: &mut H) -> Verdict {
-    host.send_response(&gate::unavailable(500, None));
+    host.send_response(&gate::unavailable(&Pages::default(), 500, None));
     Verdict::Pause
 }

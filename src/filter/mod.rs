@@ -113,7 +113,7 @@ mod contexts {
                 Verdict::Continue => Action::Continue,
                 Verdict::Pause => Action::Pause,
                 Verdict::Refused => {
-                    let page = crate::gate::unavailable(500, None);
+                    let page = crate::gate::unavailable(&Default::default(), 500, None);
                     let headers: Vec<(&str, &str)> = page
                         .headers
                         .iter()

@@ -8,7 +8,9 @@ use super::client;
 use super::lifecycle;
 use super::login::csrf_cookie_name;
 use super::request::{Env, Incoming};
-use super::respond::{error_page, log_line, pause, redirect_to, refetch_keys, respond_step};
+use super::respond::{
+    error_page, log_line, pause, redirect_to, refetch_keys, request_id, respond_step,
+};
 use super::urls::{redirect_uri, target};
 use super::vocab::{Admitted, Context, Decision, Step};
 use super::waits::{Callback, Pending, PendingBox, ProfileWait};
@@ -30,10 +32,13 @@ pub(super) fn callback(cx: &mut Context, inc: &mut Incoming) -> Step {
     let req = inc.req;
     // The attempt's cookie is named from the state with `cookie_csrf_per_request`.
     let csrf_name = csrf_cookie_name(config, &req.query("state").unwrap_or_default());
-    let t = target(config, req, inc.env.now);
-    let deny = |status: u16, message: &str, reason: &str| {
-        fail(config, &t, &csrf_name, status, message, reason)
+    let attempt = Attempt {
+        target: target(config, req, inc.env.now),
+        csrf_cookie: &csrf_name,
+        request_id: request_id(req),
     };
+    let deny =
+        |status: u16, message: &str, reason: &str| fail(config, &attempt, status, message, reason);
 
     if let Some(error) = req.query("error") {
         let code: String = error
@@ -97,6 +102,7 @@ pub(super) fn callback(cx: &mut Context, inc: &mut Incoming) -> Step {
     let pending = Callback {
         login,
         csrf_cookie: csrf_name.clone(),
+        request_id: request_id(req).map(str::to_string),
         host: req.host(config.reverse_proxy).to_string(),
         // Only our session's names: the login sets or clears those and nothing else.
         present: inc
@@ -122,31 +128,36 @@ impl Callback {
         message: &str,
         reason: &str,
     ) -> Step {
-        fail(
-            config,
-            &self.target(now),
-            &self.csrf_cookie,
-            status,
-            message,
-            reason,
-        )
+        let attempt = Attempt {
+            target: self.target(now),
+            csrf_cookie: &self.csrf_cookie,
+            request_id: self.request_id.as_deref(),
+        };
+        fail(config, &attempt, status, message, reason)
     }
+}
+
+/// The login attempt a failure ends: where its cookie lives, which cookie, and the callback
+/// request's id for the error page.
+pub(super) struct Attempt<'a> {
+    target: Target<'a>,
+    csrf_cookie: &'a str,
+    request_id: Option<&'a str>,
 }
 
 /// A login that cannot finish: an error page, the login attempt's CSRF cookie expired, and
 /// one log line with the reason. Never a session.
 pub(super) fn fail(
     config: &Config,
-    t: &Target,
-    csrf_cookie: &str,
+    attempt: &Attempt,
     status: u16,
     message: &str,
     reason: &str,
 ) -> Step {
-    let mut r = error_page(&config.proxy_prefix, status, message);
+    let mut r = error_page(config, attempt.request_id, status, message);
     r.headers.push((
         "set-cookie".into(),
-        cookie::clear_cookie(&config.cookie, t, csrf_cookie),
+        cookie::clear_cookie(&config.cookie, &attempt.target, attempt.csrf_cookie),
     ));
     respond_step(
         r,
@@ -263,11 +274,9 @@ pub(super) fn resume_profile(
     env: &mut Env,
 ) -> Step {
     let Some(provider) = cx.login_issuer() else {
-        let t = w.cb.target(env.now);
-        return fail(
+        return w.cb.fail(
             cx.config,
-            &t,
-            &w.cb.csrf_cookie,
+            env.now,
             503,
             "The identity provider is unavailable.",
             "provider_not_loaded",
@@ -289,7 +298,6 @@ fn profile_step(
     env: &mut Env,
 ) -> Step {
     let config = cx.config;
-    let t = cb.target(env.now);
     match next {
         Next::Call(callout, profile) => pause(Decision::Call(
             callout,
@@ -301,10 +309,9 @@ fn profile_step(
             }))),
         )),
         Next::Done(profile) => complete_login(cx, cb, tokens, id_expires_at, *profile, env),
-        Next::Failed(reason) => fail(
+        Next::Failed(reason) => cb.fail(
             config,
-            &t,
-            &cb.csrf_cookie,
+            env.now,
             502,
             "The identity provider could not confirm who you are. Please try again later.",
             &reason,
@@ -351,11 +358,8 @@ fn complete_login(
     );
     let admitted = Admitted::new(config, session);
     if let Err(denied) = admitted.verdict {
-        return failed(
-            403,
-            "You are not allowed to access this application.",
-            denied.reason(),
-        );
+        // Which rule, in words, but never its contents.
+        return failed(403, &crate::pages::refusal(denied), denied.reason());
     }
     let Some(nonce) = env.bytes::<12>() else {
         return failed(

@@ -39,7 +39,7 @@ pub(super) fn upstream(
     let subject = &a.session.access_token;
     if let Some(hit) = cx.exchanged.get(subject, inc.env.now) {
         if hit.token.is_empty() {
-            return failed(req, "failed_moments_ago");
+            return failed(config, req, "failed_moments_ago");
         }
         return pause(with_token(
             config,
@@ -95,9 +95,9 @@ fn with_token(
     upstream_edits(config, req, &identity, cookies, reply)
 }
 
-fn failed(req: &Request, reason: &str) -> Step {
+fn failed(config: &Config, req: &Request, reason: &str) -> Step {
     let page = if req.is_browser() {
-        unavailable(502, Some(req))
+        unavailable(&config.pages, 502, Some(req))
     } else {
         json_error(502, "token_exchange_failed")
     };
@@ -153,7 +153,7 @@ pub(super) fn on_answer(
             None => "unreachable".to_string(),
             Some((status, _)) => format!("status_{status}"),
         };
-        return failed(&wait.req, &reason);
+        return failed(cx.config, &wait.req, &reason);
     };
     let lifetime = tokens
         .expires_in

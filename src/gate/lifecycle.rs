@@ -5,7 +5,7 @@
 
 use super::login::login_instead;
 use super::request::{Incoming, Request};
-use super::respond::{challenge, error_page, json_error, log_line, respond_step};
+use super::respond::{challenge, error_page, json_error, log_line, request_id, respond_step};
 use super::sessions;
 use super::urls::target;
 use super::vocab::{Context, Decision, Step};
@@ -188,7 +188,8 @@ pub(super) fn too_large(cx: &mut Context, inc: &mut Incoming) -> Step {
     let req = inc.req;
     sessions::forget(cx, &inc.cookies);
     let mut r = error_page(
-        &config.proxy_prefix,
+        config,
+        request_id(req),
         500,
         "Your session is too large to be stored in cookies.",
     );

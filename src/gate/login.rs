@@ -29,7 +29,7 @@ pub(super) fn start_login(cx: &mut Context, inc: &mut Incoming, rd: Option<&str>
         inc.env.bytes::<32>(),
         inc.env.bytes::<12>(),
     ) else {
-        return internal_error(config, req.path_only(), "random_source_failed");
+        return internal_error(config, req, "random_source_failed");
     };
     let login = LoginState {
         state: csrf::token(state),
@@ -40,7 +40,7 @@ pub(super) fn start_login(cx: &mut Context, inc: &mut Incoming, rd: Option<&str>
     };
     let csrf_name = csrf_cookie_name(config, &login.state);
     let Some(sealed) = csrf::seal(&config.keys.current.csrf, &csrf_name, &login, seal_nonce) else {
-        return internal_error(config, req.path_only(), "seal_failed");
+        return internal_error(config, req, "seal_failed");
     };
     let location = authorize_url(config, &provider.discovery, req, &login);
     let t = target(config, req, inc.env.now);
@@ -165,11 +165,7 @@ pub(super) fn sign_in(cx: &mut Context, inc: &mut Incoming) -> Step {
             .append_pair("rd", &safe)
             .finish()
     );
-    respond_step(
-        html(
-            200,
-            pages::sign_in(&start, config.provider.get().display_name()),
-        ),
-        None,
-    )
+    let name = config.provider.get().display_name();
+    let page = pages::sign_in(&config.pages, &start, name);
+    respond_step(html(&config.pages, 200, page), None)
 }

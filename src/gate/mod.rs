@@ -34,7 +34,7 @@ pub use crate::log::Level;
 pub use edits::edited_headers;
 pub use lifecycle::DEFAULT_TOKEN_SECS;
 pub use request::{Env, Incoming, Request, Response};
-pub use respond::unavailable;
+pub use respond::{request_id, unavailable};
 pub use router::{decide, resume, resume_keys, settle};
 pub use vocab::{
     Admitted, Context, Decision, Exchanged, Publish, Step, BEARER_CACHE_BYTES,

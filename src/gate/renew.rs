@@ -51,13 +51,13 @@ pub(super) fn refresh(cx: &mut Context, inc: &mut Incoming, a: &Admitted) -> Ste
     let config = cx.config;
     let req = inc.req;
     let Some(cookie) = cookie::read_joined(&inc.cookies, &config.cookie.name) else {
-        return internal_error(config, req.path_only(), "refresh_without_cookie");
+        return internal_error(config, req, "refresh_without_cookie");
     };
     let Some(provider) = cx.login_issuer() else {
         return pause(Decision::NeedIssuer(MAIN));
     };
     let Ok(endpoint) = oidc::target(&provider.discovery.token_endpoint) else {
-        return internal_error(config, req.path_only(), "bad_token_endpoint");
+        return internal_error(config, req, "bad_token_endpoint");
     };
     let s = &a.session;
     let assertion = client::assertion(cx, inc.env);
@@ -280,5 +280,5 @@ fn keep_or_unavailable(cx: &mut Context, renewal: Renewal, env: &mut Env) -> Ste
         let mut inc = Incoming::new(&renewal.req, env);
         return admitted(cx, &mut inc, &a);
     }
-    respond_step(unavailable(503, Some(&renewal.req)), None)
+    respond_step(unavailable(&cx.config.pages, 503, Some(&renewal.req)), None)
 }

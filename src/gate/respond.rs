@@ -6,7 +6,7 @@ use super::grpc;
 use super::request::{Request, Response};
 use super::vocab::{Decision, Step};
 use super::waits::{Pending, PendingBox};
-use crate::config::Config;
+use crate::config::{Config, Pages};
 use crate::issuer::MAIN;
 use crate::log::{self, Level};
 use crate::oidc::JwtError;
@@ -73,11 +73,8 @@ pub(super) fn unauthenticated(req: &Request, response: Response) -> Step {
 /// 403 for API clients.
 pub(super) fn forbidden(config: &Config, req: &Request, denied: Denied, email: &str) -> Step {
     let response = if req.is_browser() {
-        error_page(
-            &config.proxy_prefix,
-            403,
-            "You are not allowed to access this application.",
-        )
+        // Which rule, in words, but never its contents (the allowed groups or domains).
+        error_page(config, request_id(req), 403, &pages::refusal(denied))
     } else {
         json_error(403, "forbidden")
     };
@@ -94,17 +91,14 @@ pub(super) fn forbidden(config: &Config, req: &Request, denied: Denied, email: &
     )
 }
 
-pub(super) fn html(status: u16, body: String) -> Response {
+pub(super) fn html(p: &Pages, status: u16, body: String) -> Response {
     Response {
         status,
         headers: vec![
             ("content-type".into(), "text/html; charset=utf-8".into()),
             ("cache-control".into(), "no-store".into()),
             ("x-frame-options".into(), "DENY".into()),
-            (
-                "content-security-policy".into(),
-                "default-src 'none'; style-src 'unsafe-inline'".into(),
-            ),
+            ("content-security-policy".into(), pages::csp(p)),
         ],
         body,
     }
@@ -127,17 +121,29 @@ pub(super) fn redirect_to(location: &str, set_cookies: Vec<String>) -> Response 
     }
 }
 
-pub(super) fn error_page(prefix: &str, status: u16, message: &str) -> Response {
-    html(
-        status,
-        pages::error(status, message, &format!("{prefix}/sign_in")),
-    )
+/// An error page with the request's `x-request-id`, linking to the sign-in page.
+pub(super) fn error_page(
+    config: &Config,
+    id: Option<&str>,
+    status: u16,
+    message: &str,
+) -> Response {
+    let sign_in = format!("{}/sign_in", config.proxy_prefix);
+    let page = pages::error(&config.pages, status, message, &sign_in, id);
+    html(&config.pages, status, page)
 }
 
-pub(super) fn internal_error(config: &Config, path: &str, what: &str) -> Step {
+/// Envoy's `x-request-id` when it is plain enough to show and log.
+pub fn request_id(req: &Request) -> Option<&str> {
+    req.header("x-request-id").filter(|id| log::plain_id(id))
+}
+
+pub(super) fn internal_error(config: &Config, req: &Request, what: &str) -> Step {
+    let path = req.path_only();
     respond_step(
         error_page(
-            &config.proxy_prefix,
+            config,
+            request_id(req),
             500,
             "Something went wrong. Please try again.",
         ),
@@ -147,9 +153,10 @@ pub(super) fn internal_error(config: &Config, path: &str, what: &str) -> Step {
 
 /// The answer when the filter cannot decide at all (the IdP unreachable, a host failure), in
 /// the request's own protocol when the request is known.
-pub fn unavailable(status: u16, req: Option<&Request>) -> Response {
+pub fn unavailable(p: &Pages, status: u16, req: Option<&Request>) -> Response {
     let message = "The login service is temporarily unavailable. Please try again shortly.";
-    let page = html(status, pages::error(status, message, "/"));
+    let id = req.and_then(request_id);
+    let page = html(p, status, pages::error(p, status, message, "/", id));
     match req {
         Some(r) if r.is_grpc() => grpc::response(page),
         _ => page,

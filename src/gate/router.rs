@@ -52,7 +52,7 @@ fn decide_http(cx: &mut Context, inc: &mut Incoming, keys_refreshed: bool) -> St
     // What a failed host call looks like, should an adapter ever pass it on: a clock at 0
     // would make every session unexpired, an empty header map an anonymous `GET /`.
     if inc.env.now < SANE_TIME || req.header(":method").is_none() || req.header(":path").is_none() {
-        return internal_error(config, req.path_only(), "host_failure");
+        return internal_error(config, req, "host_failure");
     }
     let path = req.path_only();
     if path == config.ping_path || path == config.ready_path || is_ping_agent(config, req) {

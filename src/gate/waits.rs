@@ -103,6 +103,8 @@ pub struct Callback {
     pub(super) login: LoginState,
     /// The login attempt's cookie, to expire once the login ends either way.
     pub(super) csrf_cookie: String,
+    /// The callback request's `x-request-id`, for an error page after the token call.
+    pub(super) request_id: Option<String>,
     pub(super) host: String,
     /// Names of the cookies the browser sent, to expire stale session chunks.
     pub(super) present: Vec<String>,

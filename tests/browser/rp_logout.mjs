@@ -18,6 +18,11 @@
 //   two-tabs  two tabs of one browser both start a login (both reach the IdP's login
 //             form), then tab 2 signs in, then tab 1; both must end on the app logged in
 //             (needs the filter's `cookie_csrf_per_request: true`).
+//   pages     on a phone-sized screen (390 x 844): the sign-in page, an error page (a
+//             callback without a code) and the 403 page after signing in as --user (one
+//             the stack's rules refuse); screenshots into --shots DIR (WOP_SHOTS) and,
+//             per page, its status, text, whether its logo loaded and whether it needs
+//             sideways scrolling. Not part of `all`.
 //
 // Prints one JSON line: {"ok":true,...} and exits 0, or {"ok":false,"error":...,
 // "screenshot":...,"url":...,"text":...} and exits 1 (2 on bad usage). Everything else
@@ -60,6 +65,7 @@ try {
       chromium: { type: 'string', default: process.env.WOP_CHROMIUM || '/usr/bin/chromium' },
       user: { type: 'string', default: 'john' },
       password: { type: 'string', default: 'john' },
+      shots: { type: 'string', default: process.env.WOP_SHOTS },
     },
   }));
 } catch (e) {
@@ -72,8 +78,9 @@ const IDP = new URL(opts.idp).origin;
 if (APP === IDP) usage('--app and --idp must be different origins');
 const SCENARIOS = opts.scenario === 'all' ? ['logout', 'two-tabs'] : [opts.scenario];
 for (const s of SCENARIOS) {
-  if (!['logout', 'two-tabs'].includes(s)) usage(`unknown scenario ${s}`);
+  if (!['logout', 'two-tabs', 'pages'].includes(s)) usage(`unknown scenario ${s}`);
 }
+if (SCENARIOS.includes('pages') && !opts.shots) usage('--shots DIR is required for pages');
 if (!fs.existsSync(opts.chromium)) {
   console.log(JSON.stringify({
     ok: false,
@@ -280,6 +287,45 @@ async function twoTabs(context) {
   return { final_urls: [tab1.url(), tab2.url()], host_cookies: cookies };
 }
 
+/** What a filter page shows on a phone: status, text, logo, sideways scrolling, screenshot. */
+async function capture(page, resp, name) {
+  const shot = path.join(opts.shots, `${name}.png`);
+  await page.screenshot({ path: shot, fullPage: true, timeout: 5000 });
+  const facts = await page.evaluate(() => {
+    const img = document.querySelector('.logo img');
+    return {
+      logo_loaded: img ? img.complete && img.naturalWidth > 0 : null,
+      overflows: document.documentElement.scrollWidth > window.innerWidth,
+      width: window.innerWidth,
+    };
+  });
+  step(`${name}: ${resp?.status()} ${page.url()} -> ${shot}`);
+  return { status: resp?.status(), url: page.url(), text: await pageText(page), shot, ...facts };
+}
+
+async function pages(context) {
+  const page = track(await context.newPage(), 'phone');
+  fs.mkdirSync(opts.shots, { recursive: true });
+  const out = {};
+  let resp = await visit(page, `${APP}/oauth2/sign_in?rd=/`, 'pages: sign-in page');
+  out.sign_in = await capture(page, resp, 'sign-in');
+  resp = await visit(page, `${APP}/oauth2/callback?state=only`, 'pages: an error page');
+  out.error = await capture(page, resp, 'error');
+
+  await visit(page, `${APP}/oauth2/sign_in?rd=/`, 'pages: sign in again');
+  const button = page.locator('a.button');
+  await Promise.all([
+    page.waitForURL((u) => u.origin === IDP, { timeout: STEP_TIMEOUT, waitUntil: 'load' })
+      .catch(() => { throw new Failure('pages: the sign-in button must lead to the IdP, ' +
+        `the page is at ${page.url()}`, page); }),
+    button.click(),
+  ]);
+  await expectLoginForm(page, 'pages: the sign-in button');
+  resp = await signIn(page, 'pages: sign in as a user the rules refuse');
+  out.forbidden = await capture(page, resp, 'forbidden');
+  return out;
+}
+
 // ------------------------------------------------------------------ main
 
 const started = Date.now();
@@ -299,10 +345,12 @@ try {
   for (const scenario of SCENARIOS) {
     current = scenario;
     // A fresh context per scenario: no cookies from the one before.
-    const context = await browser.newContext();
+    const phone = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+    const context = await browser.newContext(scenario === 'pages' ? phone : {});
     const t0 = Date.now();
     step(`scenario ${scenario}`);
-    results[scenario] = scenario === 'logout' ? await logout(context) : await twoTabs(context);
+    const run = { logout, 'two-tabs': twoTabs, pages }[scenario];
+    results[scenario] = await run(context);
     results[scenario].ms = Date.now() - t0;
     await context.close();
   }

@@ -53,13 +53,15 @@ fn stack(extra: &[(&str, Value)]) -> Stack {
     b.start()
 }
 
-/// Runs `rp_logout.mjs --scenario <scenario>` against the stack; returns its JSON result.
-/// Fails (with the script's output and the stack's logs) unless it reports success.
-fn run_scenario(st: &Stack, dir: &Path, scenario: &str) -> Value {
+/// Runs `rp_logout.mjs --scenario <scenario>` (and `extra` arguments) against the stack;
+/// returns its JSON result. Fails (with the script's output and the stack's logs) unless it
+/// reports success.
+fn run_scenario(st: &Stack, dir: &Path, scenario: &str, extra: &[&str]) -> Value {
     let mut cmd = Command::new("node");
     cmd.arg(dir.join("rp_logout.mjs"))
         .args(["--app", &st.base(), "--idp", &st.issuer()])
         .args(["--scenario", scenario, "--chromium", CHROMIUM])
+        .args(extra)
         .current_dir(dir);
     let started = Instant::now();
     let mut p = Proc::spawn(&format!("browser-{scenario}"), cmd, &st.dir.path);
@@ -111,7 +113,7 @@ fn run_scenario(st: &Stack, dir: &Path, scenario: &str) -> Value {
 fn c01_login_then_rp_initiated_logout_ends_the_idp_session() {
     let dir = browser_dir();
     let st = stack(&[]);
-    let r = run_scenario(&st, &dir, "logout");
+    let r = run_scenario(&st, &dir, "logout", &[]);
     let final_url = r["scenarios"]["logout"]["final_url"].as_str().unwrap_or("");
     st.check(final_url.starts_with(&st.issuer()), || {
         format!("logout: expected to end on the IdP's login form, ended at {final_url}: {r}")
@@ -130,7 +132,7 @@ fn c01_login_then_rp_initiated_logout_ends_the_idp_session() {
 fn c02_two_tabs_concurrent_logins_with_csrf_per_request() {
     let dir = browser_dir();
     let st = stack(&[("cookie_csrf_per_request", json!(true))]);
-    let r = run_scenario(&st, &dir, "two-tabs");
+    let r = run_scenario(&st, &dir, "two-tabs", &[]);
     let urls = &r["scenarios"]["two-tabs"]["final_urls"];
     st.check(
         urls.as_array().is_some_and(|a| {
@@ -138,4 +140,90 @@ fn c02_two_tabs_concurrent_logins_with_csrf_per_request() {
         }),
         || format!("two-tabs: both tabs must end on {}: {r}", st.url("/")),
     );
+}
+
+/// A 96x32 PNG: the logo of the branding test, inlined as oauth2-proxy's
+/// `custom_sign_in_logo` takes it here (a data URL).
+const LOGO_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAGAAAAAgCAIAAABiouoDAAAAXElEQVR42u3ZoQ0AIAwEwO5BUCzAJOwv2QQ8AkUIIfd5WXXyG0O2CQSAAF0D6i0dKSBAgAC9BZRLXfr+DSBAgAABAgQIECBAgAABAgQIECCDGSBAgDwOAQEC9FEmWRxANl3629MAAAAASUVORK5CYII=";
+const BANNER: &str = "ACME Corp staff only <use your work account>";
+const FOOTER: &str = "ACME IT help desk, extension 1234";
+
+/// Where the branding test's screenshots go: `target/tmp/artifacts/pages/`.
+fn shots_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts/pages")
+}
+
+/// C3 (issue 19): the pages with a company's branding, on a phone. The sign-in page shows the
+/// logo (a data URL), banner, footer and `provider_display_name`, all escaped; an error page
+/// and the 403 page show Envoy's `x-request-id`; the 403 page names the rule that refused
+/// (`email_domains`) without its contents; no page needs sideways scrolling at 390 px.
+/// Screenshots: `target/tmp/artifacts/pages/{sign-in,error,forbidden}.png`.
+#[test]
+fn c03_branded_pages_on_a_phone() {
+    let dir = browser_dir();
+    let st = stack(&[
+        (
+            "custom_sign_in_logo",
+            json!(format!("data:image/png;base64,{LOGO_PNG}")),
+        ),
+        ("banner", json!(BANNER)),
+        ("footer", json!(FOOTER)),
+        ("provider_display_name", json!("ACME SSO")),
+        ("email_domains", json!(["example.com"])),
+    ]);
+    let shots = shots_dir();
+    let _ = std::fs::remove_dir_all(&shots);
+    let shots_arg = shots.to_string_lossy().into_owned();
+    let extra = [
+        "--user",
+        "jane",
+        "--password",
+        "jane",
+        "--shots",
+        &shots_arg,
+    ];
+    let r = run_scenario(&st, &dir, "pages", &extra);
+    let pages = &r["scenarios"]["pages"];
+    for (name, status) in [("sign_in", 200), ("error", 400), ("forbidden", 403)] {
+        let p = &pages[name];
+        let text = p["text"].as_str().unwrap_or("");
+        st.check(p["status"] == json!(status), || {
+            format!("{name}: expected {status}: {p}")
+        });
+        st.check(p["logo_loaded"] == json!(true), || {
+            format!("{name}: the logo must load (CSP img-src data:): {p}")
+        });
+        st.check(p["overflows"] == json!(false), || {
+            format!("{name}: the page must fit a phone's width: {p}")
+        });
+        st.check(text.contains(FOOTER), || {
+            format!("{name}: no footer: {text}")
+        });
+        let shot = PathBuf::from(p["shot"].as_str().unwrap_or(""));
+        let png = std::fs::read(&shot).unwrap_or_default();
+        st.check(png.starts_with(b"\x89PNG"), || {
+            format!("{name}: no screenshot at {}", shot.display())
+        });
+        if name != "sign_in" {
+            st.check(text.contains("Request ID:"), || {
+                format!("{name}: the page must show the request id: {text}")
+            });
+        }
+    }
+    let sign_in = pages["sign_in"]["text"].as_str().unwrap_or("");
+    st.check(sign_in.contains(BANNER), || {
+        format!("sign-in: the banner, as text: {sign_in}")
+    });
+    st.check(sign_in.contains("Sign in with ACME SSO"), || {
+        format!("sign-in: provider_display_name: {sign_in}")
+    });
+    let forbidden = pages["forbidden"]["text"].as_str().unwrap_or("");
+    st.check(
+        forbidden.contains("Your email address is not allowed to use this application."),
+        || format!("403: the rule that refused, in words: {forbidden}"),
+    );
+    st.check(!forbidden.contains("example.com"), || {
+        format!("403: the rule's contents must not show: {forbidden}")
+    });
+    eprintln!("c03 screenshots: {}", shots.display());
 }

@@ -71,10 +71,13 @@ fn grpc_calls_get_grpc_statuses() {
 
 #[test]
 fn an_unreachable_idp_is_unavailable_in_the_callers_protocol() {
-    let r = super::unavailable(503, Some(&grpc(&[])));
+    let r = super::unavailable(&Default::default(), 503, Some(&grpc(&[])));
     assert_eq!((r.status, header(&r, "grpc-status")), (200, Some("14")));
-    let r = super::unavailable(503, Some(&get("/", &[])));
+    let r = super::unavailable(&Default::default(), 503, Some(&get("/", &[])));
     assert_eq!(r.status, 503);
     assert!(r.body.contains("temporarily unavailable"));
-    assert_eq!(super::unavailable(500, None).status, 500);
+    assert_eq!(
+        super::unavailable(&Default::default(), 500, None).status,
+        500
+    );
 }

@@ -267,6 +267,24 @@ pub fn apply(plan: &mut Plan, s: &Setting, settings: &[&Setting], kind: Kind) {
             origin,
             "tokens are verified with the issuer's keys and claims re-read at refresh",
         ),
+        // A file inside oauth2-proxy's container cannot be read by the filter.
+        "custom_sign_in_logo" if value == "-" || value.starts_with("https://") => {
+            mapped_as(plan, s, "custom_sign_in_logo")
+        }
+        "custom_sign_in_logo" => plan.report.unsupported(
+            origin,
+            "a file cannot be read inside Envoy: give an https:// URL, or inline the image \
+             as data:image/png;base64,… (at most 32 KiB)",
+        ),
+        "banner" | "footer" => {
+            mapped_as(plan, s, cfg);
+            if value.contains('<') {
+                plan.report.note(
+                    origin,
+                    "oauth2-proxy renders it as HTML; the filter shows it as text, escaped",
+                );
+            }
+        }
         "skip_auth_routes" => {
             mapped_as(plan, s, "skip_auth_routes");
             for r in values::list(s).unwrap_or_default() {

@@ -15,7 +15,6 @@ const LOGGING: &str = "the filter logs each auth event as one JSON line through 
 const LISTENER: &str = "the listener is Envoy's (TLS, addresses): the Istio sidecar's or \
                         Gateway's, or envoy.yaml's";
 const METRICS: &str = "the filter's metrics are in Envoy's /stats (wasmcustom.wasm_oauth2_proxy.*)";
-const BRANDING: &str = "the sign-in page's branding is not configurable yet";
 const REDIS: &str = "sessions live in encrypted cookies; there is no server-side session store";
 
 pub fn rule(cfg: &str) -> Rule {
@@ -32,7 +31,7 @@ pub fn rule(cfg: &str) -> Rule {
         | "insecure_oidc_allow_unverified_email" | "skip_oidc_discovery" | "oidc_jwks_url"
         | "oidc_email_claim" | "oidc_groups_claim" | "oidc_extra_audiences" | "login_url"
         | "redeem_url" | "profile_url" | "scope" | "user_id_claim" | "allowed_groups"
-        | "backend_logout_url" | "email_domains" => Same,
+        | "backend_logout_url" | "email_domains" | "provider_display_name" => Same,
 
         "real_client_ip_header" => Drop(
             "the client's address is Envoy's business (use_remote_address, xff_num_trusted_hops)",
@@ -77,8 +76,11 @@ pub fn rule(cfg: &str) -> Rule {
         }
         "signature_key" => Unsupported("the GAP-Signature header is never set"),
         "htpasswd_user_groups" => Unsupported("there are no htpasswd users"),
-        "custom_templates_dir" | "custom_sign_in_logo" | "banner" | "footer"
-        | "provider_display_name" => Unsupported(BRANDING),
+        "custom_templates_dir" => Unsupported(
+            "the pages are the filter's own; `custom_sign_in_logo`, `banner`, `footer` and \
+             `provider_display_name` brand them",
+        ),
+        "custom_sign_in_logo" | "banner" | "footer" => Custom,
         "provider_ca_files" => Unsupported(
             "give the IdP's CA to istio/idp.yaml's DestinationRule (`caCertificates`) or \
              envoy.yaml's `trusted_ca`",
