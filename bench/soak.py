@@ -57,13 +57,13 @@ SLACK_MB = 8
 # seconds; each refresh is discovery + JWKS.
 KEY_REFETCH_MIN_SECS = int(re.search(
     r"const KEY_REFETCH_MIN_SECS: u64 = (\d+);",
-    (ROOT / "src" / "provider.rs").read_text()).group(1))
+    (ROOT / "src" / "issuer" / "mod.rs").read_text()).group(1))
 MIB = 1024  # VmRSS is in KiB
 
 
 def cache_bounds() -> dict[str, int]:
-    """The per-VM cache bounds as src/gate/mod.rs declares them (`8 << 20`, `1024`, ...)."""
-    text = (ROOT / "src" / "gate" / "mod.rs").read_text()
+    """The per-VM cache bounds as src/gate/vocab.rs declares them (`8 << 20`, `1024`, ...)."""
+    text = (ROOT / "src" / "gate" / "vocab.rs").read_text()
     ops = {ast.LShift: operator.lshift, ast.Mult: operator.mul, ast.Add: operator.add}
 
     def value(node):
@@ -78,7 +78,7 @@ def cache_bounds() -> dict[str, int]:
                  "BEARER_CACHE_BYTES"):
         m = re.search(rf"const {name}: usize = ([^;]+);", text)
         if not m:
-            raise RuntimeError(f"{name} not found in src/gate/mod.rs")
+            raise RuntimeError(f"{name} not found in src/gate/vocab.rs")
         out[name] = value(ast.parse(m.group(1).replace("_", ""), mode="eval").body)
     return out
 
@@ -445,7 +445,7 @@ def markdown(res: dict) -> str:
         "",
         f"Caches per VM: sessions {b['SESSION_CACHE_ENTRIES']} entries / "
         f"{b['SESSION_CACHE_BYTES'] >> 20} MiB, bearer tokens {b['BEARER_CACHE_ENTRIES']} "
-        f"entries / {b['BEARER_CACHE_BYTES'] >> 20} MiB (src/gate/mod.rs). Phase (d2) sends "
+        f"entries / {b['BEARER_CACHE_BYTES'] >> 20} MiB (src/gate/vocab.rs). Phase (d2) sends "
         f"{st['distinct_tokens']} distinct valid tokens, more than the bearer cache holds, so "
         "it evicts; forged credentials are never cached.",
         "",

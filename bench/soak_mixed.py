@@ -71,7 +71,7 @@ CONCURRENCY = 2
 # time until its next request.
 RECOVERY_S = 10.0
 # What the filter may legitimately hold: both workers' session and bearer caches full
-# (2 x (8 + 4) MiB, src/gate/mod.rs), plus the 8 MB `just soak-memory` allows for the rest.
+# (2 x (8 + 4) MiB, src/gate/vocab.rs), plus the 8 MB `just soak-memory` allows for the rest.
 RSS_BOUND_MB = 32
 # Flat, in runs long enough to tell: less than this many MB an hour over the second half
 # (the caches fill to their entry bounds with a few MB of cookies at most).
