@@ -36,8 +36,6 @@ pub enum Event<'a> {
         ok: bool,
         version: Option<u32>,
     },
-    /// The stream ended (answered, reset or done).
-    Done { stream: u32 },
     /// The tick the coordinator asked for with [`Action::TickEvery`].
     Tick,
 }

@@ -67,8 +67,10 @@ pub struct Coordinator {
     next_id: u64,
     /// `Set-Cookie` values for a stream's response (a refreshed or re-sealed session).
     pub(super) replies: HashMap<u32, Vec<String>>,
-    /// The `x-request-id` of each paused stream, for its later log lines.
-    pub(super) request_ids: HashMap<u32, String>,
+    /// The streams that were paused (they wait, or waited, for something), with their
+    /// `x-request-id` for their later log lines. A stream not here holds nothing but maybe a
+    /// reply: its end costs a lookup.
+    pub(super) paused: HashMap<u32, Option<String>>,
     pub(super) actions: VecDeque<Action>,
     tick_every: Option<u64>,
 }
@@ -99,7 +101,7 @@ impl Coordinator {
             ops: HashMap::new(),
             next_id: 0,
             replies: HashMap::new(),
-            request_ids: HashMap::new(),
+            paused: HashMap::new(),
             actions: VecDeque::new(),
             tick_every: None,
         };
@@ -124,7 +126,6 @@ impl Coordinator {
             } => self.on_answer(token, answer, too_large),
             Event::Read { read, values } => self.on_read(read, values),
             Event::Written { write, ok, version } => self.on_written(write, ok, version),
-            Event::Done { stream } => self.on_done(stream),
             Event::Tick => self.on_tick(),
         }
         self.announce_pace();
@@ -212,9 +213,14 @@ impl Coordinator {
         f(&mut cx, &mut env)
     }
 
-    fn on_done(&mut self, stream: u32) {
+    /// The stream ended (answered, reset or done): what it left is dropped, except a refresh
+    /// in flight. Bookkeeping only, on every request: no clock, and for a stream that never
+    /// paused, two lookups.
+    pub fn stream_done(&mut self, stream: u32) {
         self.replies.remove(&stream);
-        self.request_ids.remove(&stream);
+        if self.paused.remove(&stream).is_none() {
+            return;
+        }
         self.waits.forget(stream);
         let orphan = |call: &mut Call| match &mut call.owner {
             Owner::Stream {
@@ -229,6 +235,7 @@ impl Coordinator {
         };
         self.calls.retain(|_, c| orphan(c));
         self.sending.retain(|_, c| orphan(c));
+        self.announce_pace();
     }
 
     fn on_tick(&mut self) {

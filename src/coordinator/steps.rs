@@ -33,7 +33,7 @@ impl Coordinator {
             self.metrics.count_log(&line);
             let id = match (fresh, stream) {
                 (Some((req, _)), _) => request_id(req),
-                (None, Some(s)) => self.request_ids.get(&s).cloned(),
+                (None, Some(s)) => self.paused.get(&s).cloned().flatten(),
                 _ => None,
             };
             let line = crate::log::with_request_id(&line, id.as_deref());
@@ -120,10 +120,12 @@ impl Coordinator {
         }
     }
 
-    /// Keeps a stream's request id for the log lines of its later steps.
+    /// Notes that `stream` waits, with its request id for the log lines of its later steps.
     fn remember(&mut self, stream: u32, fresh: Option<(&Request, bool)>) {
-        if let Some(id) = fresh.and_then(|(req, _)| request_id(req)) {
-            self.request_ids.insert(stream, id);
+        let id = fresh.and_then(|(req, _)| request_id(req));
+        let kept = self.paused.entry(stream).or_insert(None);
+        if id.is_some() {
+            *kept = id;
         }
     }
 

@@ -165,7 +165,7 @@ fn reports_nobody_asked_for_are_ignored() {
         },
         NOW_MS,
     );
-    c.handle(Event::Done { stream: 42 }, NOW_MS);
+    c.stream_done(42);
     assert!(drain(&mut c).is_empty());
     assert!(!c.owns(5));
 }
@@ -187,8 +187,8 @@ fn a_stream_that_goes_away_leaves_nothing_behind() {
     drain(&mut c);
     assert_eq!(c.gauges()[4], ("parked_requests", 50));
     for stream in 0..50 {
-        c.handle(Event::Done { stream }, NOW_MS);
+        c.stream_done(stream);
     }
     assert_eq!(c.gauges()[4], ("parked_requests", 0));
-    assert!(c.request_ids.is_empty() && c.replies.is_empty());
+    assert!(c.paused.is_empty() && c.replies.is_empty());
 }

@@ -137,9 +137,9 @@ impl Vm {
 
     pub fn on_done<H: Host>(&mut self, host: &mut H, root: u32, stream: u32) {
         if let Some(plugin) = self.plugins.get_mut(&root) {
-            let now = host.now_ms();
-            plugin.coordinator.handle(Event::Done { stream }, now);
-            drive(plugin, host, None, now);
+            // No clock: this runs for every request.
+            plugin.coordinator.stream_done(stream);
+            drive(plugin, host, None, 0);
         }
     }
 }

@@ -286,10 +286,11 @@ fn the_hot_path_asks_the_host_three_things() {
     assert_eq!(header(headers, "x-forwarded-access-token"), Some("AT-1"));
     assert_eq!(header(headers, "cookie"), None, "our cookie stays here");
     assert_eq!(header(headers, "x-request-id"), Some("req-42"));
-    // Nothing for its response.
+    // Nothing for its response, nor for its end: no clock, no other host call.
     w.host.calls.clear();
     w.vm.on_response(&mut w.host, ROOT, 9);
-    assert!(w.host.calls.is_empty());
+    w.vm.on_done(&mut w.host, ROOT, 9);
+    assert!(w.host.calls.is_empty(), "{:?}", w.host.calls);
 }
 
 #[test]
