@@ -156,7 +156,7 @@ fuzz SECONDS="600":
     mkdir -p bench/results
     : > bench/results/fuzz.jsonl
     FUZZ_SECONDS={{SECONDS}} FUZZ_RESULTS="{{root}}/bench/results/fuzz.jsonl" \
-        cargo test --release --test properties -- --nocapture --test-threads 2
+        cargo test --profile fuzz --test properties -- --nocapture --test-threads 2
     status=$?
     python3 bench/fuzz_report.py --command "just fuzz {{SECONDS}}" bench/results/fuzz.jsonl > bench/results/fuzz.md
     cat bench/results/fuzz.md
@@ -171,7 +171,7 @@ fuzz-each SECONDS="600":
     mkdir -p bench/results
     : > bench/results/fuzz.jsonl
     FUZZ_TARGET_SECONDS={{SECONDS}} FUZZ_RESULTS="{{root}}/bench/results/fuzz.jsonl" \
-        cargo test --release --test properties -- --nocapture --test-threads 2
+        cargo test --profile fuzz --test properties -- --nocapture --test-threads 2
     status=$?
     python3 bench/fuzz_report.py --command "just fuzz-each {{SECONDS}}" bench/results/fuzz.jsonl > bench/results/fuzz.md
     cat bench/results/fuzz.md

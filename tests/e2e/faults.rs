@@ -36,11 +36,11 @@ use crate::support::Env;
 
 /// The filter's `idp_timeout` in these tests: a hanging IdP costs a request this long.
 const IDP_TIMEOUT: Duration = Duration::from_secs(1);
-/// After a failed metadata load the filter waits this long before the next (src/provider.rs
+/// After a failed metadata load the filter waits this long before the next (src/issuer/mod.rs
 /// `RETRY_SECS`); the same pause holds after a failed refresh of one session.
 const RETRY: Duration = Duration::from_secs(2);
 /// Keys are fetched again for an unknown `kid` at most this often per VM
-/// (src/provider.rs `KEY_REFETCH_MIN_SECS`).
+/// (src/issuer/mod.rs `KEY_REFETCH_MIN_SECS`).
 const KEY_REFETCH_MIN: Duration = Duration::from_secs(5);
 
 fn builder() -> StackBuilder {

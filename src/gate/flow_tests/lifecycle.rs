@@ -127,7 +127,7 @@ fn settled(w: &mut World, pending: PendingBox, how: Settled) -> Step {
 }
 
 /// Proxy-wasm shared data as the adapter uses it for refresh slots: bytes and a version per
-/// key, every slot created before any request (as `filter::plugin::configure` does).
+/// key, every slot created before any request (as `Coordinator::new` does).
 #[derive(Default)]
 struct Shared(HashMap<String, (Vec<u8>, u32)>);
 
