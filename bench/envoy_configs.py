@@ -12,6 +12,16 @@ def _cluster(name: str, port: int) -> dict:
         "name": name,
         "type": "STATIC",
         "connect_timeout": "2s",
+        # Close idle upstream connections before the servers behind them do (demo/app.js and
+        # idp/server.js keep them 65 s): a request Envoy sends on a connection the server is
+        # closing at that moment gets a 503 (`upstream_reset_before_response_started`).
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "common_http_protocol_options": {"idle_timeout": "60s"},
+                "explicit_http_config": {"http_protocol_options": {}},
+            },
+        },
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {

@@ -70,6 +70,8 @@ CONCURRENCY = 2
 # after the IdP is back, a session due for refresh may still get a 503 this long, plus the
 # time until its next request.
 RECOVERY_S = 10.0
+# Envoy's access log of every 5xx answer, in the run's log directory.
+FIVE_XX_LOG = "envoy-5xx.log"
 # What the filter may legitimately hold: both workers' session and bearer caches full
 # (2 x (8 + 4) MiB, src/gate/vocab.rs), plus the 8 MB `just soak-memory` allows for the rest.
 RSS_BOUND_MB = 32
@@ -232,6 +234,20 @@ class Stack:
         }
         boot = ec.bootstrap(self.port, self.admin, self.app_port, self.proxy_port,
                             ec.gate_filter(str(WASM), json.dumps(config)))
+        # Every 5xx with Envoy's reason for it: the filter's own answers and anything Envoy
+        # itself answered (an upstream reset, a timeout) are told apart in the report.
+        hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        hcm["typed_config"]["access_log"] = [{
+            "name": "envoy.access_loggers.file",
+            "filter": {"status_code_filter": {"comparison": {
+                "op": "GE", "value": {"default_value": 500, "runtime_key": "soak_log_5xx"}}}},
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": str(workdir / FIVE_XX_LOG),
+                "log_format": {"text_format_source": {"inline_string":
+                    "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\n"}},
+            },
+        }]
         path = workdir / "envoy.json"
         path.write_text(json.dumps(boot, indent=1))
         self.envoy = self.start("envoy", [
@@ -289,6 +305,16 @@ class Stack:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.idp_port}/test/counters",
                                     timeout=5) as r:
             return json.load(r)
+
+    def five_xx_causes(self) -> dict[str, int]:
+        """Envoy's access log of 5xx answers, counted by status, flags and reason."""
+        path = self.workdir / FIVE_XX_LOG
+        out: dict[str, int] = {}
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                if line.strip():
+                    out[line.strip()] = out.get(line.strip(), 0) + 1
+        return out
 
     def envoy_log(self) -> str:
         return (self.workdir / "envoy.log").read_text(errors="replace")
@@ -565,6 +591,8 @@ def run(args) -> dict:
         vms1 = st.vms()
         codes = st.stats(r"^http\.bench\.downstream_rq_[1-5]xx$")
         log = st.envoy_log()
+        time.sleep(1.5)  # Envoy flushes its access log every second
+        causes = st.five_xx_causes()
     finally:
         st.stop()
 
@@ -591,7 +619,7 @@ def run(args) -> dict:
             name = key.removesuffix("ms")
             ph[f"{name}p50_ms"] = round(percentile(xs, 50), 1)
             ph[f"{name}p99_ms"] = round(percentile(xs, 99), 1)
-    last_503 = max((r[0] for r in soak.records if r[3] == 503), default=None)
+    last_503 = max((r[0] for r in soak.records if r[5] and r[3] == 503), default=None)
     unexpected_5xx = sum(1 for r in soak.records if not r[5] and r[3] >= 500)
     expected_503 = sum(1 for r in soak.records if r[5] and r[3] == 503)
     diff = {k: counters1[k] - counters0.get(k, 0) for k in counters1}
@@ -623,6 +651,7 @@ def run(args) -> dict:
         "unexpected_examples": soak.unexpected[:20],
         "logins_while_idp_unreachable": soak.idp_unreachable_logins,
         "envoy_response_codes": codes,
+        "envoy_5xx_causes": causes,
         "idp": diff,
         "refresh_reused": diff.get("refresh_reused", 0),
         "rss_mb": {"after_warmup": round(rss0, 1), "max": round(max(v for _, v in rss), 1),
@@ -705,6 +734,9 @@ def markdown(res: dict) -> str:
         f"- Wasm VMs (Envoy's stats): {res['vms']['start']} then {res['vms']['end']}: "
         f"**{res['vm_restarts']}** restarts.",
         f"- Envoy's own count of answers: {res['envoy_response_codes']}.",
+        "- Envoy's access log of 5xx (status, flags, reason: count): "
+        + (", ".join(f"`{k}`: {n}" for k, n in sorted(res["envoy_5xx_causes"].items()))
+           or "none") + ".",
     ]
     if res["unexpected_examples"]:
         lines += ["", "Unexpected answers (first 20):", ""]
