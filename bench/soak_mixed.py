@@ -23,7 +23,8 @@ runs shorter than 10 minutes). What is expected of every answer, by kind:
               session whose access token is due and cannot be refreshed; a failed refresh is
               tried again after 2 s); a 401 only for a session another thread signed out
   login       the gate's 302 to the IdP and a session (while the IdP is down the browser
-              cannot reach it: counted, not a failure)
+              cannot reach it, or the gate cannot redeem the code and answers the callback
+              with its 502 page: counted, not a failure)
   bearer, public, ping  200      forged  401 / 302      anonymous  401      sign_out  302
 
 Anything else is unexpected, and so is every 5xx not listed. The run fails (exit 1) on an
@@ -400,7 +401,8 @@ class Soak:
             first = b.request(f"http://127.0.0.1:{self.st.port}/headers")
             if first.status != 302:
                 return first.status, False, "the gate did not send the browser to log in"
-            login(b, f"http://127.0.0.1:{self.st.port}/headers", self.st.port, "john", "john")
+            callback, _ = login(b, f"http://127.0.0.1:{self.st.port}/headers", self.st.port,
+                                "john", "john")
         except (OSError, http.client.HTTPException, RuntimeError) as e:
             if self.idp_trouble(t) or self.idp_trouble(self.now()):
                 with self.lock:
@@ -413,7 +415,14 @@ class Soak:
         cookie = "; ".join(f"{k}={v}" for k, v in jar.items() if k.startswith(COOKIE)
                            and not k.endswith("_csrf"))
         if not cookie:
-            return 302, False, "the login left no session"
+            # The IdP went away between its login form and the callback: the gate cannot
+            # redeem the code and answers its error page (the fault table's `b01` answer).
+            if callback.status in (502, 503, 504) and (self.idp_trouble(t)
+                                                       or self.idp_trouble(self.now())):
+                with self.lock:
+                    self.idp_unreachable_logins += 1
+                return 302, True, ""
+            return callback.status, False, "the login left no session"
         status, _, body = get(self.st.port, "/headers",
                               {"Accept": "application/json", "Cookie": cookie})
         if status != 200:
